@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Each sets up what it needs: a virtualenv, the Docker engine, the test images.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help venv engine images test demo clean
+
+help:
+	@echo "make demo    start a notebook container through the Docker backend and print its URL"
+	@echo "make test    run every test (starts the engine and builds the test images first)"
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+engine:
+	scripts/engine.sh
+
+images: engine
+	scripts/images.sh
+
+test: venv images
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: venv images
+	$(PY) scripts/demo.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

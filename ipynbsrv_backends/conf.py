@@ -1,0 +1,80 @@
+"""The app's settings: one dict, ``IPYNBSRV_BACKENDS``, read lazily.
+
+Read values through :data:`app_settings` (``app_settings.HOSTAPI_BACKEND``); never at import
+time. The object drops its cache on ``setting_changed`` so ``override_settings`` works.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "IPYNBSRV_BACKENDS"
+
+DEFAULTS: dict[str, Any] = {
+    # The backend classes an admin may pick for a node: short name -> dotted path.
+    # Nothing outside this allow-list is ever imported from a form or an API call.
+    "BACKEND_CLASSES": {
+        "Docker": "ipynbsrv_backends.backends.Docker",
+        "HttpRemote": "ipynbsrv_backends.backends.HttpRemote",
+    },
+    # The host API: which local backend a node serves, and with which options.
+    "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
+    "HOSTAPI_BACKEND_OPTIONS": {},
+    # The token callers must present; ``None`` reads the IPYNBSRV_HOSTAPI_TOKEN environment
+    # variable. An empty token refuses every request unless HOSTAPI_INSECURE_NO_TOKEN is set.
+    "HOSTAPI_TOKEN": None,
+    # Local development only: serve the host API without any authentication.
+    "HOSTAPI_INSECURE_NO_TOKEN": False,
+}
+
+TOKEN_ENV = "IPYNBSRV_HOSTAPI_TOKEN"
+
+
+class AppSettings:
+    """Attribute access to ``settings.IPYNBSRV_BACKENDS`` with defaults filled in."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self._defaults = defaults or DEFAULTS
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        from django.conf import settings
+
+        value = getattr(settings, SETTING_NAME, {}) or {}
+        if not isinstance(value, dict):
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(f"{SETTING_NAME} must be a dict, not {type(value).__name__}.")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._defaults:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self.user_settings.get(name, self._defaults[name])
+        return self._cache[name]
+
+    @property
+    def hostapi_token(self) -> str:
+        """The host API token: the setting, else the environment variable, else ''."""
+        token = self.HOSTAPI_TOKEN
+        if token is None:
+            token = os.environ.get(TOKEN_ENV, "")
+        return str(token)
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+app_settings = AppSettings()
+
+
+@receiver(setting_changed)
+def _reload_app_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        app_settings.reload()

@@ -1,0 +1,237 @@
+"""The container backend contract.
+
+A backend turns calls such as :meth:`ContainerBackend.create_container` into real
+containers. Every method returns plain JSON-serialisable values (the records below), so a
+result crosses the host API unchanged and :class:`~ipynbsrv_backends.backends.HttpRemote`
+returns exactly what :class:`~ipynbsrv_backends.backends.Docker` returns.
+
+Capabilities beyond the base contract are sub-contracts; callers detect them with
+``isinstance(backend, SuspendableContainerBackend)``.
+
+Every method takes ``**kwargs`` last for backend-specific options. An option a backend does
+not know is an :class:`~ipynbsrv_backends.errors.InvalidArgumentError`, never silently
+dropped.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Literal, NotRequired, TypedDict
+
+__all__ = [
+    "BACKEND_STATUS_OK",
+    "BACKEND_STATUS_STOPPED",
+    "BACKEND_STATUS_ERROR",
+    "CONTAINER_STATUS_RUNNING",
+    "CONTAINER_STATUS_STOPPED",
+    "CONTAINER_STATUS_SUSPENDED",
+    "PortRecord",
+    "VolumeRecord",
+    "ContainerRecord",
+    "ImageRecord",
+    "SnapshotRecord",
+    "ContainerBackend",
+    "SuspendableContainerBackend",
+    "SnapshotableContainerBackend",
+]
+
+BACKEND_STATUS_OK = 0
+BACKEND_STATUS_STOPPED = 1
+BACKEND_STATUS_ERROR = 2
+
+CONTAINER_STATUS_RUNNING = "running"
+CONTAINER_STATUS_STOPPED = "stopped"
+CONTAINER_STATUS_SUSPENDED = "suspended"
+
+
+class PortRecord(TypedDict):
+    """A published port. ``external: None`` asks the engine for a free port."""
+
+    address: str
+    external: int | None
+    internal: int
+
+
+class VolumeRecord(TypedDict):
+    """A bind mount (``source`` is an absolute host path) or a named volume (no ``/``)."""
+
+    source: str
+    target: str
+    mode: NotRequired[Literal["rw", "ro"]]
+
+
+class ContainerRecord(TypedDict):
+    pk: str
+    name: str
+    status: Literal["running", "stopped", "suspended"]
+    image: str
+    owner: str
+    created: str
+    ports: list[PortRecord]
+    volumes: list[VolumeRecord]
+
+
+class ImageRecord(TypedDict):
+    pk: str
+    name: str
+    created: str
+    size: int
+
+
+class SnapshotRecord(TypedDict):
+    pk: str
+    name: str
+    container: str
+    created: str
+
+
+class ContainerBackend(abc.ABC):
+    """The base contract every container backend implements."""
+
+    BACKEND_STATUS_OK = BACKEND_STATUS_OK
+    BACKEND_STATUS_STOPPED = BACKEND_STATUS_STOPPED
+    BACKEND_STATUS_ERROR = BACKEND_STATUS_ERROR
+    CONTAINER_STATUS_RUNNING = CONTAINER_STATUS_RUNNING
+    CONTAINER_STATUS_STOPPED = CONTAINER_STATUS_STOPPED
+
+    @abc.abstractmethod
+    def container_exists(self, container: str, **kwargs: Any) -> bool:
+        """Whether this backend manages a container with the pk ``container``."""
+
+    @abc.abstractmethod
+    def container_image_exists(self, image: str, **kwargs: Any) -> bool:
+        """Whether the image ``image`` exists."""
+
+    @abc.abstractmethod
+    def container_is_running(self, container: str, **kwargs: Any) -> bool:
+        """Whether the container runs; a suspended container counts as running."""
+
+    @abc.abstractmethod
+    def create_container(
+        self,
+        username: str,
+        uid: int,
+        name: str,
+        ports: list[PortRecord],
+        volumes: list[VolumeRecord],
+        cmd: str | list[str] | None = None,
+        base_url: str | None = None,
+        image: str | None = None,
+        clone_of: str | None = None,
+        **kwargs: Any,
+    ) -> ContainerRecord:
+        """Create and start a container from ``image``, or from the current filesystem of
+        the container ``clone_of`` (exactly one of the two).
+
+        The container sees ``OWNER=<username>`` and ``BASE_URL=<base_url>`` in its
+        environment. Options: at least ``env`` (dict), ``mem_limit``, ``cpu_limit`` and
+        ``pids_limit``.
+        """
+
+    @abc.abstractmethod
+    def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
+        """Commit the container to an image (pushed to the registry when one is set)."""
+
+    @abc.abstractmethod
+    def delete_container(self, container: str, **kwargs: Any) -> None:
+        """Remove the container in whatever state it is. Named volumes are kept."""
+
+    @abc.abstractmethod
+    def delete_container_image(self, image: str, **kwargs: Any) -> None:
+        """Remove an image this backend made."""
+
+    @abc.abstractmethod
+    def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
+        """Run ``cmd`` (an argv list, or a string split as a shell would, with no shell) in
+        the running container and return its stdout and stderr as text."""
+
+    @abc.abstractmethod
+    def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
+        """The record of one container."""
+
+    @abc.abstractmethod
+    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        """The record of one image."""
+
+    @abc.abstractmethod
+    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
+        """The images this backend made."""
+
+    @abc.abstractmethod
+    def get_container_logs(
+        self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any
+    ) -> list[str]:
+        """The container's output, one line each; ``tail`` keeps the last lines only,
+        ``since`` (a datetime, an ISO 8601 string or a Unix time) the newer ones."""
+
+    @abc.abstractmethod
+    def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
+        """The containers this backend manages (only running or suspended ones on request)."""
+
+    @abc.abstractmethod
+    def get_status(self, **kwargs: Any) -> int:
+        """``BACKEND_STATUS_OK``, ``_STOPPED`` or ``_ERROR``. Never raises."""
+
+    def restart_container(self, container: str, **kwargs: Any) -> None:
+        """Stop (gracefully) and start the container again."""
+        self.stop_container(container, **kwargs)
+        self.start_container(container, **kwargs)
+
+    @abc.abstractmethod
+    def start_container(self, container: str, **kwargs: Any) -> None:
+        """Start a stopped container; starting a running one does nothing."""
+
+    @abc.abstractmethod
+    def stop_container(self, container: str, **kwargs: Any) -> None:
+        """Stop the container gracefully: a signal, a timeout, then a kill."""
+
+
+class SuspendableContainerBackend(ContainerBackend):
+    """A backend that can freeze a container and thaw it again (``"suspended"``)."""
+
+    CONTAINER_STATUS_SUSPENDED = CONTAINER_STATUS_SUSPENDED
+
+    @abc.abstractmethod
+    def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
+        """Whether the container is suspended."""
+
+    @abc.abstractmethod
+    def resume_container(self, container: str, **kwargs: Any) -> None:
+        """Thaw a suspended container."""
+
+    @abc.abstractmethod
+    def suspend_container(self, container: str, **kwargs: Any) -> None:
+        """Freeze a running container; its processes keep their memory."""
+
+
+class SnapshotableContainerBackend(ContainerBackend):
+    """A backend that can keep and restore snapshots of a container's filesystem."""
+
+    @abc.abstractmethod
+    def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
+        """Whether the snapshot exists."""
+
+    @abc.abstractmethod
+    def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
+        """Snapshot the container's filesystem; names are unique per container."""
+
+    @abc.abstractmethod
+    def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
+        """Remove a snapshot."""
+
+    @abc.abstractmethod
+    def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
+        """The record of one snapshot."""
+
+    @abc.abstractmethod
+    def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
+        """Every snapshot this backend keeps."""
+
+    @abc.abstractmethod
+    def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
+        """The snapshots of one container."""
+
+    @abc.abstractmethod
+    def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
+        """Put the container's filesystem back to the snapshot's; its pk, name, ports,
+        volumes, environment and limits are kept."""

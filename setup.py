@@ -1,0 +1,48 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="ipynbsrv-backends",
+    version="0.1.0",
+    description="Run users' containers (one notebook server per user, or many) on one Docker host "
+    "or a fleet of them, from inside Django.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.11",
+    packages=find_packages(include=["ipynbsrv_backends", "ipynbsrv_backends.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=[
+        "Django>=5.2",
+        "djangorestframework>=3.15",
+        "drf-spectacular>=0.27",
+        "docker>=7.0,<8",
+        "requests>=2.31",
+        "gunicorn>=22",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-django>=4.8",
+            "pytest-timeout>=2.3",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "ipynbsrv_hostapi=ipynbsrv_backends.hostapi.cli:main",
+        ],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 5.2",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "License :: OSI Approved :: BSD License",
+    ],
+)
