@@ -1,0 +1,1041 @@
+"""The ``Docker`` backend: containers on one Docker engine, through docker-py.
+
+Everything it creates carries labels (``org.ipynbsrv.*``) naming the backend instance that
+manages it, its owner and its name; it lists and acts only on what carries its instance
+label. A container's pk is its engine name (``<prefix>-u<uid>-<name>``), which survives a
+snapshot restore; image and snapshot pks are image references.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fnmatch
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .. import errors
+from ..contract import (
+    BACKEND_STATUS_ERROR,
+    BACKEND_STATUS_OK,
+    BACKEND_STATUS_STOPPED,
+    ContainerRecord,
+    ImageRecord,
+    PortRecord,
+    SnapshotableContainerBackend,
+    SnapshotRecord,
+    SuspendableContainerBackend,
+    VolumeRecord,
+)
+from ..validation import (
+    NAME_RE,
+    iso_utc,
+    parse_engine_time,
+    parse_since,
+    validate_cmd,
+    validate_cpu_limit,
+    validate_env,
+    validate_mem_limit,
+    validate_name,
+    validate_pids_limit,
+    validate_pk,
+    validate_ports,
+    validate_tail,
+    validate_uid,
+    validate_username,
+    validate_volumes,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Docker", "LABEL_PREFIX"]
+
+LABEL_PREFIX = "org.ipynbsrv."
+L_INSTANCE = LABEL_PREFIX + "instance"
+L_KIND = LABEL_PREFIX + "kind"
+L_OWNER = LABEL_PREFIX + "owner"
+L_UID = LABEL_PREFIX + "uid"
+L_NAME = LABEL_PREFIX + "name"
+L_IMAGE = LABEL_PREFIX + "image"
+L_CREATED = LABEL_PREFIX + "created"
+L_PORTS = LABEL_PREFIX + "ports"
+L_VOLUMES = LABEL_PREFIX + "volumes"
+L_CLONE_OF = LABEL_PREFIX + "clone-of"
+L_CONTAINER = LABEL_PREFIX + "container"
+L_SNAPSHOT = LABEL_PREFIX + "snapshot"
+L_IMAGE_NAME = LABEL_PREFIX + "image-name"
+
+KIND_CONTAINER = "container"
+KIND_IMAGE = "image"
+KIND_SNAPSHOT = "snapshot"
+KIND_CLONE_BASE = "clone-base"
+
+#: Every label a container carries; all are set on each create so nothing is inherited
+#: from the labels of the image it starts from (a snapshot or a committed image).
+CONTAINER_LABELS = (
+    L_INSTANCE, L_KIND, L_OWNER, L_UID, L_NAME, L_IMAGE, L_CREATED, L_PORTS, L_VOLUMES,
+    L_CLONE_OF, L_CONTAINER, L_SNAPSHOT, L_IMAGE_NAME,
+)
+
+CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
+
+#: Options a caller might try to smuggle in; each widens what a container may do on the
+#: host, so each is refused by name rather than passed to the engine.
+PRIVILEGED_OPTIONS = frozenset({
+    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
+    "network_mode", "network", "pid_mode", "ipc_mode", "uts_mode", "userns_mode", "cgroupns",
+    "security_opt", "sysctls", "volumes_from", "cgroup_parent", "runtime", "host_config",
+    "user", "binds", "mounts", "tmpfs", "extra_hosts", "dns", "oom_kill_disable",
+    "restart_policy", "labels", "entrypoint", "working_dir", "init", "read_only", "shm_size",
+})
+
+PULL_POLICIES = ("if-not-present", "always", "never")
+REGISTRY_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
+PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
+
+
+def _status_of(state: str) -> str:
+    if state == "paused":
+        return "suspended"
+    if state in ("running", "restarting"):
+        return "running"
+    return "stopped"
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``host:5000/a/b:tag`` -> (``host:5000/a/b``, ``tag``); a missing tag is ``latest``."""
+    if "@" in ref:
+        return ref, ""
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, "latest"
+
+
+class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
+    """Containers on one Docker engine.
+
+    See the README for every constructor argument. The engine is not contacted until the
+    first call, so building a backend never blocks and never fails on a down engine.
+    """
+
+    #: Constructor options and their defaults (besides the three positional ones).
+    OPTIONS: dict[str, Any] = {
+        "instance": "default",
+        "name_prefix": "ipynbsrv",
+        "version": None,
+        "timeout": 60,
+        "max_pool_size": 10,
+        "tls_verify": True,
+        "tls_ca_cert": None,
+        "tls_client_cert": None,
+        "tls_client_key": None,
+        "stop_timeout": 10,
+        "default_mem_limit": None,
+        "default_cpu_limit": None,
+        "default_pids_limit": None,
+        "pull_policy": "if-not-present",
+        "registry_username": None,
+        "registry_password": None,
+        "allowed_images": (),
+        "no_new_privileges": True,
+        "use_init": True,
+    }
+    SECRET_OPTIONS = frozenset({"registry_password", "tls_client_key"})
+
+    def __init__(
+        self,
+        base_url: str = "unix://var/run/docker.sock",
+        registry: str | None = None,
+        allowed_volume_roots: list[str] | tuple[str, ...] = (),
+        **options: Any,
+    ) -> None:
+        config = self.validate_options(base_url=base_url, registry=registry,
+                                       allowed_volume_roots=allowed_volume_roots, **options)
+        self.base_url: str = config["base_url"]
+        self.registry: str | None = config["registry"]
+        self.allowed_volume_roots: tuple[str, ...] = config["allowed_volume_roots"]
+        for key in self.OPTIONS:
+            setattr(self, key, config[key])
+        self._client: docker.APIClient | None = None
+        self._client_lock = threading.Lock()
+        self._name_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ configuration
+
+    @classmethod
+    def validate_options(cls, **config: Any) -> dict[str, Any]:
+        """Check a constructor configuration without contacting anything.
+
+        Returns the configuration with defaults filled in; raises InvalidArgumentError
+        naming the first bad option. The admin form, the API and the checks all call this.
+        """
+        known = {"base_url", "registry", "allowed_volume_roots", *cls.OPTIONS}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise errors.InvalidArgumentError(
+                f"Unknown Docker backend option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}."
+            )
+        result = {"base_url": "unix://var/run/docker.sock", "registry": None, "allowed_volume_roots": (),
+                  **cls.OPTIONS, **config}
+
+        base_url = result["base_url"]
+        if not isinstance(base_url, str) or not re.match(r"^(unix|tcp|http|https)://", base_url):
+            raise errors.InvalidArgumentError(
+                f"Invalid base_url {base_url!r}: use unix:///var/run/docker.sock or tcp://HOST:PORT."
+            )
+        registry = result["registry"]
+        if registry is not None:
+            if not isinstance(registry, str) or not REGISTRY_RE.match(registry.strip("/")):
+                raise errors.InvalidArgumentError(
+                    f"Invalid registry {registry!r}: use HOST:PORT or HOST:PORT/NAMESPACE, such as 10.0.0.1:5000."
+                )
+            result["registry"] = registry.strip("/")
+        roots = result["allowed_volume_roots"]
+        if isinstance(roots, str) or not isinstance(roots, (list, tuple)):
+            raise errors.InvalidArgumentError("allowed_volume_roots must be a list of absolute host directories.")
+        resolved = []
+        for root in roots:
+            if not isinstance(root, str) or not root.startswith("/"):
+                raise errors.InvalidArgumentError(f"Invalid allowed volume root {root!r}: use an absolute path.")
+            real = os.path.realpath(root)
+            if real == "/":
+                raise errors.InvalidArgumentError("'/' cannot be an allowed volume root: that allows the whole host.")
+            resolved.append(real)
+        result["allowed_volume_roots"] = tuple(resolved)
+
+        if not isinstance(result["instance"], str) or not INSTANCE_RE.match(result["instance"]):
+            raise errors.InvalidArgumentError(
+                f"Invalid instance {result['instance']!r}: use letters, digits, '_', '.' and '-' (at most 63)."
+            )
+        if not isinstance(result["name_prefix"], str) or not PREFIX_RE.match(result["name_prefix"]) \
+                or len(result["name_prefix"]) > 32:
+            raise errors.InvalidArgumentError(
+                f"Invalid name_prefix {result['name_prefix']!r}: use lower-case letters and digits joined by '-'."
+            )
+        for key in ("timeout", "stop_timeout"):
+            value = result[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise errors.InvalidArgumentError(f"Invalid {key} {value!r}: use a positive number of seconds.")
+        if isinstance(result["max_pool_size"], bool) or not isinstance(result["max_pool_size"], int) \
+                or result["max_pool_size"] < 1:
+            raise errors.InvalidArgumentError("max_pool_size must be a whole number from 1 up.")
+        if result["version"] is not None and not (isinstance(result["version"], str)
+                                                  and re.match(r"^(auto|\d+\.\d+)$", result["version"])):
+            raise errors.InvalidArgumentError(f"Invalid version {result['version']!r}: use 'auto' or an API version such as '1.41'.")
+        result["default_mem_limit"] = validate_mem_limit(result["default_mem_limit"])
+        result["default_cpu_limit"] = validate_cpu_limit(result["default_cpu_limit"])
+        result["default_pids_limit"] = validate_pids_limit(result["default_pids_limit"])
+        if result["pull_policy"] not in PULL_POLICIES:
+            raise errors.InvalidArgumentError(
+                f"Invalid pull_policy {result['pull_policy']!r}: use one of {', '.join(PULL_POLICIES)}."
+            )
+        patterns = result["allowed_images"]
+        if isinstance(patterns, str) or not isinstance(patterns, (list, tuple)) \
+                or not all(isinstance(p, str) and p for p in patterns):
+            raise errors.InvalidArgumentError("allowed_images must be a list of image name patterns such as 'notebooks/*'.")
+        result["allowed_images"] = tuple(patterns)
+        for key in ("tls_ca_cert", "tls_client_cert", "tls_client_key", "registry_username", "registry_password"):
+            if result[key] is not None and not isinstance(result[key], str):
+                raise errors.InvalidArgumentError(f"{key} must be a string.")
+        if bool(result["tls_client_cert"]) != bool(result["tls_client_key"]):
+            raise errors.InvalidArgumentError("tls_client_cert and tls_client_key go together: give both or neither.")
+        if bool(result["registry_username"]) != bool(result["registry_password"]):
+            raise errors.InvalidArgumentError("registry_username and registry_password go together: give both or neither.")
+        for key in ("tls_verify", "no_new_privileges", "use_init"):
+            if not isinstance(result[key], bool):
+                raise errors.InvalidArgumentError(f"{key} must be true or false.")
+        return result
+
+    def __repr__(self) -> str:
+        registry = f", registry={self.registry!r}" if self.registry else ""
+        return f"Docker(base_url={self.base_url!r}{registry}, instance={self.instance!r})"
+
+    # ------------------------------------------------------------------ the engine
+
+    def _api(self) -> docker.APIClient:
+        with self._client_lock:
+            if self._client is None:
+                tls: Any = False
+                if self.base_url.startswith(("tcp://", "https://")) and (
+                    self.tls_ca_cert or self.tls_client_cert or self.base_url.startswith("https://")
+                ):
+                    client_cert = (self.tls_client_cert, self.tls_client_key) if self.tls_client_cert else None
+                    tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=self.tls_ca_cert,
+                                               verify=self.tls_verify)
+                with self._engine():
+                    self._client = docker.APIClient(
+                        base_url=self.base_url, version=self.version or "auto", timeout=self.timeout,
+                        tls=tls, max_pool_size=self.max_pool_size,
+                    )
+            return self._client
+
+    @contextlib.contextmanager
+    def _engine(
+        self,
+        not_found: errors.BackendError | None = None,
+        conflict: errors.BackendError | None = None,
+    ) -> Iterator[None]:
+        """Translate docker-py and requests errors into the error tree."""
+        try:
+            yield
+        except errors.BackendError:
+            raise
+        except docker.errors.APIError as exc:
+            explanation = str(exc.explanation or exc)
+            status = exc.status_code
+            if status == 404 and not_found is not None:
+                raise not_found from exc
+            if status == 409 and conflict is not None:
+                raise conflict from exc
+            lowered = explanation.lower()
+            if "port is already allocated" in lowered or "address already in use" in lowered:
+                raise errors.InvalidArgumentError(
+                    f"A requested host port is already in use ({explanation}); pick another port or use external: null."
+                ) from exc
+            if status == 400 or (status == 500 and "range of cpus" in lowered):
+                raise errors.InvalidArgumentError(f"The Docker engine refused the request: {explanation}") from exc
+            if status == 404:
+                raise errors.ContainerBackendError(f"Not found on the Docker engine: {explanation}") from exc
+            raise errors.ContainerBackendError(f"The Docker engine refused the request: {explanation}") from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise errors.BackendUnavailableError(
+                f"No connection to the Docker engine at {self.base_url} within {self.timeout} s."
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise errors.BackendTimeoutError(
+                f"The Docker engine at {self.base_url} did not answer within {self.timeout} s."
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise errors.BackendUnavailableError(
+                f"Cannot reach the Docker engine at {self.base_url}: is dockerd running and may this process use it?"
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise errors.BackendError(f"Talking to the Docker engine failed: {exc}") from exc
+        except docker.errors.DockerException as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+                raise errors.BackendUnavailableError(
+                    f"No answer from the Docker engine at {self.base_url} within {self.timeout} s."
+                ) from exc
+            if isinstance(cause, (requests.exceptions.ConnectionError, OSError)) or "connection" in str(exc).lower():
+                raise errors.BackendUnavailableError(
+                    f"Cannot reach the Docker engine at {self.base_url}: is dockerd running and may this process use it?"
+                ) from exc
+            raise errors.BackendError(f"The Docker client failed: {exc}") from exc
+
+    def _labels_filter(self, kind: str, **extra: str) -> dict[str, Any]:
+        labels = [f"{L_INSTANCE}={self.instance}", f"{L_KIND}={kind}"]
+        labels += [f"{key}={value}" for key, value in extra.items()]
+        return {"label": labels}
+
+    def _is_ours(self, labels: Mapping[str, str] | None, kind: str) -> bool:
+        labels = labels or {}
+        return labels.get(L_INSTANCE) == self.instance and labels.get(L_KIND) == kind
+
+    # ------------------------------------------------------------------ naming
+
+    def engine_name(self, uid: int, name: str) -> str:
+        """The engine name (and pk) of a user's container; the one place names are made."""
+        return f"{self.name_prefix}-u{validate_uid(uid)}-{validate_name(name)}"
+
+    def _repo_base(self) -> str:
+        return f"{self.registry}/" if self.registry else ""
+
+    def _image_ref(self, uid: int, name: str) -> str:
+        match = IMAGE_NAME_RE.match(name) if isinstance(name, str) and len(name) <= 128 else None
+        if not match:
+            raise errors.InvalidArgumentError(
+                f"Invalid image name {str(name)[:80]!r}: use a lower-case name with an optional tag, such as 'my-stack' or 'my-stack:v2'."
+            )
+        return f"{self._repo_base()}{self.name_prefix}-u{uid}/{match.group('name')}:{match.group('tag') or 'latest'}"
+
+    def _snapshot_ref(self, container_pk: str, name: str) -> str:
+        validate_name(name, "snapshot name")
+        return f"{self.name_prefix}-snapshots/{container_pk}:{name}"
+
+    # ------------------------------------------------------------------ records
+
+    def _container_record(self, name: str, state: str, labels: Mapping[str, str],
+                          bound: Mapping[int, list[tuple[str, int]]]) -> ContainerRecord:
+        try:
+            port_specs = json.loads(labels.get(L_PORTS) or "[]")
+            volume_specs = json.loads(labels.get(L_VOLUMES) or "[]")
+        except ValueError:
+            port_specs, volume_specs = [], []
+        ports: list[PortRecord] = []
+        for spec in port_specs:
+            external = spec.get("external")
+            bindings = bound.get(int(spec["internal"]), [])
+            if bindings:
+                matching = [port for ip, port in bindings if ip == spec["address"]]
+                external = (matching or [bindings[0][1]])[0]
+            ports.append({"address": spec["address"], "external": external, "internal": int(spec["internal"])})
+        record: dict[str, Any] = {
+            "pk": name,
+            "name": labels.get(L_NAME, ""),
+            "status": _status_of(state),
+            "image": labels.get(L_IMAGE, ""),
+            "owner": labels.get(L_OWNER, ""),
+            "uid": int(labels.get(L_UID) or 0),
+            "created": labels.get(L_CREATED, ""),
+            "ports": ports,
+            "volumes": volume_specs,
+            "clone_of": labels.get(L_CLONE_OF) or None,
+        }
+        return record  # type: ignore[return-value]
+
+    def _record_from_list(self, item: Mapping[str, Any]) -> ContainerRecord:
+        bound: dict[int, list[tuple[str, int]]] = {}
+        for port in item.get("Ports") or []:
+            if port.get("PublicPort"):
+                bound.setdefault(int(port["PrivatePort"]), []).append((port.get("IP", ""), int(port["PublicPort"])))
+        name = (item.get("Names") or ["/"])[0].lstrip("/")
+        return self._container_record(name, item.get("State", ""), item.get("Labels") or {}, bound)
+
+    def _record_from_inspect(self, info: Mapping[str, Any]) -> ContainerRecord:
+        bound: dict[int, list[tuple[str, int]]] = {}
+        for key, bindings in ((info.get("NetworkSettings") or {}).get("Ports") or {}).items():
+            internal = int(key.split("/")[0])
+            for binding in bindings or []:
+                if binding.get("HostPort"):
+                    bound.setdefault(internal, []).append((binding.get("HostIp", ""), int(binding["HostPort"])))
+        state = (info.get("State") or {}).get("Status", "")
+        return self._container_record(info["Name"].lstrip("/"), state, info["Config"].get("Labels") or {}, bound)
+
+    def _image_record(self, info: Mapping[str, Any], pk: str) -> ImageRecord:
+        labels = (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+        managed = self._is_ours(labels, KIND_IMAGE)
+        return {  # type: ignore[typeddict-unknown-key]
+            "pk": pk,
+            "name": labels.get(L_IMAGE_NAME) if managed else pk,
+            "created": parse_engine_time(info.get("Created")),
+            "size": int(info.get("Size") or 0),
+            "owner": labels.get(L_OWNER) if managed else None,
+            "container": labels.get(L_CONTAINER) if managed else None,
+            "managed": managed,
+        }
+
+    def _snapshot_record(self, info: Mapping[str, Any], pk: str) -> SnapshotRecord:
+        labels = (info.get("Config") or {}).get("Labels") or info.get("Labels") or {}
+        return {  # type: ignore[typeddict-unknown-key]
+            "pk": pk,
+            "name": labels.get(L_SNAPSHOT, ""),
+            "container": labels.get(L_CONTAINER, ""),
+            "created": parse_engine_time(info.get("Created")),
+            "size": int(info.get("Size") or 0),
+        }
+
+    # ------------------------------------------------------------------ lookups
+
+    def _inspect_container(self, container: str) -> dict[str, Any]:
+        """Inspect a container this backend manages; anything else is not found."""
+        validate_pk(container)
+        missing = errors.ContainerNotFoundError(f"No container {container!r} is managed by this backend.")
+        with self._engine(not_found=missing):
+            info = self._api().inspect_container(container)
+        if not self._is_ours(info["Config"].get("Labels"), KIND_CONTAINER):
+            raise missing
+        return info
+
+    def _inspect_image(self, image: str, kind: str | None, missing: errors.BackendError) -> dict[str, Any]:
+        validate_pk(image, "image")
+        with self._engine(not_found=missing):
+            info = self._api().inspect_image(image)
+        if kind is not None and not self._is_ours((info.get("Config") or {}).get("Labels"), kind):
+            raise missing
+        return info
+
+    def _inspect_snapshot(self, snapshot: str) -> dict[str, Any]:
+        missing = errors.ContainerSnapshotNotFoundError(f"No snapshot {snapshot!r} is kept by this backend.")
+        info = self._inspect_image(snapshot, KIND_SNAPSHOT, missing)
+        if snapshot not in (info.get("RepoTags") or []):
+            raise missing  # an id or a digest: snapshots are addressed by their pk only
+        return info
+
+    def _list_images(self, kind: str, **extra: str) -> list[tuple[str, dict[str, Any]]]:
+        with self._engine():
+            items = self._api().images(filters=self._labels_filter(kind, **extra))
+        found = []
+        for item in items:
+            for tag in item.get("RepoTags") or []:
+                if tag and not tag.startswith("<none>"):
+                    found.append((tag, item))
+        return sorted(found, key=lambda pair: (pair[1].get("Created") or 0, pair[0]))
+
+    def _prune_images(self) -> None:
+        """Remove untagged images this backend made that no container uses any more."""
+        try:
+            with self._engine():
+                self._api().prune_images(filters={"dangling": True, "label": f"{L_INSTANCE}={self.instance}"})
+        except errors.BackendError as exc:
+            logger.warning("Could not prune unused images of instance %s: %s", self.instance, exc)
+
+    # ------------------------------------------------------------------ the base contract
+
+    def container_exists(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        try:
+            self._inspect_container(container)
+        except errors.ContainerNotFoundError:
+            return False
+        return True
+
+    def container_image_exists(self, image: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        try:
+            self._inspect_image(image, None, errors.ContainerImageNotFoundError())
+        except errors.ContainerImageNotFoundError:
+            return False
+        return True
+
+    def container_is_running(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        return bool(self._inspect_container(container)["State"].get("Running"))
+
+    def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        return bool(self._inspect_container(container)["State"].get("Paused"))
+
+    def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
+        self._no_options(kwargs)
+        return self._record_from_inspect(self._inspect_container(container))
+
+    def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
+        """One engine call, however many containers there are."""
+        self._no_options(kwargs)
+        if not isinstance(only_running, bool):
+            raise errors.InvalidArgumentError("only_running must be true or false.")
+        with self._engine():
+            items = self._api().containers(all=not only_running, filters=self._labels_filter(KIND_CONTAINER))
+        records = [self._record_from_list(item) for item in items]
+        return sorted(records, key=lambda record: record["pk"])
+
+    def get_status(self, **kwargs: Any) -> int:
+        try:
+            with self._engine():
+                self._api().ping()
+        except errors.BackendUnavailableError:
+            return BACKEND_STATUS_STOPPED
+        except Exception:  # noqa: BLE001 - the contract: get_status never raises
+            logger.warning("The Docker engine at %s answered its ping with an error", self.base_url, exc_info=True)
+            return BACKEND_STATUS_ERROR
+        return BACKEND_STATUS_OK
+
+    # ------------------------------------------------------------------ create
+
+    def _no_options(self, kwargs: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> None:
+        unknown = sorted(set(kwargs) - set(allowed))
+        if not unknown:
+            return
+        forbidden = [key for key in unknown if key in PRIVILEGED_OPTIONS]
+        if forbidden:
+            raise errors.InvalidArgumentError(
+                f"Option(s) {', '.join(forbidden)} are not allowed: they would widen what a container may do on the host."
+            )
+        accepted = f"; this call accepts {', '.join(allowed)}" if allowed else "; this call takes no options"
+        raise errors.InvalidArgumentError(f"Unknown option(s) {', '.join(unknown)}{accepted}.")
+
+    def _resolve_bind_source(self, source: str) -> str:
+        if not self.allowed_volume_roots:
+            raise errors.InvalidArgumentError(
+                f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
+                "(set allowed_volume_roots, or use a named volume)."
+            )
+        real = os.path.realpath(source)
+        for root in self.allowed_volume_roots:
+            if real == root or real.startswith(root.rstrip("/") + "/"):
+                if not os.path.isdir(real) and not os.path.isfile(real):
+                    raise errors.InvalidArgumentError(
+                        f"Host path {source!r} does not exist: create it first (the engine would create it as root)."
+                    )
+                return real
+        raise errors.InvalidArgumentError(
+            f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
+            f"({', '.join(self.allowed_volume_roots)})."
+        )
+
+    def _prepare_volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
+        """Resolve bind sources; check named volumes. Returns the records and the names of
+        volumes that do not exist yet (created by :meth:`_create_volumes`)."""
+        prepared: list[VolumeRecord] = []
+        missing: list[str] = []
+        for volume in volumes:
+            source = volume["source"]
+            if source.startswith("/"):
+                source = self._resolve_bind_source(source)
+            else:
+                try:
+                    with self._engine():
+                        info = self._api().inspect_volume(source)
+                except errors.ContainerBackendError as exc:
+                    if not isinstance(exc.__cause__, docker.errors.NotFound):
+                        raise
+                    info = None
+                if info is None:
+                    missing.append(source)
+                else:
+                    labels = info.get("Labels") or {}
+                    if labels.get(L_INSTANCE) != self.instance or labels.get(L_OWNER) != username:
+                        raise errors.InvalidArgumentError(
+                            f"The volume {source!r} exists and does not belong to {username!r} on this backend; pick another name."
+                        )
+            prepared.append({"source": source, "target": volume["target"], "mode": volume.get("mode", "rw")})
+        return prepared, missing
+
+    def _create_volumes(self, names: list[str], username: str) -> list[str]:
+        created = []
+        for name in names:
+            with self._engine():
+                info = self._api().create_volume(name, labels={L_INSTANCE: self.instance, L_OWNER: username,
+                                                               L_KIND: "volume"})
+            labels = info.get("Labels") or {}
+            if labels.get(L_OWNER) != username or labels.get(L_INSTANCE) != self.instance:
+                raise errors.InvalidArgumentError(f"The volume {name!r} was just taken by someone else; pick another name.")
+            created.append(name)
+        return created
+
+    def _image_allowed(self, image: str) -> None:
+        if self.allowed_images and not any(fnmatch.fnmatchcase(image, p) for p in self.allowed_images):
+            raise errors.InvalidArgumentError(
+                f"The image {image!r} is not allowed on this backend (allowed: {', '.join(self.allowed_images)})."
+            )
+
+    def _auth_config(self) -> dict[str, str] | None:
+        if self.registry_username:
+            return {"username": self.registry_username, "password": self.registry_password or ""}
+        return None
+
+    def _stream_errors(self, stream: Any) -> str | None:
+        for chunk in stream:
+            if isinstance(chunk, dict) and (chunk.get("error") or chunk.get("errorDetail")):
+                return str(chunk.get("error") or chunk["errorDetail"].get("message"))
+        return None
+
+    def pull_image(self, image: str) -> None:
+        """Pull ``image`` (from the registry it names)."""
+        repo, tag = _split_ref(image)
+        missing = errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled.")
+        with self._engine(not_found=missing):
+            failure = self._stream_errors(self._api().pull(repo, tag=tag or None, stream=True, decode=True,
+                                                           auth_config=self._auth_config()))
+        if failure:
+            raise errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled: {failure}")
+
+    def _ensure_image(self, image: str) -> None:
+        present = self.container_image_exists(image)
+        if self.pull_policy == "always" or (not present and self.pull_policy == "if-not-present"):
+            try:
+                self.pull_image(image)
+                return
+            except errors.ContainerImageNotFoundError:
+                if not present:
+                    raise
+                logger.warning("Pulling %s failed; using the local copy", image)
+                return
+        if not present:
+            raise errors.ContainerImageNotFoundError(
+                f"The image {image!r} is not on this engine (and the pull policy is {self.pull_policy!r})."
+            )
+
+    def _limits(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        mem = validate_mem_limit(options["mem_limit"]) if "mem_limit" in options else self.default_mem_limit
+        cpu = validate_cpu_limit(options["cpu_limit"]) if "cpu_limit" in options else self.default_cpu_limit
+        pids = validate_pids_limit(options["pids_limit"]) if "pids_limit" in options else self.default_pids_limit
+        return {"mem_limit": mem, "cpu_limit": cpu, "pids_limit": pids}
+
+    def _host_config(self, port_bindings: Mapping[int, tuple[str, int | None]], binds: list[str],
+                     limits: Mapping[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "port_bindings": {internal: (address, external) if external else (address,)
+                              for internal, (address, external) in port_bindings.items()},
+            "binds": binds,
+        }
+        if limits.get("mem_limit"):
+            kwargs["mem_limit"] = limits["mem_limit"]
+        if limits.get("cpu_limit"):
+            kwargs["nano_cpus"] = int(limits["cpu_limit"] * 1e9)
+        if limits.get("pids_limit"):
+            kwargs["pids_limit"] = limits["pids_limit"]
+        if self.no_new_privileges:
+            kwargs["security_opt"] = ["no-new-privileges"]
+        if self.use_init:
+            kwargs["init"] = True
+        return self._api().create_host_config(**kwargs)
+
+    def create_container(
+        self,
+        username: str,
+        uid: int,
+        name: str,
+        ports: list[PortRecord],
+        volumes: list[VolumeRecord],
+        cmd: str | list[str] | None = None,
+        base_url: str | None = None,
+        image: str | None = None,
+        clone_of: str | None = None,
+        **kwargs: Any,
+    ) -> ContainerRecord:
+        # Everything is checked before the engine is asked to do anything.
+        self._no_options(kwargs, CREATE_OPTIONS)
+        username = validate_username(username)
+        pk = self.engine_name(uid, name)
+        port_specs = validate_ports(ports)
+        volume_specs = validate_volumes(volumes)
+        argv = validate_cmd(cmd)
+        if base_url is not None and (not isinstance(base_url, str) or "\x00" in base_url or len(base_url) > 2048):
+            raise errors.InvalidArgumentError("base_url must be a string such as '/user/alice/notebook/'.")
+        if (image is None) == (clone_of is None):
+            raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
+        env = validate_env(kwargs.get("env"))
+        limits = self._limits(kwargs)
+        if image is not None:
+            validate_pk(image, "image")
+            self._image_allowed(image)
+
+        source_info = self._inspect_container(clone_of) if clone_of is not None else None
+        if self._name_taken(pk):
+            raise errors.ContainerAlreadyExistsError(f"{username!r} already has a container named {name!r}.")
+        volume_specs, missing_volumes = self._prepare_volumes(volume_specs, username)
+        if image is not None:
+            self._ensure_image(image)
+
+        labels = {key: "" for key in CONTAINER_LABELS}
+        labels.update({
+            L_INSTANCE: self.instance, L_KIND: KIND_CONTAINER, L_OWNER: username, L_UID: str(uid),
+            L_NAME: name, L_CREATED: iso_utc(dt.datetime.now(dt.timezone.utc)),
+            L_PORTS: json.dumps(port_specs), L_VOLUMES: json.dumps(volume_specs),
+        })
+        environment = {**env, "OWNER": username, "BASE_URL": base_url if base_url is not None else "/"}
+
+        created_volumes: list[str] = []
+        helper_image: str | None = None
+        created = False
+        try:
+            created_volumes = self._create_volumes(missing_volumes, username)
+            if source_info is not None:
+                labels[L_IMAGE] = source_info["Config"]["Labels"].get(L_IMAGE, "")
+                labels[L_CLONE_OF] = source_info["Name"].lstrip("/")
+                helper_image = f"{self.name_prefix}-clones/{pk}:base"
+                repo, tag = _split_ref(helper_image)
+                with self._engine(not_found=errors.ContainerNotFoundError(f"The container {clone_of!r} vanished.")):
+                    self._api().commit(source_info["Id"], repository=repo, tag=tag, conf={"Labels": {
+                        L_INSTANCE: self.instance, L_KIND: KIND_CLONE_BASE, L_CONTAINER: pk}})
+                run_image = helper_image
+            else:
+                assert image is not None
+                labels[L_IMAGE] = image
+                run_image = image
+            binds = [f"{v['source']}:{v['target']}:{v.get('mode', 'rw')}" for v in volume_specs]
+            bindings = {p["internal"]: (p["address"], p["external"]) for p in port_specs}
+            with self._engine(
+                not_found=errors.ContainerImageNotFoundError(f"The image {run_image!r} is not on this engine."),
+                conflict=errors.ContainerAlreadyExistsError(f"{username!r} already has a container named {name!r}."),
+            ):
+                self._api().create_container(
+                    run_image, command=argv, name=pk, environment=environment, labels=labels,
+                    ports=[p["internal"] for p in port_specs],
+                    host_config=self._host_config(bindings, binds, limits),
+                )
+                created = True
+                self._api().start(pk)
+            logger.info("Created container %s for %s from %s", pk, username, labels[L_IMAGE] or clone_of)
+            return self.get_container(pk)
+        except Exception:
+            if created:
+                self._remove_quietly(pk)
+            for volume in created_volumes:
+                with contextlib.suppress(Exception):
+                    self._api().remove_volume(volume)
+            raise
+        finally:
+            if helper_image is not None:
+                # The clone keeps the layers; the tag goes, and the untagged image is pruned
+                # when the clone is deleted.
+                with contextlib.suppress(Exception):
+                    self._api().remove_image(helper_image, force=True)
+                if not created:
+                    self._prune_images()
+
+    def _name_taken(self, pk: str) -> bool:
+        """Whether the engine has any container (managed or not) with this name."""
+        with self._engine():
+            items = self._api().containers(all=True, filters={"name": f"^/{re.escape(pk)}$"})
+        return bool(items)
+
+    def _remove_quietly(self, container: str) -> None:
+        try:
+            with self._engine():
+                self._api().remove_container(container, force=True, v=False)
+        except errors.BackendError as exc:
+            logger.error("Could not remove the half-created container %s: %s", container, exc)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        if info["State"].get("Paused"):
+            raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
+        if info["State"].get("Running"):
+            return
+        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            self._api().start(info["Id"])
+
+    def stop_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            if info["State"].get("Paused"):
+                self._api().unpause(info["Id"])
+            if info["State"].get("Running"):
+                self._api().stop(info["Id"], timeout=self.stop_timeout)
+
+    def restart_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            if info["State"].get("Paused"):
+                self._api().unpause(info["Id"])
+            self._api().restart(info["Id"], timeout=self.stop_timeout)
+
+    def suspend_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        if info["State"].get("Paused"):
+            return
+        if not info["State"].get("Running"):
+            raise errors.IllegalContainerStateError(f"The container {container!r} is stopped: only a running one can be suspended.")
+        with self._engine(conflict=errors.IllegalContainerStateError(f"The container {container!r} cannot be suspended now.")):
+            self._api().pause(info["Id"])
+
+    def resume_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        if not info["State"].get("Paused"):
+            if info["State"].get("Running"):
+                return
+            raise errors.IllegalContainerStateError(f"The container {container!r} is stopped, not suspended: start it instead.")
+        with self._engine(conflict=errors.IllegalContainerStateError(f"The container {container!r} cannot be resumed now.")):
+            self._api().unpause(info["Id"])
+
+    def delete_container(self, container: str, **kwargs: Any) -> None:
+        """Remove the container (in any state) and its snapshots. Volumes are kept."""
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        pk = info["Name"].lstrip("/")
+        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            self._api().remove_container(info["Id"], force=True, v=False)
+        for ref, _item in self._list_images(KIND_SNAPSHOT, **{L_CONTAINER: pk}):
+            try:
+                with self._engine(not_found=errors.ContainerSnapshotNotFoundError()):
+                    self._api().remove_image(ref, force=True)
+            except errors.NotFoundError:
+                pass
+        self._prune_images()
+        logger.info("Deleted container %s", pk)
+
+    def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
+        self._no_options(kwargs)
+        argv = validate_cmd(cmd, allow_none=False)
+        info = self._inspect_container(container)
+        if info["State"].get("Paused") or not info["State"].get("Running"):
+            state = "suspended" if info["State"].get("Paused") else "stopped"
+            raise errors.IllegalContainerStateError(f"Cannot run a command in {container!r}: it is {state}.")
+        illegal = errors.IllegalContainerStateError(f"Cannot run a command in {container!r} now: it is not running.")
+        with self._engine(conflict=illegal, not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            exec_id = self._api().exec_create(info["Id"], argv, stdout=True, stderr=True)
+            output = self._api().exec_start(exec_id)
+        return output.decode("utf-8", errors="replace") if isinstance(output, bytes) else str(output)
+
+    def get_container_logs(self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any) -> list[str]:
+        self._no_options(kwargs)
+        tail = validate_tail(tail)
+        moment = parse_since(since)
+        info = self._inspect_container(container)
+        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+            output = self._api().logs(info["Id"], stdout=True, stderr=True, timestamps=False,
+                                      tail="all" if tail is None else tail,
+                                      since=int(moment.timestamp()) if moment else None)
+        text = output.decode("utf-8", errors="replace") if isinstance(output, bytes) else str(output)
+        return text.splitlines()
+
+    # ------------------------------------------------------------------ images
+
+    def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        labels = info["Config"].get("Labels") or {}
+        ref = self._image_ref(int(labels.get(L_UID) or 0), name)
+        repo, tag = _split_ref(ref)
+        with self._name_lock:
+            if self.container_image_exists(ref):
+                raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")
+            with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+                self._api().commit(info["Id"], repository=repo, tag=tag, conf={"Labels": {
+                    L_INSTANCE: self.instance, L_KIND: KIND_IMAGE, L_CONTAINER: info["Name"].lstrip("/"),
+                    L_IMAGE_NAME: name if ":" in name else f"{name}:latest",
+                    L_CREATED: iso_utc(dt.datetime.now(dt.timezone.utc)),
+                }})
+        if self.registry:
+            try:
+                self.push_image(ref)
+            except errors.BackendError:
+                with contextlib.suppress(Exception):
+                    self._api().remove_image(ref, force=True)
+                raise
+        logger.info("Committed container %s to image %s", container, ref)
+        return self.get_container_image(ref)
+
+    def push_image(self, image: str) -> None:
+        """Push ``image`` to the registry it names."""
+        repo, tag = _split_ref(image)
+        with self._engine(not_found=errors.ContainerImageNotFoundError(f"No image {image!r} to push.")):
+            failure = self._stream_errors(self._api().push(repo, tag=tag, stream=True, decode=True,
+                                                           auth_config=self._auth_config()))
+        if failure:
+            raise errors.ContainerBackendError(f"Pushing {image!r} to the registry {self.registry} failed: {failure}")
+
+    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        """Any image the engine has (so a caller can check a base image before a create);
+        ``managed`` tells whether this backend made it."""
+        self._no_options(kwargs)
+        info = self._inspect_image(image, None, errors.ContainerImageNotFoundError(f"No image {image!r} on this engine."))
+        tags = info.get("RepoTags") or []
+        pk = image
+        if image not in tags:
+            repo, tag = _split_ref(image)
+            candidate = f"{repo}:{tag}"
+            pk = candidate if candidate in tags else (tags[0] if tags else info["Id"])
+        return self._image_record(info, pk)
+
+    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
+        """The images this backend committed."""
+        self._no_options(kwargs)
+        return [self._image_record({**item, "Config": {"Labels": item.get("Labels")}}, ref)
+                for ref, item in self._list_images(KIND_IMAGE)]
+
+    def delete_container_image(self, image: str, **kwargs: Any) -> None:
+        """Remove an image this backend committed; base images are never touched."""
+        self._no_options(kwargs)
+        missing = errors.ContainerImageNotFoundError(f"No image {image!r} was made by this backend.")
+        info = self._inspect_image(image, KIND_IMAGE, missing)
+        if image not in (info.get("RepoTags") or []):
+            raise missing
+        with self._engine(not_found=missing):
+            self._api().remove_image(image, force=True)
+        self._prune_images()
+        logger.info("Deleted image %s", image)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        try:
+            self._inspect_snapshot(snapshot)
+        except errors.ContainerSnapshotNotFoundError:
+            return False
+        return True
+
+    def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
+        self._no_options(kwargs)
+        info = self._inspect_container(container)
+        pk = info["Name"].lstrip("/")
+        ref = self._snapshot_ref(pk, name)
+        repo, tag = _split_ref(ref)
+        with self._name_lock:
+            if self.container_image_exists(ref):
+                raise errors.ContainerAlreadyExistsError(f"The container {pk!r} already has a snapshot named {name!r}.")
+            with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
+                self._api().commit(info["Id"], repository=repo, tag=tag, conf={"Labels": {
+                    L_INSTANCE: self.instance, L_KIND: KIND_SNAPSHOT, L_CONTAINER: pk, L_SNAPSHOT: name,
+                }})
+        logger.info("Snapshot %s of container %s taken", name, pk)
+        return self.get_container_snapshot(ref)
+
+    def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        self._inspect_snapshot(snapshot)
+        with self._engine(not_found=errors.ContainerSnapshotNotFoundError(f"No snapshot {snapshot!r}.")):
+            self._api().remove_image(snapshot, force=True)
+        self._prune_images()
+
+    def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
+        self._no_options(kwargs)
+        return self._snapshot_record(self._inspect_snapshot(snapshot), snapshot)
+
+    def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
+        self._no_options(kwargs)
+        return [self._snapshot_record(item, ref) for ref, item in self._list_images(KIND_SNAPSHOT)]
+
+    def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
+        self._no_options(kwargs)
+        pk = self._inspect_container(container)["Name"].lstrip("/")
+        return [self._snapshot_record(item, ref) for ref, item in self._list_images(KIND_SNAPSHOT, **{L_CONTAINER: pk})]
+
+    def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
+        """Recreate the container from the snapshot with the same name, ports, volumes,
+        environment and limits. The pk does not change. On failure the old container is
+        put back as it was."""
+        self._no_options(kwargs)
+        old = self._inspect_container(container)
+        pk = old["Name"].lstrip("/")
+        snap = self._inspect_snapshot(snapshot)
+        if (snap["Config"].get("Labels") or {}).get(L_CONTAINER) != pk:
+            raise errors.ContainerSnapshotNotFoundError(f"{snapshot!r} is not a snapshot of the container {pk!r}.")
+        labels = {key: (old["Config"].get("Labels") or {}).get(key, "") for key in CONTAINER_LABELS}
+        was_running = bool(old["State"].get("Running"))
+        host = old["HostConfig"]
+        # Keep the external ports the container has now, so its URLs stay the same.
+        bound = self._record_from_inspect(old)["ports"]
+        bindings = {p["internal"]: (p["address"], p["external"]) for p in bound}
+        limits = {
+            "mem_limit": host.get("Memory") or None,
+            "cpu_limit": (host.get("NanoCpus") or 0) / 1e9 or None,
+            "pids_limit": host.get("PidsLimit") or None,
+        }
+        parked = f"{pk}-restoring-{int(time.time() * 1000)}"
+        vanished = errors.ContainerNotFoundError(f"The container {pk!r} vanished during the restore.")
+        with self._engine(not_found=vanished):
+            if old["State"].get("Paused"):
+                self._api().unpause(old["Id"])
+            if was_running:
+                self._api().stop(old["Id"], timeout=self.stop_timeout)
+            self._api().rename(old["Id"], parked)
+        created = False
+        try:
+            with self._engine(not_found=errors.ContainerSnapshotNotFoundError(f"The snapshot {snapshot!r} vanished.")):
+                self._api().create_container(
+                    snapshot, command=old["Config"].get("Cmd"), name=pk,
+                    environment=old["Config"].get("Env") or [], labels=labels,
+                    ports=list(bindings), host_config=self._host_config(bindings, host.get("Binds") or [], limits),
+                )
+                created = True
+                if was_running:
+                    self._api().start(pk)
+        except Exception:
+            logger.error("Restoring %s from %s failed; putting the old container back", pk, snapshot)
+            if created:
+                self._remove_quietly(pk)
+            with contextlib.suppress(Exception):
+                self._api().rename(old["Id"], pk)
+                if was_running:
+                    self._api().start(old["Id"])
+            raise
+        self._remove_quietly(old["Id"])
+        self._prune_images()
+        logger.info("Restored container %s from snapshot %s", pk, snapshot)
+        return self.get_container(pk)

@@ -1,0 +1,293 @@
+"""Validation of the input every backend shares: names, ports, volumes, commands, times.
+
+Each function returns the normalised value or raises
+:class:`~ipynbsrv_backends.errors.InvalidArgumentError` with a message that says what was
+wrong and what to do. Pure functions: nothing here touches the engine or the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from .contract import PortRecord, VolumeRecord
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "NAME_RE",
+    "validate_name",
+    "validate_username",
+    "validate_uid",
+    "validate_ports",
+    "validate_volumes",
+    "validate_cmd",
+    "validate_env",
+    "validate_mem_limit",
+    "validate_cpu_limit",
+    "validate_pids_limit",
+    "validate_pk",
+    "parse_since",
+    "validate_tail",
+    "iso_utc",
+    "parse_engine_time",
+]
+
+#: Container, image and snapshot names: lower-case letters and digits, with single
+#: ``-``, ``_`` or ``.`` between them. They end up in engine names and image references.
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+NAME_MAX = 63
+USERNAME_RE = re.compile(r"^[\w.@+-]+$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
+MIN_MEMORY = 6 * 1024 * 1024  # the engine refuses less than 6 MiB
+MAX_PK = 512
+
+
+def validate_name(value: Any, what: str = "name") -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"The {what} must be a non-empty string.")
+    if len(value) > NAME_MAX or not NAME_RE.match(value):
+        raise InvalidArgumentError(
+            f"Invalid {what} {value[:80]!r}: use 1 to {NAME_MAX} lower-case letters and digits, "
+            "optionally separated by single '-', '_' or '.' (for example 'my-notebook')."
+        )
+    return value
+
+
+def validate_username(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError("The username must be a non-empty string.")
+    if len(value) > 150 or not USERNAME_RE.match(value):
+        raise InvalidArgumentError(
+            f"Invalid username {value[:80]!r}: use at most 150 letters, digits and @/./+/-/_ "
+            "(what Django allows)."
+        )
+    return value
+
+
+def validate_uid(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise InvalidArgumentError(f"Invalid uid {value!r}: it must be a whole number from 0 to 2147483647.")
+    return value
+
+
+def validate_pk(value: Any, what: str = "container") -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_PK or any(c in value for c in "\x00\n\r"):
+        raise InvalidArgumentError(f"Invalid {what} id {str(value)[:80]!r}: pass the pk the backend returned.")
+    return value
+
+
+def _port_number(value: Any, what: str, *, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        extra = " or null for a free port" if allow_none else ""
+        raise InvalidArgumentError(f"Invalid {what} port {value!r}: use a number from 1 to 65535{extra}.")
+    return value
+
+
+def validate_ports(ports: Any) -> list[PortRecord]:
+    if ports is None:
+        return []
+    if not isinstance(ports, (list, tuple)):
+        raise InvalidArgumentError("ports must be a list of {address, external, internal} records.")
+    result: list[PortRecord] = []
+    seen: set[int] = set()
+    for port in ports:
+        if not isinstance(port, Mapping):
+            raise InvalidArgumentError(f"Invalid port record {port!r}: expected {{address, external, internal}}.")
+        unknown = set(port) - {"address", "external", "internal"}
+        if unknown:
+            raise InvalidArgumentError(f"Unknown keys in a port record: {', '.join(sorted(unknown))}.")
+        address = port.get("address")
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"Invalid port address {address!r}: use an IP address such as 127.0.0.1 or the node's internal address."
+            ) from None
+        internal = _port_number(port.get("internal"), "internal", allow_none=False)
+        assert internal is not None
+        external = _port_number(port.get("external"), "external", allow_none=True)
+        if internal in seen:
+            raise InvalidArgumentError(f"The internal port {internal} is listed twice.")
+        seen.add(internal)
+        result.append({"address": address, "external": external, "internal": internal})
+    return result
+
+
+def validate_volumes(volumes: Any) -> list[VolumeRecord]:
+    """Check the shape of volume records; where a bind mount may point is the backend's call."""
+    if volumes is None:
+        return []
+    if not isinstance(volumes, (list, tuple)):
+        raise InvalidArgumentError("volumes must be a list of {source, target, mode} records.")
+    result: list[VolumeRecord] = []
+    targets: set[str] = set()
+    for volume in volumes:
+        if not isinstance(volume, Mapping):
+            raise InvalidArgumentError(f"Invalid volume record {volume!r}: expected {{source, target, mode}}.")
+        unknown = set(volume) - {"source", "target", "mode"}
+        if unknown:
+            raise InvalidArgumentError(f"Unknown keys in a volume record: {', '.join(sorted(unknown))}.")
+        source, target, mode = volume.get("source"), volume.get("target"), volume.get("mode", "rw")
+        if mode not in ("rw", "ro"):
+            raise InvalidArgumentError(f"Invalid volume mode {mode!r}: use 'rw' or 'ro'.")
+        if not isinstance(source, str) or not source or "\x00" in source or ":" in source:
+            raise InvalidArgumentError(
+                f"Invalid volume source {source!r}: an absolute host path or a volume name, without ':'."
+            )
+        if "/" not in source and not VOLUME_NAME_RE.match(source):
+            raise InvalidArgumentError(
+                f"Invalid volume name {source[:80]!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit."
+            )
+        if "/" in source and not source.startswith("/"):
+            raise InvalidArgumentError(
+                f"Invalid volume source {source[:80]!r}: a host path must be absolute; a named volume has no '/'."
+            )
+        if (
+            not isinstance(target, str)
+            or not target.startswith("/")
+            or target == "/"
+            or ":" in target
+            or "\x00" in target
+            or ".." in target.split("/")
+        ):
+            raise InvalidArgumentError(
+                f"Invalid volume target {str(target)[:80]!r}: use an absolute path inside the container other than '/', without '..' or ':'."
+            )
+        target = "/" + "/".join(p for p in target.split("/") if p and p != ".")
+        if target in targets:
+            raise InvalidArgumentError(f"Two volumes are mounted at {target}.")
+        targets.add(target)
+        result.append({"source": source, "target": target, "mode": mode})
+    return result
+
+
+def validate_cmd(cmd: Any, *, allow_none: bool = True) -> list[str] | None:
+    """An argv list, or a string split as a shell would split it (no shell runs)."""
+    if cmd is None and allow_none:
+        return None
+    if isinstance(cmd, str):
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"Cannot split the command {cmd[:80]!r}: {exc}.") from None
+    elif isinstance(cmd, (list, tuple)) and all(isinstance(part, str) for part in cmd):
+        argv = list(cmd)
+    else:
+        raise InvalidArgumentError("The command must be a list of strings or a string.")
+    if not argv or any("\x00" in part for part in argv):
+        raise InvalidArgumentError("The command is empty or contains a NUL character.")
+    return argv
+
+
+def validate_env(env: Any, reserved: tuple[str, ...] = ("OWNER", "BASE_URL")) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise InvalidArgumentError("env must be a mapping of variable names to values.")
+    result: dict[str, str] = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            raise InvalidArgumentError(f"Invalid environment variable name {str(key)[:80]!r}.")
+        if key in reserved:
+            raise InvalidArgumentError(f"{key} is set by the backend and cannot be given in env.")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InvalidArgumentError(f"The value of {key} must be a string or a number.")
+        value = str(value)
+        if "\x00" in value:
+            raise InvalidArgumentError(f"The value of {key} contains a NUL character.")
+        result[key] = value
+    return result
+
+
+def validate_mem_limit(value: Any) -> int | None:
+    """Bytes, or a string such as ``512m`` or ``2g``; ``None`` for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgumentError("mem_limit must be a number of bytes or a string such as '512m'.")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and (match := MEM_RE.match(value.strip())):
+        scale = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+        number = int(float(match.group(1)) * scale)
+    else:
+        raise InvalidArgumentError(f"Invalid mem_limit {value!r}: use bytes or a string such as '512m' or '2g'.")
+    if number < MIN_MEMORY:
+        raise InvalidArgumentError(f"mem_limit {value!r} is below the engine's minimum of 6 MiB.")
+    return number
+
+
+def validate_cpu_limit(value: Any) -> float | None:
+    """CPUs as a number (``0.5`` is half a CPU); ``None`` for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 1024:
+        raise InvalidArgumentError(f"Invalid cpu_limit {value!r}: use a number of CPUs from 0.01 up, such as 0.5 or 2.")
+    return float(value)
+
+
+def validate_pids_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"Invalid pids_limit {value!r}: use a whole number of processes from 1 up.")
+    return value
+
+
+def validate_tail(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"Invalid tail {value!r}: use a whole number of lines from 0 up.")
+    return value
+
+
+def parse_since(value: Any) -> dt.datetime | None:
+    """A datetime, an ISO 8601 string or a Unix time; naive times are taken as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"Invalid since {value[:80]!r}: use an ISO 8601 time such as 2026-01-31T12:00:00Z or a Unix time."
+            ) from None
+    else:
+        raise InvalidArgumentError("since must be a datetime, an ISO 8601 string or a Unix time.")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """``2026-11-27T16:40:00Z``."""
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_engine_time(value: Any) -> str:
+    """The engine's times (RFC 3339 with nanoseconds, or a Unix time) as :func:`iso_utc`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return iso_utc(dt.datetime.fromtimestamp(value, dt.timezone.utc))
+    if isinstance(value, str) and value:
+        text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip())
+        try:
+            return iso_utc(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    return ""
