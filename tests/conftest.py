@@ -1,0 +1,129 @@
+"""Fixtures shared by the whole suite.
+
+Engine tests run against the real Docker engine. Everything they create carries the label
+``org.ipynbsrv.instance=<INSTANCE>`` (unique per run) and is removed after each test; when a
+test fails, the engine's view of what it made is printed.
+
+With ``CI=true`` a missing engine is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:6]
+INSTANCE = f"pytest-{RUN_ID}"
+PREFIX = f"t{RUN_ID}"
+TEST_IMAGE = os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest")
+WORK_DIR = Path(tempfile.gettempdir()) / f"ipynbsrv-test-{RUN_ID}"
+ALLOWED_ROOT = WORK_DIR / "allowed"
+LABEL = f"org.ipynbsrv.instance={INSTANCE}"
+
+#: The backends the contract suite runs against. Each name ``kind`` needs a session
+#: fixture ``<kind>_backend``.
+BACKEND_KINDS = ["docker"]
+
+
+def backend_options(**more: Any) -> dict[str, Any]:
+    """Options of the ``Docker`` backend under test (also given to host API processes)."""
+    return {
+        "instance": INSTANCE,
+        "name_prefix": PREFIX,
+        "stop_timeout": 3,
+        "allowed_volume_roots": [str(ALLOWED_ROOT)],
+        "pull_policy": "never",  # tests never reach out to a public registry
+        **more,
+    }
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def raw_docker():
+    """docker-py itself, for checking what the engine really has."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+        client.images.get(TEST_IMAGE)
+    except Exception as exc:  # noqa: BLE001
+        message = f"a Docker engine with the image {TEST_IMAGE} is needed ({exc}); run `make test`"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    purge(client)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    ALLOWED_ROOT.mkdir(parents=True, exist_ok=True)
+    yield WORK_DIR
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
+
+
+def purge(client) -> None:
+    """Remove everything this run made on the engine."""
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        container.remove(force=True, v=True)
+    for image in client.images.list(all=True, filters={"label": LABEL}):
+        for tag in image.tags or [image.id]:
+            try:
+                client.images.remove(tag, force=True)
+            except Exception:  # noqa: BLE001 - already gone with an earlier tag
+                pass
+    client.images.prune(filters={"dangling": True, "label": LABEL})
+    for volume in client.volumes.list(filters={"label": LABEL}):
+        volume.remove(force=True)
+
+
+def dump_engine(client) -> str:
+    lines = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        lines.append(f"--- container {container.name} ({container.status})")
+        lines.append(str(container.attrs.get("State")))
+        lines.append(container.logs(tail=30).decode(errors="replace"))
+    for image in client.images.list(all=True, filters={"label": LABEL}):
+        lines.append(f"--- image {image.tags or image.id}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def engine(raw_docker, workdir, request):
+    """The real engine; what the test made is removed afterwards (and shown on failure)."""
+    yield raw_docker
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("\n=== what the engine has for this run ===\n" + dump_engine(raw_docker))
+    purge(raw_docker)
+
+
+@pytest.fixture(scope="session")
+def docker_backend(raw_docker, workdir):
+    from ipynbsrv_backends.backends import Docker
+
+    return Docker(**backend_options())
+
+
+@pytest.fixture(params=BACKEND_KINDS)
+def backend(request, engine):
+    """Each backend of the contract suite, in front of the same real engine."""
+    return request.getfixturevalue(f"{request.param}_backend")
