@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv engine images test demo clean
+.PHONY: help venv packages engine images test demo clean
 
 help:
 	@echo "make demo    start a notebook container through the Docker backend and print its URL"
@@ -20,10 +20,13 @@ $(VENV)/.installed: setup.py
 
 venv: $(VENV)/.installed
 
+packages:
+	scripts/packages.sh
+
 engine:
 	scripts/engine.sh
 
-images: engine
+images: engine packages
 	scripts/images.sh
 
 test: venv images

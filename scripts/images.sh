@@ -12,27 +12,10 @@ if [ "${1:-}" != "--force" ] && docker image inspect "$IMAGE" >/dev/null 2>&1; t
     exit 0
 fi
 
-BUSYBOX=""
-for candidate in /bin/busybox /usr/bin/busybox; do
-    if [ -x "$candidate" ] && file -L "$candidate" 2>/dev/null | grep -q 'statically linked'; then
-        BUSYBOX=$candidate
-        break
-    fi
-done
-if [ -z "$BUSYBOX" ]; then
-    if [ "$(id -u)" = 0 ]; then
-        log "installing busybox-static from Debian"
-        export DEBIAN_FRONTEND=noninteractive
-        command -v file >/dev/null 2>&1 || NEED_FILE=file
-        apt-get install -y -qq busybox-static ${NEED_FILE:-} >/dev/null 2>&1 || {
-            apt-get update -qq >/dev/null
-            apt-get install -y -qq busybox-static ${NEED_FILE:-} >/dev/null
-        }
-        BUSYBOX=/bin/busybox
-    else
-        log "a statically linked busybox is needed: apt-get install busybox-static"
-        exit 1
-    fi
+BUSYBOX=/bin/busybox
+if ! file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked'; then
+    log "a statically linked busybox is needed: run scripts/packages.sh (apt-get install busybox-static)"
+    exit 1
 fi
 
 CTX=$(mktemp -d)
@@ -48,5 +31,5 @@ EXPOSE 8888
 CMD ["httpd", "-f", "-p", "8888", "-h", "/www"]
 DOCKERFILE
 log "building $IMAGE"
-docker build -q -t "$IMAGE" "$CTX" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$CTX" >/dev/null
 log "built $IMAGE"

@@ -127,3 +127,50 @@ def docker_backend(raw_docker, workdir):
 def backend(request, engine):
     """Each backend of the contract suite, in front of the same real engine."""
     return request.getfixturevalue(f"{request.param}_backend")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry(workdir):
+    """A real registry (Debian's docker-registry) on 127.0.0.1; yields ``HOST:PORT``."""
+    import subprocess
+
+    from .utils import http_get, wait_for
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        message = "docker-registry is needed (scripts/packages.sh installs it)"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    port = _free_port()
+    root = workdir / "registry"
+    root.mkdir(exist_ok=True)
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    log = open(workdir / "registry.log", "wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+    def up():
+        try:
+            return http_get(f"http://127.0.0.1:{port}/v2/", timeout=1)[0] == 200
+        except OSError:
+            return process.poll() is not None and pytest.fail("the registry exited at start")
+
+    wait_for(up, timeout=20, what="the registry to answer")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()

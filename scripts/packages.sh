@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test bed uses, when they are missing:
+#   busybox-static   the small test images are built FROM scratch around it
+#   docker-registry  a real registry the tests push to and pull from
+#   file             to tell a static busybox from a dynamic one
+set -euo pipefail
+log() { printf '[packages] %s\n' "$*" >&2; }
+
+need=()
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v file >/dev/null 2>&1 || need+=(file)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    log "missing: ${need[*]}; install them with apt-get (as root) and try again"
+    exit 1
+fi
+log "installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -qq "${need[@]}" >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# docker-registry's package may start a system service; the tests run their own.
+if command -v service >/dev/null 2>&1; then service docker-registry stop >/dev/null 2>&1 || true; fi
