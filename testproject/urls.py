@@ -3,4 +3,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("hostapi/", include("ipynbsrv_backends.hostapi.urls")),
 ]

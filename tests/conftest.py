@@ -28,7 +28,7 @@ LABEL = f"org.ipynbsrv.instance={INSTANCE}"
 
 #: The backends the contract suite runs against. Each name ``kind`` needs a session
 #: fixture ``<kind>_backend``.
-BACKEND_KINDS = ["docker"]
+BACKEND_KINDS = ["docker", "http_remote"]
 
 
 def backend_options(**more: Any) -> dict[str, Any]:
@@ -121,6 +121,10 @@ def docker_backend(raw_docker, workdir):
     from ipynbsrv_backends.backends import Docker
 
     return Docker(**backend_options())
+
+
+# The ``http_remote`` kind: HttpRemote -> a real ipynbsrv_hostapi process -> Docker.
+from .hostapi_process import hostapi_node, http_remote_backend  # noqa: E402,F401
 
 
 @pytest.fixture(params=BACKEND_KINDS)

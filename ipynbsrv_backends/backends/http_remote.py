@@ -1,0 +1,588 @@
+"""The ``HttpRemote`` backend: another node's backend, through its host API.
+
+A master uses one ``HttpRemote`` per node. Every contract method is one HTTP request to the
+node's ``ipynbsrv_hostapi`` (see ``docs/hostapi.md``) and returns exactly what the node's
+backend returned. Errors come back as the same class with the node's message, through the
+one table in :mod:`ipynbsrv_backends.errors`; a node that cannot be reached is
+:class:`~ipynbsrv_backends.errors.BackendUnavailableError`, one that does not answer in
+time :class:`~ipynbsrv_backends.errors.BackendTimeoutError`. No ``requests`` exception
+ever leaves this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from typing import Any, Literal
+
+import requests
+import requests.adapters
+import requests.exceptions
+import urllib3.exceptions
+
+from .. import __version__, errors
+from ..contract import (
+    BACKEND_STATUS_ERROR,
+    BACKEND_STATUS_OK,
+    BACKEND_STATUS_STOPPED,
+    ContainerRecord,
+    ImageRecord,
+    PortRecord,
+    SnapshotableContainerBackend,
+    SnapshotRecord,
+    SuspendableContainerBackend,
+    VolumeRecord,
+)
+from ..hostapi.wire import OPTIONS_PARAM, encode_pk
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HttpRemote"]
+
+Kind = Literal["status", "short", "long"]
+_SNIPPET = 200
+
+
+def _snippet(data: bytes | str) -> str:
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    text = " ".join(text.split())
+    return text[:_SNIPPET] + ("..." if len(text) > _SNIPPET else "")
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    """requests reports a timeout while reading the body as a ConnectionError."""
+    return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args)
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise errors.InvalidArgumentError(f"Invalid {name} {value!r}: use a positive number of seconds.")
+    return float(value)
+
+
+class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
+    """The backend of another node, reached over HTTP(S) through its host API.
+
+    Arguments (every one is described in the README and ``docs/hostapi.md``):
+
+    ``url``
+        The node's host API base URL, e.g. ``https://10.0.0.2:8080`` (or
+        ``http://host:8000/hostapi`` for a project that includes the URLs under a prefix).
+    ``token``
+        The node's token (its ``IPYNBSRV_HOSTAPI_TOKEN``), sent as ``Authorization: Bearer``;
+        ``None`` sends none (only a node started with ``--insecure-no-token`` accepts that).
+    ``verify``
+        TLS verification for ``https`` URLs: ``True`` (the system's CAs via certifi), the
+        path of a CA bundle (file or directory) that signed the node's certificate, or
+        ``False`` (no verification; a warning is logged).
+    ``connect_timeout``
+        Seconds to establish a connection; past it the node is unavailable.
+    ``timeout``
+        Seconds to wait for an answer to a quick call: reads, exists checks, lists, logs,
+        suspend and resume.
+    ``status_timeout``
+        Seconds to wait for ``get_status()`` and ``get_node_status()``, so placement is
+        never held up by a slow node.
+    ``long_timeout``
+        Seconds to wait for a slow call: create, clone, commit (and push), snapshot,
+        restore, exec, start, stop, restart and the deletes.
+    ``retries``
+        How many times a read (a GET) is tried again after a connection failure; writes are
+        never repeated, and neither is a call whose answer timed out.
+    ``retry_backoff``
+        Seconds before the first retry; doubled for each further one.
+    ``pool_size``
+        Connections kept open to the node (one per concurrent call).
+    """
+
+    OPTIONS: dict[str, Any] = {
+        "verify": True,
+        "connect_timeout": 5.0,
+        "timeout": 30.0,
+        "status_timeout": 5.0,
+        "long_timeout": 900.0,
+        "retries": 2,
+        "retry_backoff": 0.5,
+        "pool_size": 10,
+    }
+    SECRET_OPTIONS = frozenset({"token"})
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        verify: bool | str = True,
+        connect_timeout: float = 5.0,
+        timeout: float = 30.0,
+        status_timeout: float = 5.0,
+        long_timeout: float = 900.0,
+        retries: int = 2,
+        retry_backoff: float = 0.5,
+        pool_size: int = 10,
+    ) -> None:
+        config = self.validate_options(
+            url=url,
+            token=token,
+            verify=verify,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            status_timeout=status_timeout,
+            long_timeout=long_timeout,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            pool_size=pool_size,
+        )
+        self.url: str = config["url"]
+        self._token: str | None = config["token"]
+        self.verify: bool | str = config["verify"]
+        self.connect_timeout: float = config["connect_timeout"]
+        self.timeout: float = config["timeout"]
+        self.status_timeout: float = config["status_timeout"]
+        self.long_timeout: float = config["long_timeout"]
+        self.retries: int = config["retries"]
+        self.retry_backoff: float = config["retry_backoff"]
+        self.pool_size: int = config["pool_size"]
+        self._session_lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._session_pid: int | None = None
+        if self.verify is False and self.url.startswith("https://"):
+            logger.warning("HttpRemote(%s) does not verify the node's TLS certificate.", self.url)
+
+    # ------------------------------------------------------------------ configuration
+
+    @classmethod
+    def validate_options(cls, **config: Any) -> dict[str, Any]:
+        """Check a constructor configuration without contacting anything; returns it
+        normalised with defaults filled in, or raises ``InvalidArgumentError`` naming the
+        first bad option."""
+        known = {"url", "token", *cls.OPTIONS}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise errors.InvalidArgumentError(
+                f"Unknown HttpRemote option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}."
+            )
+        result = {"token": None, **cls.OPTIONS, **config}
+        url = result.get("url")
+        parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        if (
+            parsed is None
+            or parsed.scheme not in ("http", "https")
+            or not parsed.hostname
+            or parsed.query
+            or parsed.fragment
+            or parsed.username
+            or parsed.password
+        ):
+            raise errors.InvalidArgumentError(
+                f"Invalid url {str(url)[:80]!r}: use the node's host API base URL, such as "
+                "https://10.0.0.2:8080 (no query, fragment or credentials)."
+            )
+        try:
+            parsed.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise errors.InvalidArgumentError(f"Invalid url {url[:80]!r}: {exc}.") from None
+        result["url"] = url.rstrip("/")
+        token = result["token"]
+        if token is not None:
+            if not isinstance(token, str) or not token or any(c.isspace() for c in token) \
+                    or not token.isprintable():
+                # Never echo the value: it is a secret.
+                raise errors.InvalidArgumentError(
+                    "Invalid token: it must be a non-empty string without spaces or control characters."
+                )
+        verify = result["verify"]
+        if isinstance(verify, str):
+            if not os.path.exists(verify):
+                raise errors.InvalidArgumentError(f"verify: no CA bundle at {verify!r}.")
+        elif not isinstance(verify, bool):
+            raise errors.InvalidArgumentError("verify must be true, false or the path of a CA bundle.")
+        for key in ("connect_timeout", "timeout", "status_timeout", "long_timeout"):
+            result[key] = _positive_number(key, result[key])
+        retries = result["retries"]
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+            raise errors.InvalidArgumentError(f"Invalid retries {retries!r}: use a whole number from 0 to 10.")
+        backoff = result["retry_backoff"]
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= 60:
+            raise errors.InvalidArgumentError(f"Invalid retry_backoff {backoff!r}: use 0 to 60 seconds.")
+        result["retry_backoff"] = float(backoff)
+        pool_size = result["pool_size"]
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
+            raise errors.InvalidArgumentError(f"Invalid pool_size {pool_size!r}: use a whole number from 1 to 1000.")
+        return result
+
+    def __repr__(self) -> str:
+        token = "'***'" if self._token else "None"
+        return f"HttpRemote(url={self.url!r}, token={token})"
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _http(self) -> requests.Session:
+        """The connection pool; a new one in a forked child, which must not share sockets."""
+        with self._session_lock:
+            if self._session is None or self._session_pid != os.getpid():
+                session = requests.Session()
+                # Talk to the node directly: no proxies, netrc or CA bundles from the
+                # environment (the CA is the ``verify`` option).
+                session.trust_env = False
+                session.verify = self.verify
+                adapter = requests.adapters.HTTPAdapter(
+                    pool_connections=1, pool_maxsize=self.pool_size, max_retries=0
+                )
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.headers.update({
+                    "Accept": "application/json",
+                    "User-Agent": f"ipynbsrv-backends/{__version__} HttpRemote",
+                })
+                if self._token:
+                    session.headers["Authorization"] = f"Bearer {self._token}"
+                self._session = session
+                self._session_pid = os.getpid()
+            return self._session
+
+    def close(self) -> None:
+        """Close the pooled connections (a later call opens new ones)."""
+        with self._session_lock:
+            if self._session is not None:
+                self._session.close()
+            self._session = None
+
+    def __enter__(self) -> HttpRemote:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _read_timeout(self, kind: Kind) -> float:
+        return {"status": self.status_timeout, "short": self.timeout, "long": self.long_timeout}[kind]
+
+    @staticmethod
+    def _json(value: Any, what: str) -> str:
+        try:
+            return json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise errors.InvalidArgumentError(
+                f"{what} cannot be sent to the node: it is not JSON ({exc})."
+            ) from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        op: str,
+        *,
+        kind: Kind,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """One call to the node; returns the decoded JSON answer (``None`` for 204)."""
+        url = f"{self.url}/{path}"
+        query = {key: self._json(value, key) for key, value in (params or {}).items()}
+        data = self._json(body, "The request") if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        timeout = (self.connect_timeout, self._read_timeout(kind))
+        # Only reads are repeated, only after a connection failure, and never the status
+        # call (placement asks again soon enough).
+        attempts = 1 + (self.retries if method == "GET" and kind != "status" else 0)
+        failure: errors.BackendError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.retry_backoff * 2 ** (attempt - 1)
+                logger.info("Retrying %s of %s in %.1f s (%s)", op, self.url, delay, failure)
+                time.sleep(delay)
+            try:
+                response = self._http().request(
+                    method, url, params=query, data=data, headers=headers, timeout=timeout,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.ConnectTimeout as exc:
+                failure = errors.BackendUnavailableError(
+                    f"No connection to the node at {self.url} within {self.connect_timeout:g} s ({op})."
+                )
+                failure.__cause__ = exc
+            except requests.exceptions.SSLError as exc:
+                raise errors.BackendUnavailableError(
+                    f"TLS with the node at {self.url} failed ({op}): {exc}. Check the node's "
+                    "certificate and the verify option (a CA bundle that signed it)."
+                ) from exc
+            except requests.exceptions.ReadTimeout as exc:
+                raise errors.BackendTimeoutError(
+                    f"The node at {self.url} did not answer {op} within {self._read_timeout(kind):g} s."
+                ) from exc
+            except requests.exceptions.ConnectionError as exc:
+                if _is_read_timeout(exc):
+                    raise errors.BackendTimeoutError(
+                        f"The node at {self.url} did not finish answering {op} within "
+                        f"{self._read_timeout(kind):g} s."
+                    ) from exc
+                failure = errors.BackendUnavailableError(
+                    f"Cannot reach the node at {self.url} ({op}): {exc.__class__.__name__}. "
+                    "Is ipynbsrv_hostapi running there and reachable from here?"
+                )
+                failure.__cause__ = exc
+            except requests.exceptions.RequestException as exc:
+                raise errors.BackendError(f"Talking to the node at {self.url} failed ({op}): {exc}") from exc
+            else:
+                return self._answer(response, op)
+        assert failure is not None
+        raise failure from failure.__cause__
+
+    def _answer(self, response: requests.Response, op: str) -> Any:
+        status = response.status_code
+        content = response.content
+        if 200 <= status < 300:
+            if status == 204 or not content.strip():
+                return None
+            try:
+                return json.loads(content)
+            except ValueError:
+                raise errors.BackendError(
+                    f"The node at {self.url} answered {op} with something that is not JSON "
+                    f"(HTTP {status}, {response.headers.get('Content-Type', 'no content type')}): "
+                    f"{_snippet(content)!r}"
+                ) from None
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("code"), str):
+            detail = body.get("detail")
+            raise errors.error_for_code(body["code"], None if detail is None else str(detail), status)
+        if status == 401:
+            raise errors.AuthenticationError()
+        if status in (502, 503, 504):
+            # A proxy or load balancer in front of the node could not get an answer.
+            raise errors.error_for_code(
+                None, f"The node at {self.url} is unavailable behind a proxy (HTTP {status}, {op}).", status
+            )
+        raise errors.BackendError(
+            f"The node at {self.url} answered {op} with HTTP {status} and a body that is not a "
+            f"host API error (is the url that of a host API?): {_snippet(content)!r}"
+        )
+
+    # ------------------------------------------------------------------ shapes
+
+    def _garbage(self, op: str, value: Any) -> errors.BackendError:
+        return errors.BackendError(
+            f"The node at {self.url} answered {op} with an unexpected body: {_snippet(json.dumps(value))!r}"
+        )
+
+    def _record(self, value: Any, op: str) -> Any:
+        if not (isinstance(value, dict) and isinstance(value.get("pk"), str)):
+            raise self._garbage(op, value)
+        return value
+
+    def _records(self, value: Any, op: str) -> Any:
+        if not isinstance(value, list):
+            raise self._garbage(op, value)
+        for item in value:
+            self._record(item, op)
+        return value
+
+    def _member(self, value: Any, key: str, kind: type, op: str) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get(key), kind):
+            raise self._garbage(op, value)
+        return value[key]
+
+    @staticmethod
+    def _pk(value: Any, what: str = "container") -> str:
+        if not isinstance(value, str):
+            raise errors.InvalidArgumentError(
+                f"Invalid {what} id {str(value)[:80]!r}: pass the pk the backend returned."
+            )
+        return encode_pk(value)
+
+    @staticmethod
+    def _params(kwargs: dict[str, Any], **named: Any) -> dict[str, Any]:
+        params = {key: value for key, value in named.items() if value is not None}
+        if kwargs:
+            params[OPTIONS_PARAM] = kwargs
+        return params
+
+    def _get(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind = "short", **named: Any) -> Any:
+        return self._request("GET", path, op, kind=kind, params=self._params(kwargs, **named))
+
+    def _post(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind, **body: Any) -> Any:
+        return self._request("POST", path, op, kind=kind, body={**body, OPTIONS_PARAM: kwargs})
+
+    def _delete(self, path: str, op: str, kwargs: dict[str, Any]) -> None:
+        self._request("DELETE", path, op, kind="long", params=self._params(kwargs))
+
+    # ------------------------------------------------------------------ node
+
+    def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
+        """The node's ``status/`` answer: ``{"backend": {"status", "capabilities"},
+        "resources": {"cpu_count", "load_average", "memory_total", "memory_available",
+        "containers": {"running", "total"}}}``. Raises like any other call."""
+        op = "get_node_status"
+        answer = self._request("GET", "status/", op, kind="status", params=self._params(kwargs))
+        backend = answer.get("backend") if isinstance(answer, dict) else None
+        if not isinstance(backend, dict) or type(backend.get("status")) is not int \
+                or not isinstance(answer.get("resources"), dict):
+            raise self._garbage(op, answer)
+        return answer
+
+    def get_status(self, **kwargs: Any) -> int:
+        """The node's backend status: ``BACKEND_STATUS_STOPPED`` when the node cannot be
+        reached, ``BACKEND_STATUS_ERROR`` for any other failure (a wrong token included).
+        Never raises."""
+        try:
+            status = self.get_node_status(**kwargs)["backend"]["status"]
+        except errors.BackendUnavailableError as exc:
+            logger.info("Node %s is unavailable: %s", self.url, exc)
+            return BACKEND_STATUS_STOPPED
+        except errors.BackendError as exc:
+            logger.warning("Node %s reports an error: %s: %s", self.url, type(exc).__name__, exc)
+            return BACKEND_STATUS_ERROR
+        except Exception:  # the contract: get_status never raises
+            logger.exception("get_status of node %s failed unexpectedly", self.url)
+            return BACKEND_STATUS_ERROR
+        if status not in (BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED, BACKEND_STATUS_ERROR):
+            return BACKEND_STATUS_ERROR
+        return status
+
+    # ------------------------------------------------------------------ containers
+
+    def container_exists(self, container: str, **kwargs: Any) -> bool:
+        op = "container_exists"
+        answer = self._get(f"containers/{self._pk(container)}/exists/", op, kwargs)
+        return self._member(answer, "exists", bool, op)
+
+    def container_is_running(self, container: str, **kwargs: Any) -> bool:
+        op = "container_is_running"
+        answer = self._get(f"containers/{self._pk(container)}/running/", op, kwargs)
+        return self._member(answer, "running", bool, op)
+
+    def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
+        op = "container_is_suspended"
+        answer = self._get(f"containers/{self._pk(container)}/suspended/", op, kwargs)
+        return self._member(answer, "suspended", bool, op)
+
+    def create_container(
+        self,
+        username: str,
+        uid: int,
+        name: str,
+        ports: list[PortRecord],
+        volumes: list[VolumeRecord],
+        cmd: str | list[str] | None = None,
+        base_url: str | None = None,
+        image: str | None = None,
+        clone_of: str | None = None,
+        **kwargs: Any,
+    ) -> ContainerRecord:
+        op = "create_container"
+        answer = self._post(
+            "containers/", op, kwargs, kind="long",
+            username=username, uid=uid, name=name, ports=ports, volumes=volumes, cmd=cmd,
+            base_url=base_url, image=image, clone_of=clone_of,
+        )
+        return self._record(answer, op)
+
+    def delete_container(self, container: str, **kwargs: Any) -> None:
+        self._delete(f"containers/{self._pk(container)}/", "delete_container", kwargs)
+
+    def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
+        op = "exec_in_container"
+        answer = self._post(f"containers/{self._pk(container)}/exec/", op, kwargs, kind="long", cmd=cmd)
+        return self._member(answer, "output", str, op)
+
+    def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
+        op = "get_container"
+        return self._record(self._get(f"containers/{self._pk(container)}/", op, kwargs), op)
+
+    def get_container_logs(
+        self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any
+    ) -> list[str]:
+        op = "get_container_logs"
+        if isinstance(since, dt.datetime):
+            since = since.isoformat()  # the node reads it back the same (naive is UTC)
+        answer = self._get(f"containers/{self._pk(container)}/logs/", op, kwargs, tail=tail, since=since)
+        if not (isinstance(answer, list) and all(isinstance(line, str) for line in answer)):
+            raise self._garbage(op, answer)
+        return answer
+
+    def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
+        op = "get_containers"
+        return self._records(self._get("containers/", op, kwargs, only_running=only_running), op)
+
+    def _action(self, container: str, action: str, op: str, kwargs: dict[str, Any], kind: Kind) -> None:
+        self._post(f"containers/{self._pk(container)}/{action}/", op, kwargs, kind=kind)
+
+    def start_container(self, container: str, **kwargs: Any) -> None:
+        self._action(container, "start", "start_container", kwargs, "long")
+
+    def stop_container(self, container: str, **kwargs: Any) -> None:
+        self._action(container, "stop", "stop_container", kwargs, "long")
+
+    def restart_container(self, container: str, **kwargs: Any) -> None:
+        self._action(container, "restart", "restart_container", kwargs, "long")
+
+    def suspend_container(self, container: str, **kwargs: Any) -> None:
+        self._action(container, "suspend", "suspend_container", kwargs, "short")
+
+    def resume_container(self, container: str, **kwargs: Any) -> None:
+        self._action(container, "resume", "resume_container", kwargs, "short")
+
+    # ------------------------------------------------------------------ images
+
+    def container_image_exists(self, image: str, **kwargs: Any) -> bool:
+        op = "container_image_exists"
+        answer = self._get(f"images/{self._pk(image, 'image')}/exists/", op, kwargs)
+        return self._member(answer, "exists", bool, op)
+
+    def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
+        op = "create_container_image"
+        answer = self._post("images/", op, kwargs, kind="long", container=container, name=name)
+        return self._record(answer, op)
+
+    def delete_container_image(self, image: str, **kwargs: Any) -> None:
+        self._delete(f"images/{self._pk(image, 'image')}/", "delete_container_image", kwargs)
+
+    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        op = "get_container_image"
+        return self._record(self._get(f"images/{self._pk(image, 'image')}/", op, kwargs), op)
+
+    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
+        op = "get_container_images"
+        return self._records(self._get("images/", op, kwargs), op)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
+        op = "container_snapshot_exists"
+        answer = self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/exists/", op, kwargs)
+        return self._member(answer, "exists", bool, op)
+
+    def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
+        op = "create_container_snapshot"
+        answer = self._post(f"containers/{self._pk(container)}/snapshots/", op, kwargs, kind="long", name=name)
+        return self._record(answer, op)
+
+    def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
+        self._delete(f"snapshots/{self._pk(snapshot, 'snapshot')}/", "delete_container_snapshot", kwargs)
+
+    def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
+        op = "get_container_snapshot"
+        return self._record(self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/", op, kwargs), op)
+
+    def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
+        op = "get_container_snapshots"
+        return self._records(self._get("snapshots/", op, kwargs), op)
+
+    def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
+        op = "get_containers_snapshots"
+        return self._records(self._get(f"containers/{self._pk(container)}/snapshots/", op, kwargs), op)
+
+    def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
+        op = "restore_container_snapshot"
+        answer = self._post(
+            f"containers/{self._pk(container)}/restore/", op, kwargs, kind="long", snapshot=snapshot
+        )
+        return self._record(answer, op)

@@ -1,0 +1,591 @@
+"""The host API views: the node's local backend, method by method, over HTTP.
+
+Every view but :class:`HealthView` needs the node's token (:mod:`.auth`); the backend is
+looked up only inside a handler, so a refused request never touches it. Pks travel in URL
+paths encoded (:mod:`.wire`), and raw inside JSON bodies. A method's backend-specific
+options (the contract's ``**kwargs``) travel as one JSON object named ``options``: in the
+body of a POST, in the query string of a GET or DELETE. Errors are answered by
+:func:`.exceptions.hostapi_exception_handler` as ``{"code", "detail"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from django.urls import NoReverseMatch, reverse
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import status as http_status
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+from rest_framework.views import APIView
+
+from .. import __version__
+from ..contract import (
+    BACKEND_STATUS_ERROR,
+    BACKEND_STATUS_OK,
+    CONTAINER_STATUS_STOPPED,
+    ContainerBackend,
+    SnapshotableContainerBackend,
+    SuspendableContainerBackend,
+)
+from ..errors import CapabilityNotSupportedError, InvalidArgumentError
+from . import serializers as s
+from .auth import HostAPITokenAuthentication, IsHostAPIClient
+from .exceptions import hostapi_exception_handler
+from .node import describe_backend, get_backend
+from .resources import node_resources
+from .wire import OPTIONS_PARAM, decode_pk, encode_pk
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HostAPIView",
+    "HealthView",
+    "StatusView",
+    "ContainerViewSet",
+    "ImageViewSet",
+    "SnapshotViewSet",
+    "SchemaView",
+]
+
+PK_PARAMETER = OpenApiParameter(
+    "pk",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^([A-Za-z0-9_-]+|=)$",
+    description="The resource's pk as URL-safe base64 of its UTF-8 bytes without '=' padding "
+    "(the empty pk is written '=').",
+)
+OPTIONS_QUERY = OpenApiParameter(
+    OPTIONS_PARAM,
+    str,
+    OpenApiParameter.QUERY,
+    required=False,
+    description="Backend-specific options as the JSON text of one object.",
+)
+
+
+def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The error answers an operation documents (401 on every protected one)."""
+    meaning = {
+        400: "invalid_argument",
+        401: "authentication_failed",
+        404: "container_not_found, image_not_found or snapshot_not_found",
+        409: "already_exists or illegal_state",
+        501: "not_supported (the node's backend lacks the sub-contract)",
+        503: "backend_unavailable",
+        504: "backend_timeout",
+    }
+    wanted = sorted({400, 401, 503, 504, *statuses})
+    return {code: OpenApiResponse(s.ErrorResponse, description=meaning[code]) for code in wanted}
+
+
+def _responses(ok: Any, *statuses: int, ok_status: int = 200) -> dict[int, Any]:
+    return {ok_status: ok, **_errors(*statuses)}
+
+
+class HostAPIView:
+    """What every protected host API view shares: token authentication, JSON in and out,
+    the exception handler and the schema generator — set here, on the views, so the
+    project's global DRF settings are left alone."""
+
+    authentication_classes = [HostAPITokenAuthentication]
+    permission_classes = [IsHostAPIClient]
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    throttle_classes: list[Any] = []
+    schema = AutoSchema()
+
+    def get_exception_handler(self) -> Callable[..., Response]:
+        return hostapi_exception_handler
+
+    # -- helpers shared by the handlers -------------------------------------------------
+
+    @property
+    def backend(self) -> ContainerBackend:
+        return get_backend()
+
+    def suspendable(self) -> SuspendableContainerBackend:
+        backend = self.backend
+        if not isinstance(backend, SuspendableContainerBackend):
+            raise CapabilityNotSupportedError(
+                f"The backend of this node ({describe_backend()}) cannot suspend containers."
+            )
+        return backend
+
+    def snapshotable(self) -> SnapshotableContainerBackend:
+        backend = self.backend
+        if not isinstance(backend, SnapshotableContainerBackend):
+            raise CapabilityNotSupportedError(
+                f"The backend of this node ({describe_backend()}) cannot snapshot containers."
+            )
+        return backend
+
+    @staticmethod
+    def decoded_pk(segment: str) -> str:
+        try:
+            return decode_pk(segment)
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                f"{segment!r} in the URL is not an encoded pk (URL-safe base64 without padding): {exc}"
+            ) from exc
+
+    @staticmethod
+    def body(request: Request, serializer_class: type[Serializer]) -> dict[str, Any]:
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    @staticmethod
+    def query(request: Request, serializer_class: type[Serializer] = s.OptionsQuerySerializer) -> dict[str, Any]:
+        known = set(serializer_class().fields)
+        unknown = sorted(key for key in request.query_params if key not in known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"Unknown query parameter(s) {', '.join(unknown)} "
+                f"(backend-specific options go in {OPTIONS_PARAM!r} as a JSON object)."
+            )
+        serializer = serializer_class(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    @staticmethod
+    def call(method: Callable[..., Any], *args: Any, options: dict[str, Any], **named: Any) -> Any:
+        """``method(*args, **named, **options)``; an option that repeats a named argument is
+        an invalid argument rather than a ``TypeError``."""
+        clash = sorted(set(options) & set(named))
+        if clash:
+            raise InvalidArgumentError(
+                f"{', '.join(clash)} must not be given again in {OPTIONS_PARAM!r}."
+            )
+        return method(*args, **named, **options)
+
+
+def _location(request: Request, route: str, pk: Any) -> dict[str, str]:
+    if not isinstance(pk, str):
+        return {}
+    namespace = request.resolver_match.namespace if request.resolver_match else ""
+    name = f"{namespace}:{route}" if namespace else route
+    try:
+        return {"Location": reverse(name, kwargs={"pk": encode_pk(pk)})}
+    except NoReverseMatch:
+        return {}
+
+
+@extend_schema(tags=["node"])
+class HealthView(HostAPIView, APIView):
+    """Bare liveness: answers while the process serves. The one open endpoint; it touches
+    neither the backend nor the engine."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(operation_id="health", responses={200: s.HealthResponse}, auth=[])
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+@extend_schema(tags=["node"])
+class StatusView(HostAPIView, APIView):
+    """The backend's status and what the node has to offer, for placement."""
+
+    @extend_schema(
+        operation_id="status",
+        responses=_responses(s.StatusResponse),
+        description="`backend.status` is the backend's get_status() (0 ok, 1 stopped, 2 error); "
+        "`resources.containers` counts the containers the backend manages (running includes "
+        "suspended); they are null when the backend is not ok.",
+    )
+    def get(self, request: Request) -> Response:
+        self.query(request)
+        backend = self.backend
+        try:
+            backend_status = int(backend.get_status())
+        except Exception:  # get_status must never raise; a broken one is an error status
+            logger.exception("get_status() of %s raised", describe_backend())
+            backend_status = BACKEND_STATUS_ERROR
+        running = total = None
+        if backend_status == BACKEND_STATUS_OK:
+            try:
+                containers = backend.get_containers()
+            except Exception as exc:  # the status must answer even when listing fails
+                logger.warning("Counting containers for the status failed: %s", exc)
+            else:
+                total = len(containers)
+                running = sum(1 for c in containers if c.get("status") != CONTAINER_STATUS_STOPPED)
+        capabilities = [
+            name
+            for name, contract in (
+                ("suspend", SuspendableContainerBackend),
+                ("snapshot", SnapshotableContainerBackend),
+            )
+            if isinstance(backend, contract)
+        ]
+        resources = dict(node_resources())
+        resources["containers"] = {"running": running, "total": total}
+        return Response(
+            {
+                "backend": {"status": backend_status, "capabilities": capabilities},
+                "resources": resources,
+            }
+        )
+
+
+@extend_schema(tags=["containers"])
+class ContainerViewSet(HostAPIView, viewsets.ViewSet):
+    """Containers: the base contract, plus suspend and snapshots where the backend has them."""
+
+    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+
+    @extend_schema(
+        operation_id="containers_list",
+        parameters=[s.ContainerListQuerySerializer],
+        responses=_responses(s.ContainerRecordResponse(many=True)),
+    )
+    def list(self, request: Request) -> Response:
+        query = self.query(request, s.ContainerListQuerySerializer)
+        options = query.pop("options")
+        return Response(self.call(self.backend.get_containers, options=options, **query))
+
+    @extend_schema(
+        operation_id="containers_create",
+        request=s.CreateContainerSerializer,
+        responses=_responses(s.ContainerRecordResponse, 404, 409, ok_status=201),
+        description="create_container(); the container is started before the answer.",
+    )
+    def create(self, request: Request) -> Response:
+        data = self.body(request, s.CreateContainerSerializer)
+        options = data.pop("options")
+        record = self.call(self.backend.create_container, options=options, **data)
+        pk = record.get("pk") if isinstance(record, dict) else None
+        return Response(
+            record,
+            status=http_status.HTTP_201_CREATED,
+            headers=_location(request, "container-detail", pk),
+        )
+
+    @extend_schema(
+        operation_id="containers_retrieve",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.ContainerRecordResponse, 404),
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        return Response(self.call(self.backend.get_container, self.decoded_pk(pk), options=options))
+
+    @extend_schema(
+        operation_id="containers_destroy",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(None, 404, 409, ok_status=204),
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        self.call(self.backend.delete_container, self.decoded_pk(pk), options=options)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="containers_exists",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.ExistsResponse),
+    )
+    @action(detail=True, methods=["get"])
+    def exists(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        exists = self.call(self.backend.container_exists, self.decoded_pk(pk), options=options)
+        return Response({"exists": exists})
+
+    @extend_schema(
+        operation_id="containers_running",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.RunningResponse, 404),
+    )
+    @action(detail=True, methods=["get"])
+    def running(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        running = self.call(self.backend.container_is_running, self.decoded_pk(pk), options=options)
+        return Response({"running": running})
+
+    @extend_schema(
+        operation_id="containers_suspended",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.SuspendedResponse, 404, 501),
+    )
+    @action(detail=True, methods=["get"])
+    def suspended(self, request: Request, pk: str) -> Response:
+        backend = self.suspendable()
+        options = self.query(request)["options"]
+        suspended = self.call(backend.container_is_suspended, self.decoded_pk(pk), options=options)
+        return Response({"suspended": suspended})
+
+    def _simple_action(self, request: Request, pk: str, method: Callable[..., Any]) -> Response:
+        options = self.body(request, s.OptionsOnlySerializer)["options"]
+        self.call(method, self.decoded_pk(pk), options=options)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="containers_start",
+        parameters=[PK_PARAMETER],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(None, 404, 409, ok_status=204),
+    )
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        return self._simple_action(request, pk, self.backend.start_container)
+
+    @extend_schema(
+        operation_id="containers_stop",
+        parameters=[PK_PARAMETER],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(None, 404, 409, ok_status=204),
+    )
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        return self._simple_action(request, pk, self.backend.stop_container)
+
+    @extend_schema(
+        operation_id="containers_restart",
+        parameters=[PK_PARAMETER],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(None, 404, 409, ok_status=204),
+    )
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, pk: str) -> Response:
+        return self._simple_action(request, pk, self.backend.restart_container)
+
+    @extend_schema(
+        operation_id="containers_suspend",
+        parameters=[PK_PARAMETER],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(None, 404, 409, 501, ok_status=204),
+    )
+    @action(detail=True, methods=["post"])
+    def suspend(self, request: Request, pk: str) -> Response:
+        return self._simple_action(request, pk, self.suspendable().suspend_container)
+
+    @extend_schema(
+        operation_id="containers_resume",
+        parameters=[PK_PARAMETER],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(None, 404, 409, 501, ok_status=204),
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        return self._simple_action(request, pk, self.suspendable().resume_container)
+
+    @extend_schema(
+        operation_id="containers_exec",
+        parameters=[PK_PARAMETER],
+        request=s.ExecSerializer,
+        responses=_responses(s.ExecResponse, 404, 409),
+    )
+    @action(detail=True, methods=["post"], url_path="exec", url_name="exec")
+    def exec_(self, request: Request, pk: str) -> Response:
+        data = self.body(request, s.ExecSerializer)
+        output = self.call(
+            self.backend.exec_in_container, self.decoded_pk(pk), data["cmd"], options=data["options"]
+        )
+        return Response({"output": output})
+
+    @extend_schema(
+        operation_id="containers_logs",
+        parameters=[PK_PARAMETER, s.LogsQuerySerializer],
+        responses=_responses(serializers.ListField(child=serializers.CharField()), 404),
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str) -> Response:
+        query = self.query(request, s.LogsQuerySerializer)
+        options = query.pop("options")
+        lines = self.call(self.backend.get_container_logs, self.decoded_pk(pk), options=options, **query)
+        return Response(lines)
+
+    @extend_schema(
+        methods=["GET"],
+        operation_id="containers_snapshots_list",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.SnapshotRecordResponse(many=True), 404, 501),
+    )
+    @extend_schema(
+        methods=["POST"],
+        operation_id="containers_snapshots_create",
+        parameters=[PK_PARAMETER],
+        request=s.CreateSnapshotSerializer,
+        responses=_responses(s.SnapshotRecordResponse, 404, 409, 501, ok_status=201),
+    )
+    @action(detail=True, methods=["get", "post"])
+    def snapshots(self, request: Request, pk: str) -> Response:
+        backend = self.snapshotable()
+        if request.method == "POST":
+            data = self.body(request, s.CreateSnapshotSerializer)
+            record = self.call(
+                backend.create_container_snapshot,
+                self.decoded_pk(pk),
+                data["name"],
+                options=data["options"],
+            )
+            snapshot_pk = record.get("pk") if isinstance(record, dict) else None
+            return Response(
+                record,
+                status=http_status.HTTP_201_CREATED,
+                headers=_location(request, "snapshot-detail", snapshot_pk),
+            )
+        options = self.query(request)["options"]
+        return Response(self.call(backend.get_containers_snapshots, self.decoded_pk(pk), options=options))
+
+    @extend_schema(
+        operation_id="containers_restore",
+        parameters=[PK_PARAMETER],
+        request=s.RestoreSnapshotSerializer,
+        responses=_responses(s.ContainerRecordResponse, 404, 409, 501),
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str) -> Response:
+        backend = self.snapshotable()
+        data = self.body(request, s.RestoreSnapshotSerializer)
+        record = self.call(
+            backend.restore_container_snapshot,
+            self.decoded_pk(pk),
+            data["snapshot"],
+            options=data["options"],
+        )
+        return Response(record)
+
+
+@extend_schema(tags=["images"])
+class ImageViewSet(HostAPIView, viewsets.ViewSet):
+    """Images: the ones this backend made (commits), and checks for any image."""
+
+    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+
+    @extend_schema(
+        operation_id="images_list",
+        parameters=[OPTIONS_QUERY],
+        responses=_responses(s.ImageRecordResponse(many=True)),
+    )
+    def list(self, request: Request) -> Response:
+        options = self.query(request)["options"]
+        return Response(self.call(self.backend.get_container_images, options=options))
+
+    @extend_schema(
+        operation_id="images_create",
+        request=s.CreateImageSerializer,
+        responses=_responses(s.ImageRecordResponse, 404, 409, ok_status=201),
+        description="create_container_image(): commit a container (and push it when the "
+        "backend has a registry).",
+    )
+    def create(self, request: Request) -> Response:
+        data = self.body(request, s.CreateImageSerializer)
+        record = self.call(
+            self.backend.create_container_image, data["container"], data["name"], options=data["options"]
+        )
+        pk = record.get("pk") if isinstance(record, dict) else None
+        return Response(
+            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", pk)
+        )
+
+    @extend_schema(
+        operation_id="images_retrieve",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.ImageRecordResponse, 404),
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        return Response(self.call(self.backend.get_container_image, self.decoded_pk(pk), options=options))
+
+    @extend_schema(
+        operation_id="images_destroy",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(None, 404, 409, ok_status=204),
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        self.call(self.backend.delete_container_image, self.decoded_pk(pk), options=options)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="images_exists",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.ExistsResponse),
+    )
+    @action(detail=True, methods=["get"])
+    def exists(self, request: Request, pk: str) -> Response:
+        options = self.query(request)["options"]
+        exists = self.call(self.backend.container_image_exists, self.decoded_pk(pk), options=options)
+        return Response({"exists": exists})
+
+
+@extend_schema(tags=["snapshots"])
+class SnapshotViewSet(HostAPIView, viewsets.ViewSet):
+    """Snapshots of every container (create and restore live under the container)."""
+
+    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+
+    @extend_schema(
+        operation_id="snapshots_list",
+        parameters=[OPTIONS_QUERY],
+        responses=_responses(s.SnapshotRecordResponse(many=True), 501),
+    )
+    def list(self, request: Request) -> Response:
+        backend = self.snapshotable()
+        options = self.query(request)["options"]
+        return Response(self.call(backend.get_container_snapshots, options=options))
+
+    @extend_schema(
+        operation_id="snapshots_retrieve",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.SnapshotRecordResponse, 404, 501),
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        backend = self.snapshotable()
+        options = self.query(request)["options"]
+        return Response(self.call(backend.get_container_snapshot, self.decoded_pk(pk), options=options))
+
+    @extend_schema(
+        operation_id="snapshots_destroy",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(None, 404, 409, 501, ok_status=204),
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        backend = self.snapshotable()
+        options = self.query(request)["options"]
+        self.call(backend.delete_container_snapshot, self.decoded_pk(pk), options=options)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        operation_id="snapshots_exists",
+        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        responses=_responses(s.ExistsResponse, 501),
+    )
+    @action(detail=True, methods=["get"])
+    def exists(self, request: Request, pk: str) -> Response:
+        backend = self.snapshotable()
+        options = self.query(request)["options"]
+        exists = self.call(backend.container_snapshot_exists, self.decoded_pk(pk), options=options)
+        return Response({"exists": exists})
+
+
+class SchemaView(HostAPIView, SpectacularAPIView):
+    """The OpenAPI 3 schema of the host API, generated from these views (token required).
+
+    YAML by default; ``?format=json`` for JSON.
+    """
+
+    renderer_classes = SpectacularAPIView.renderer_classes
+    custom_settings = {
+        "TITLE": "ipynbsrv host API",
+        "DESCRIPTION": "A node's container backend over HTTP. Every operation but `health` "
+        "needs `Authorization: Bearer <token>`. Pks in paths are URL-safe base64 without "
+        "padding; errors are `{code, detail}`.",
+        "VERSION": __version__,
+        "COMPONENT_SPLIT_REQUEST": True,
+    }
+
+    def get_exception_handler(self) -> Callable[..., Response]:
+        return hostapi_exception_handler
