@@ -11,4 +11,4 @@ class IpynbsrvBackendsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connect the settings reload receiver; nothing here touches the network.
-        from . import conf  # noqa: F401
+        from . import conf, signals  # noqa: F401

@@ -21,6 +21,25 @@ DEFAULTS: dict[str, Any] = {
         "Docker": "ipynbsrv_backends.backends.Docker",
         "HttpRemote": "ipynbsrv_backends.backends.HttpRemote",
     },
+    # --- The master -------------------------------------------------------------
+    # How new containers are placed: a short name ("round-robin", "random",
+    # "least-loaded") or the dotted path of a ServerSelectionAlgorithm subclass.
+    "SERVER_SELECTION_ALGORITHM": "least-loaded",
+    # A node's health older than this (seconds) is checked again before placing on it.
+    "HEALTH_TTL": 30,
+    # Users' containers get uid = UID_OFFSET + the Django user's id.
+    "UID_OFFSET": 2000,
+    # Ports every user container publishes, bound to its node's internal address.
+    "CONTAINER_PORTS": [8888],
+    # Volumes every user container gets; {uid}, {username} and {name} are filled in.
+    # A source without "/" is a named volume (kept when the container is deleted).
+    "CONTAINER_VOLUMES": [{"source": "u{uid}-{name}", "target": "/data"}],
+    # Options every user container is created with (mem_limit, cpu_limit, pids_limit).
+    "CONTAINER_OPTIONS": {},
+    # The base URL a container is served under; {username}, {name} and {pk} are filled in.
+    "CONTAINER_BASE_URL": "/notebooks/{username}/{name}/",
+    # The most containers one user may have (None: no limit).
+    "MAX_CONTAINERS_PER_USER": None,
     # The host API: which local backend a node serves, and with which options.
     "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": {},

@@ -22,6 +22,8 @@ __all__ = [
     "ContainerSnapshotNotFoundError",
     "ContainerAlreadyExistsError",
     "IllegalContainerStateError",
+    "NoNodeAvailableError",
+    "QuotaExceededError",
     "ERRORS_BY_CODE",
     "error_for_code",
 ]
@@ -127,6 +129,22 @@ class IllegalContainerStateError(ContainerBackendError):
     status_code = 409
     code = "illegal_state"
     default_detail = "The container is not in a state that allows this operation."
+
+
+class NoNodeAvailableError(BackendUnavailableError):
+    """The master found no node that may take a new container."""
+
+    status_code = 503
+    code = "no_node_available"
+    default_detail = "No node can take a new container right now."
+
+
+class QuotaExceededError(BackendError):
+    """The user already has as many containers as they may."""
+
+    status_code = 429
+    code = "quota_exceeded"
+    default_detail = "You have reached the most containers you may have."
 
 
 def _all_subclasses(cls: type[BackendError]) -> list[type[BackendError]]:

@@ -54,6 +54,10 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("TESTPROJECT_DB", str(BASE_DIR / "db.sqlite3")),
+        # BEGIN IMMEDIATE: concurrent placements queue up instead of failing with "locked".
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        # A file, not memory: tests start other processes that share the database.
+        "TEST": {"NAME": os.environ.get("TESTPROJECT_TEST_DB", "/tmp/ipynbsrv-testproject-test.sqlite3")},
     }
 }
 
@@ -65,6 +69,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IPYNBSRV_BACKENDS = {
     "HOSTAPI_BACKEND_OPTIONS": {},
 }
+# The demo and the tests' helper processes pass their settings as JSON.
+if os.environ.get("IPYNBSRV_BACKENDS_JSON"):
+    import json
+
+    IPYNBSRV_BACKENDS = json.loads(os.environ["IPYNBSRV_BACKENDS_JSON"])
 
 LOGGING = {
     "version": 1,

@@ -73,19 +73,25 @@ def workdir():
     shutil.rmtree(WORK_DIR, ignore_errors=True)
 
 
+#: More backend instances a test made (one per simulated node); purged like INSTANCE.
+EXTRA_INSTANCES: set[str] = set()
+
+
 def purge(client) -> None:
     """Remove everything this run made on the engine."""
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        container.remove(force=True, v=True)
-    for image in client.images.list(all=True, filters={"label": LABEL}):
-        for tag in image.tags or [image.id]:
-            try:
-                client.images.remove(tag, force=True)
-            except Exception:  # noqa: BLE001 - already gone with an earlier tag
-                pass
-    client.images.prune(filters={"dangling": True, "label": LABEL})
-    for volume in client.volumes.list(filters={"label": LABEL}):
-        volume.remove(force=True)
+    for instance in [INSTANCE, *sorted(EXTRA_INSTANCES)]:
+        label = f"org.ipynbsrv.instance={instance}"
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+        for image in client.images.list(all=True, filters={"label": label}):
+            for tag in image.tags or [image.id]:
+                try:
+                    client.images.remove(tag, force=True)
+                except Exception:  # noqa: BLE001 - already gone with an earlier tag
+                    pass
+        client.images.prune(filters={"dangling": True, "label": label})
+        for volume in client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
 
 
 def dump_engine(client) -> str:

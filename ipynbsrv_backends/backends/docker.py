@@ -535,6 +535,21 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             return BACKEND_STATUS_ERROR
         return BACKEND_STATUS_OK
 
+    def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
+        """The engine's resources and this backend's container counts, for placement."""
+        self._no_options(kwargs)
+        with self._engine():
+            info = self._api().info()
+            items = self._api().containers(all=True, filters=self._labels_filter(KIND_CONTAINER))
+        running = sum(1 for item in items if item.get("State") in ("running", "paused", "restarting"))
+        return {
+            "cpus": info.get("NCPU"),
+            "memory_total": info.get("MemTotal"),
+            "engine_version": info.get("ServerVersion"),
+            "containers_running": running,
+            "containers_total": len(items),
+        }
+
     # ------------------------------------------------------------------ create
 
     def _no_options(self, kwargs: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> None:

@@ -1,0 +1,277 @@
+"""What the master records: nodes, their backends, and every user's containers, images and
+snapshots.
+
+The rows are the master's view; the nodes hold the truth. The service layer
+(:mod:`ipynbsrv_backends.services`) keeps the two in step, and the ``ipynbsrv_reconcile``
+command reports and repairs drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
+from .validation import NAME_MAX, NAME_RE
+
+name_validator = RegexValidator(
+    NAME_RE,
+    _("Use lower-case letters and digits, optionally separated by single '-', '_' or '.'."),
+)
+
+
+class Backend(models.Model):
+    """A backend class (from the allow-list in settings) and its configuration.
+
+    One backend may serve many nodes: string values of the configuration may use
+    ``{name}`` and ``{address}``, filled in with each node's own, and a node can override
+    single keys (a per-node token, say).
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(
+        _("backend class"), max_length=100,
+        help_text=_("One of the classes allowed in the IPYNBSRV_BACKENDS['BACKEND_CLASSES'] setting."),
+    )
+    config = models.JSONField(
+        _("configuration"), default=dict, blank=True,
+        help_text=_("Constructor arguments as a JSON object, e.g. {\"url\": \"http://{address}:8080\"}."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("backend")
+        verbose_name_plural = _("backends")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        from .registry import validate_backend_config
+
+        validate_backend_config(self.kind, self.config, field="config")
+
+
+class Node(models.Model):
+    """A machine that runs containers, reached through its backend."""
+
+    HEALTH_CHOICES = [
+        (BACKEND_STATUS_OK, _("ok")),
+        (BACKEND_STATUS_STOPPED, _("stopped")),
+        (BACKEND_STATUS_ERROR, _("error")),
+    ]
+
+    name = models.SlugField(_("name"), max_length=100, unique=True)
+    address = models.CharField(
+        _("internal address"), max_length=255,
+        help_text=_("The node's address on the internal network; published container ports are bound to it."),
+    )
+    backend = models.ForeignKey(Backend, on_delete=models.PROTECT, related_name="nodes", verbose_name=_("backend"))
+    backend_config = models.JSONField(
+        _("backend configuration overrides"), default=dict, blank=True,
+        help_text=_("Keys that override the backend's configuration for this node only."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True, help_text=_("Disabled nodes get no new containers."))
+    draining = models.BooleanField(
+        _("draining"), default=False,
+        help_text=_("A draining node keeps its containers but gets no new ones."),
+    )
+    capacity = models.PositiveIntegerField(
+        _("capacity"), default=50, validators=[MinValueValidator(1)],
+        help_text=_("The most containers this node may hold."),
+    )
+    last_status = models.SmallIntegerField(_("health"), choices=HEALTH_CHOICES, null=True, blank=True)
+    last_checked = models.DateTimeField(_("health checked"), null=True, blank=True)
+    last_seen = models.DateTimeField(_("last seen healthy"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    resources = models.JSONField(_("resources"), default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("node")
+        verbose_name_plural = _("nodes")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_healthy(self) -> bool:
+        return self.last_status == BACKEND_STATUS_OK
+
+    def effective_config(self) -> dict[str, Any]:
+        """The backend configuration with this node's overrides and placeholders applied."""
+        merged = {**(self.backend.config or {}), **(self.backend_config or {})}
+        return {key: _fill(value, name=self.name, address=self.address) for key, value in merged.items()}
+
+    def clean(self) -> None:
+        if self.backend_id is not None:
+            from .registry import validate_backend_config
+
+            validate_backend_config(self.backend.kind, self.effective_config(), field="backend_config")
+
+
+def _fill(value: Any, **names: str) -> Any:
+    if isinstance(value, str):
+        for key, replacement in names.items():
+            value = value.replace("{" + key + "}", replacement)
+        return value
+    if isinstance(value, list):
+        return [_fill(item, **names) for item in value]
+    if isinstance(value, dict):
+        return {key: _fill(item, **names) for key, item in value.items()}
+    return value
+
+
+class Image(models.Model):
+    """An image users may start containers from: a base image an operator registered, or
+    one a user committed from a container."""
+
+    name = models.CharField(_("name"), max_length=200)
+    ref = models.CharField(_("image reference"), max_length=512, help_text=_("The backend's pk of the image."))
+    description = models.TextField(_("description"), blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+        related_name="ipynbsrv_images", verbose_name=_("owner"),
+        help_text=_("Empty for a base image everyone may use."),
+    )
+    public = models.BooleanField(_("public"), default=False, help_text=_("Everyone may start containers from it."))
+    node = models.ForeignKey(
+        Node, on_delete=models.PROTECT, null=True, blank=True, related_name="images",
+        help_text=_("The node that holds a committed image; empty when every node can get it."),
+    )
+    source = models.ForeignKey(
+        "Container", on_delete=models.SET_NULL, null=True, blank=True, related_name="committed_images",
+    )
+    size = models.BigIntegerField(_("size"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("image")
+        verbose_name_plural = _("images")
+        constraints = [
+            models.UniqueConstraint(fields=["ref", "node"], name="ipynbsrv_image_ref_node_unique"),
+            models.UniqueConstraint(fields=["ref"], condition=models.Q(node__isnull=True),
+                                    name="ipynbsrv_image_ref_unique_everywhere"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def usable_by(self, user: Any) -> bool:
+        return self.public or self.owner_id is None or self.owner_id == user.pk or user.is_staff
+
+
+class Container(models.Model):
+    """A user's container on a node."""
+
+    class Status(models.TextChoices):
+        CREATING = "creating", _("creating")
+        RUNNING = "running", _("running")
+        STOPPED = "stopped", _("stopped")
+        SUSPENDED = "suspended", _("suspended")
+        ERROR = "error", _("error")
+        LOST = "lost", _("lost")
+
+    #: Statuses that count against a node's capacity.
+    ACTIVE = (Status.CREATING, Status.RUNNING, Status.STOPPED, Status.SUSPENDED, Status.ERROR)
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ipynbsrv_containers",
+        verbose_name=_("owner"),
+    )
+    name = models.CharField(_("name"), max_length=NAME_MAX, validators=[name_validator])
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="containers", verbose_name=_("node"))
+    backend_pk = models.CharField(_("backend pk"), max_length=512, blank=True)
+    image = models.ForeignKey(
+        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="containers", verbose_name=_("image"),
+    )
+    image_ref = models.CharField(_("image reference"), max_length=512, blank=True)
+    clone_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="clones", verbose_name=_("clone of"),
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.CREATING)
+    ports = models.JSONField(_("ports"), default=list, blank=True)
+    volumes = models.JSONField(_("volumes"), default=list, blank=True)
+    base_url = models.CharField(_("base URL"), max_length=2048, blank=True)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    status_checked_at = models.DateTimeField(_("status checked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["owner__username", "name"]
+        verbose_name = _("container")
+        verbose_name_plural = _("containers")
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="ipynbsrv_container_owner_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def clean(self) -> None:
+        if self.clone_of_id and self.clone_of_id == self.pk:
+            raise ValidationError({"clone_of": _("A container cannot be a clone of itself.")})
+
+    @property
+    def uid(self) -> int:
+        from .conf import app_settings
+
+        return int(app_settings.UID_OFFSET) + int(self.owner_id)
+
+    @property
+    def url(self) -> str | None:
+        """``http://address:port/base_url`` of the first published port, when bound."""
+        for port in self.ports or []:
+            if port.get("external"):
+                return f"http://{port['address']}:{port['external']}{self.base_url or '/'}"
+        return None
+
+
+class Snapshot(models.Model):
+    """A snapshot of a container's filesystem."""
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(_("name"), max_length=NAME_MAX, validators=[name_validator])
+    backend_pk = models.CharField(_("backend pk"), max_length=512)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["container", "-created_at"]
+        verbose_name = _("snapshot")
+        verbose_name_plural = _("snapshots")
+        constraints = [
+            models.UniqueConstraint(fields=["container", "name"], name="ipynbsrv_snapshot_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.container}:{self.name}"
+
+
+class PlacementState(models.Model):
+    """Where a placement algorithm stands (the round-robin position), shared by every
+    process of the master and kept across restarts."""
+
+    key = models.CharField(max_length=100, unique=True)
+    last_node = models.ForeignKey(Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("placement state")
+        verbose_name_plural = _("placement states")
+
+    def __str__(self) -> str:
+        return self.key

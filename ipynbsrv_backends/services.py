@@ -1,0 +1,572 @@
+"""The service layer: every action on nodes, containers, images and snapshots.
+
+The admin, the users' API and the management commands all call these functions, so each
+rule — placement, naming, state changes, compensation on failure — lives here once.
+
+Two promises hold whatever fails part-way: no container runs on a node without a record,
+and no record is silently dropped while its container may still exist. When a node cannot
+be reached to confirm, the record is kept (status ``error``) for ``ipynbsrv_reconcile``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from . import errors
+from .conf import app_settings
+from .contract import (
+    BACKEND_STATUS_ERROR,
+    BACKEND_STATUS_OK,
+    SnapshotableContainerBackend,
+    SuspendableContainerBackend,
+)
+from .models import Container, Image, Node, Snapshot
+from .placement import get_algorithm
+from .registry import get_backend
+from .validation import validate_name
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "check_node_health",
+    "check_nodes_health",
+    "candidate_nodes",
+    "create_container",
+    "clone_container",
+    "start_container",
+    "stop_container",
+    "restart_container",
+    "suspend_container",
+    "resume_container",
+    "delete_container",
+    "refresh_container",
+    "refresh_node",
+    "create_snapshot",
+    "restore_snapshot",
+    "delete_snapshot",
+    "commit_container",
+    "delete_image",
+    "reconcile",
+    "ReconcileReport",
+    "user_containers",
+    "usable_images",
+]
+
+S = Container.Status
+
+
+# ---------------------------------------------------------------------------- nodes
+
+def check_node_health(node: Node) -> int:
+    """Ask the node's backend for its status (never raises) and record it."""
+    now = timezone.now()
+    error = ""
+    resources: dict[str, Any] = node.resources or {}
+    try:
+        backend = get_backend(node)
+        status = backend.get_status()
+        describe = getattr(backend, "get_node_status", None)
+        if status == BACKEND_STATUS_OK and callable(describe):
+            try:
+                resources = describe() or {}
+            except errors.BackendError as exc:
+                logger.info("Node %s did not report its resources: %s", node.name, exc)
+        if status != BACKEND_STATUS_OK:
+            error = "The backend reports that it is stopped." if status == 1 else "The backend reports an error."
+    except errors.BackendError as exc:  # a broken configuration, say
+        status, error = BACKEND_STATUS_ERROR, str(exc)
+    fields = {"last_status": status, "last_checked": now, "last_error": error, "resources": resources}
+    if status == BACKEND_STATUS_OK:
+        fields["last_seen"] = now
+    Node.objects.filter(pk=node.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(node, key, value)
+    if status != BACKEND_STATUS_OK:
+        logger.warning("Node %s is not healthy: %s", node.name, error)
+    return status
+
+
+def check_nodes_health(nodes: Iterable[Node]) -> dict[str, int]:
+    """Check several nodes at once (each check bounded by its backend's timeouts)."""
+    nodes = list(nodes)
+    if not nodes:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+        statuses = list(pool.map(check_node_health, nodes))
+    return {node.name: status for node, status in zip(nodes, statuses)}
+
+
+def _stale(node: Node) -> bool:
+    ttl = timedelta(seconds=float(app_settings.HEALTH_TTL))
+    return node.last_checked is None or timezone.now() - node.last_checked > ttl
+
+
+def candidate_nodes(exclude: Iterable[int] = ()) -> list[Node]:
+    """Enabled, not draining; health refreshed where it is older than ``HEALTH_TTL``."""
+    nodes = list(Node.objects.filter(enabled=True, draining=False).exclude(pk__in=list(exclude))
+                 .select_related("backend"))
+    check_nodes_health([node for node in nodes if _stale(node)])
+    return [node for node in nodes if node.is_healthy]
+
+
+def _active_counts(node_pks: Iterable[int]) -> dict[int, int]:
+    rows = (Container.objects.filter(node__in=list(node_pks), status__in=Container.ACTIVE)
+            .values("node").annotate(n=Count("pk")))
+    return {row["node"]: row["n"] for row in rows}
+
+
+# ---------------------------------------------------------------------------- containers
+
+def _uid(user: Any) -> int:
+    return int(app_settings.UID_OFFSET) + int(user.pk)
+
+
+def _fill(template: Any, **names: Any) -> Any:
+    if isinstance(template, str):
+        return template.format(**names)
+    if isinstance(template, list):
+        return [_fill(item, **names) for item in template]
+    if isinstance(template, dict):
+        return {key: _fill(value, **names) for key, value in template.items()}
+    return template
+
+
+def _apply_record(container: Container, record: dict[str, Any]) -> None:
+    container.backend_pk = record["pk"]
+    container.status = record.get("status") or S.ERROR
+    container.ports = record.get("ports") or []
+    container.volumes = record.get("volumes") or []
+    container.status_checked_at = timezone.now()
+    container.last_error = ""
+
+
+def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone_of: Container | None,
+             node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any]) -> Container:
+    """Pick a node and insert the record (status ``creating``) in one locked transaction."""
+    if node is not None:
+        candidates = [node]
+        if not node.enabled:
+            raise errors.NoNodeAvailableError(f"The node {node.name!r} is disabled.")
+        if _stale(node):
+            check_node_health(node)
+        if not node.is_healthy:
+            raise errors.NoNodeAvailableError(
+                f"The node {node.name!r} is not healthy: {node.last_error or 'it does not answer'}"
+            )
+    else:
+        candidates = candidate_nodes(exclude)
+    if not candidates:
+        raise errors.NoNodeAvailableError(
+            "No node can take a new container: every node is disabled, draining, full or not answering. "
+            "Ask an administrator to check the nodes."
+        )
+    with transaction.atomic():
+        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        loads = _active_counts(n.pk for n in locked)
+        roomy = [n for n in locked if loads.get(n.pk, 0) < n.capacity]
+        if not roomy:
+            raise errors.NoNodeAvailableError(
+                "Every node that could take the container is full. Ask an administrator to add capacity."
+            )
+        roomy.sort(key=lambda n: n.name)
+        chosen = roomy[0] if node is not None else get_algorithm().choose_node(roomy, loads)
+        limit = app_settings.MAX_CONTAINERS_PER_USER
+        if limit is not None and Container.objects.filter(owner=owner).exclude(status=S.LOST).count() >= int(limit):
+            raise errors.QuotaExceededError(f"{owner} already has {limit} containers, the most allowed.")
+        if Container.objects.filter(owner=owner, name=name).exists():
+            raise errors.ContainerAlreadyExistsError(f"{owner} already has a container named {name!r}.")
+        try:
+            with transaction.atomic():
+                return Container.objects.create(
+                    owner=owner, name=name, node=chosen, image=image, image_ref=image_ref, clone_of=clone_of,
+                    status=S.CREATING, base_url=base_url, options=options,
+                )
+        except IntegrityError as exc:
+            raise errors.ContainerAlreadyExistsError(f"{owner} already has a container named {name!r}.") from exc
+
+
+def _find_on_node(backend: Any, owner: Any, name: str) -> dict[str, Any] | None:
+    for record in backend.get_containers():
+        if record.get("owner") == owner.get_username() and record.get("name") == name:
+            return record
+    return None
+
+
+def create_container(
+    owner: Any,
+    name: str,
+    *,
+    image: Image | str | None = None,
+    clone_of: Container | None = None,
+    node: Node | None = None,
+    cmd: str | list[str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Container:
+    """Create and start a container for ``owner``: place it, create it through the node's
+    backend, and record it. Placement skips nodes that turn out to be unreachable."""
+    name = validate_name(name)
+    if (image is None) == (clone_of is None):
+        raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
+    image_obj = image if isinstance(image, Image) else None
+    image_ref = image.ref if isinstance(image, Image) else (image or "")
+    if clone_of is not None:
+        node = clone_of.node  # a clone starts from its source's filesystem, on its node
+        image_obj, image_ref = clone_of.image, clone_of.image_ref
+        if not clone_of.backend_pk:
+            raise errors.IllegalContainerStateError(f"{clone_of} has not been created yet.")
+    elif image_obj is not None and image_obj.node_id is not None:
+        node = node or image_obj.node
+        if node.pk != image_obj.node_id:
+            raise errors.InvalidArgumentError(f"The image {image_obj} exists only on the node {image_obj.node}.")
+    merged_options = {**(app_settings.CONTAINER_OPTIONS or {}), **(options or {})}
+    uid = _uid(owner)
+    names = {"uid": uid, "username": owner.get_username(), "name": name}
+    base_url = _fill(app_settings.CONTAINER_BASE_URL, **names, pk="")
+    volumes = _fill(app_settings.CONTAINER_VOLUMES or [], **names)
+
+    excluded: set[int] = set()
+    while True:
+        container = _reserve(owner, name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
+                             exclude=excluded, base_url=base_url, options=merged_options)
+        target = container.node
+        ports = [{"address": target.address, "external": None, "internal": int(p)}
+                 for p in app_settings.CONTAINER_PORTS or []]
+        try:
+            backend = get_backend(target)
+            record = backend.create_container(
+                owner.get_username(), uid, name, ports, volumes, cmd=cmd, base_url=base_url,
+                image=image_ref if clone_of is None else None,
+                clone_of=clone_of.backend_pk if clone_of is not None else None,
+                **merged_options,
+            )
+        except errors.BackendUnavailableError as exc:
+            # Nothing reached the node: forget the reservation and try another one.
+            container.delete()
+            Node.objects.filter(pk=target.pk).update(last_status=BACKEND_STATUS_ERROR, last_error=str(exc),
+                                                     last_checked=timezone.now())
+            logger.warning("Node %s is unreachable (%s); placing %s/%s elsewhere", target.name, exc, owner, name)
+            if node is not None:
+                raise
+            excluded.add(target.pk)
+            continue
+        except errors.BackendTimeoutError as exc:
+            _settle_after_timeout(container, owner, name, exc)
+            raise
+        except errors.BackendError:
+            container.delete()  # the backend removed whatever it had started
+            raise
+        break
+    try:
+        _apply_record(container, record)
+        container.save()
+    except Exception:
+        logger.exception("Recording %s failed; removing it from %s", record.get("pk"), target.name)
+        try:
+            backend.delete_container(record["pk"])
+        finally:
+            Container.objects.filter(pk=container.pk).delete()
+        raise
+    logger.info("Created %s on %s (%s)", container, target.name, container.backend_pk)
+    return container
+
+
+def _settle_after_timeout(container: Container, owner: Any, name: str, exc: Exception) -> None:
+    """The node did not answer in time: find out whether the container exists after all."""
+    try:
+        backend = get_backend(container.node)
+        record = _find_on_node(backend, owner, name)
+    except errors.BackendError:
+        container.status, container.last_error = S.ERROR, f"Creation timed out and the node cannot confirm: {exc}"
+        container.save(update_fields=["status", "last_error", "updated_at"])
+        return
+    if record is None:
+        container.delete()
+        return
+    try:
+        backend.delete_container(record["pk"])
+        container.delete()
+    except errors.BackendError as inner:
+        _apply_record(container, record)
+        container.status, container.last_error = S.ERROR, f"Creation timed out; clean-up failed: {inner}"
+        container.save()
+
+
+def clone_container(source: Container, owner: Any, name: str, **kwargs: Any) -> Container:
+    """A new container for ``owner`` from the current filesystem of ``source``."""
+    return create_container(owner, name, clone_of=source, **kwargs)
+
+
+def _backend_pk(container: Container) -> str:
+    if not container.backend_pk:
+        raise errors.IllegalContainerStateError(f"{container} has no container on its node yet.")
+    return container.backend_pk
+
+
+def refresh_container(container: Container) -> Container:
+    """Read the container's state from its node into the record."""
+    backend = get_backend(container.node)
+    try:
+        record = backend.get_container(_backend_pk(container))
+    except errors.ContainerNotFoundError:
+        container.status = S.LOST
+        container.last_error = "The node no longer has this container."
+        container.status_checked_at = timezone.now()
+        container.save(update_fields=["status", "last_error", "status_checked_at", "updated_at"])
+        raise
+    _apply_record(container, record)
+    container.save()
+    return container
+
+
+def _act(container: Container, action: str, capability: type | None = None) -> Container:
+    backend = get_backend(container.node)
+    if capability is not None and not isinstance(backend, capability):
+        raise errors.CapabilityNotSupportedError(
+            f"The backend of {container.node} cannot {action.split('_')[0]} containers."
+        )
+    try:
+        getattr(backend, action)(_backend_pk(container))
+    except errors.ContainerNotFoundError:
+        refresh_container(container)  # marks it lost and raises
+        raise
+    logger.info("%s %s", action, container)
+    return refresh_container(container)
+
+
+def start_container(container: Container) -> Container:
+    return _act(container, "start_container")
+
+
+def stop_container(container: Container) -> Container:
+    return _act(container, "stop_container")
+
+
+def restart_container(container: Container) -> Container:
+    return _act(container, "restart_container")
+
+
+def suspend_container(container: Container) -> Container:
+    return _act(container, "suspend_container", SuspendableContainerBackend)
+
+
+def resume_container(container: Container) -> Container:
+    return _act(container, "resume_container", SuspendableContainerBackend)
+
+
+def delete_container(container: Container) -> None:
+    """Remove the container from its node, then its record. If the node cannot be reached
+    the record stays: nothing is forgotten while it may still run."""
+    if container.backend_pk:
+        backend = get_backend(container.node)
+        try:
+            backend.delete_container(container.backend_pk)
+        except errors.ContainerNotFoundError:
+            logger.info("%s was already gone from %s", container, container.node)
+    container.delete()
+    logger.info("Deleted %s", container)
+
+
+def refresh_node(node: Node) -> int:
+    """Update the status of every record on ``node`` from one listing. Returns how many
+    records changed."""
+    records = {r["pk"]: r for r in get_backend(node).get_containers()}
+    changed = 0
+    for container in Container.objects.filter(node=node).exclude(status=S.CREATING):
+        record = records.get(container.backend_pk)
+        if record is None:
+            if container.status != S.LOST and container.backend_pk:
+                container.status, container.last_error = S.LOST, "The node no longer has this container."
+                container.save(update_fields=["status", "last_error", "updated_at"])
+                changed += 1
+            continue
+        if container.status != record["status"] or container.ports != record["ports"]:
+            _apply_record(container, record)
+            container.save()
+            changed += 1
+    return changed
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+def _snapshot_backend(container: Container) -> SnapshotableContainerBackend:
+    backend = get_backend(container.node)
+    if not isinstance(backend, SnapshotableContainerBackend):
+        raise errors.CapabilityNotSupportedError(f"The backend of {container.node} cannot take snapshots.")
+    return backend
+
+
+def create_snapshot(container: Container, name: str, description: str = "") -> Snapshot:
+    name = validate_name(name, "snapshot name")
+    if Snapshot.objects.filter(container=container, name=name).exists():
+        raise errors.ContainerAlreadyExistsError(f"{container} already has a snapshot named {name!r}.")
+    backend = _snapshot_backend(container)
+    record = backend.create_container_snapshot(_backend_pk(container), name)
+    try:
+        snapshot = Snapshot.objects.create(container=container, name=name, backend_pk=record["pk"],
+                                           description=description)
+    except Exception:
+        backend.delete_container_snapshot(record["pk"])
+        raise
+    logger.info("Snapshot %s taken", snapshot)
+    return snapshot
+
+
+def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
+    if snapshot.container_id != container.pk:
+        raise errors.ContainerSnapshotNotFoundError(f"{snapshot} is not a snapshot of {container}.")
+    backend = _snapshot_backend(container)
+    record = backend.restore_container_snapshot(_backend_pk(container), snapshot.backend_pk)
+    _apply_record(container, record)
+    container.save()
+    logger.info("Restored %s from %s", container, snapshot)
+    return container
+
+
+def delete_snapshot(snapshot: Snapshot) -> None:
+    backend = _snapshot_backend(snapshot.container)
+    try:
+        backend.delete_container_snapshot(snapshot.backend_pk)
+    except errors.ContainerSnapshotNotFoundError:
+        logger.info("%s was already gone", snapshot)
+    snapshot.delete()
+
+
+# ---------------------------------------------------------------------------- images
+
+def commit_container(container: Container, name: str, *, public: bool = False, description: str = "") -> Image:
+    """Commit the container's filesystem to an image its owner (or everyone, if public)
+    can start containers from."""
+    backend = get_backend(container.node)
+    record = backend.create_container_image(_backend_pk(container), name)
+    shared = bool(container.node.effective_config().get("registry"))
+    try:
+        image = Image.objects.create(
+            name=f"{container.owner.get_username()}/{record.get('name') or name}", ref=record["pk"],
+            owner=container.owner, public=public, description=description, source=container,
+            node=None if shared else container.node, size=record.get("size"),
+        )
+    except Exception:
+        backend.delete_container_image(record["pk"])
+        raise
+    logger.info("Committed %s to %s", container, image.ref)
+    return image
+
+
+def delete_image(image: Image) -> None:
+    """Remove a committed image from the node(s) that hold it, then its record."""
+    if image.owner_id is not None or image.source_id is not None:
+        nodes = [image.node] if image.node is not None else list(Node.objects.filter(enabled=True))
+        for node in nodes:
+            try:
+                get_backend(node).delete_container_image(image.ref)
+            except errors.ContainerImageNotFoundError:
+                pass
+    image.delete()
+
+
+# ---------------------------------------------------------------------------- reconcile
+
+@dataclass
+class ReconcileReport:
+    """What ``reconcile`` found and did on one node."""
+
+    node: str
+    reachable: bool = True
+    error: str = ""
+    missing: list[str] = field(default_factory=list)  # records whose container is gone
+    orphans: list[str] = field(default_factory=list)  # containers without a record
+    updated: int = 0
+    marked_lost: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.missing or self.orphans or not self.reachable)
+
+
+def reconcile(node: Node, *, mark_lost: bool = False, adopt: bool = False, remove: bool = False) -> ReconcileReport:
+    """Compare the records of ``node`` with what it really runs.
+
+    Reports drift; on request marks records whose container is gone as ``lost``, adopts
+    labelled containers that have no record (when their owner is a known user), or removes
+    them. ``adopt`` and ``remove`` are exclusive.
+    """
+    if adopt and remove:
+        raise errors.InvalidArgumentError("Choose adopt or remove for containers without a record, not both.")
+    report = ReconcileReport(node=node.name)
+    try:
+        backend = get_backend(node)
+        records = {r["pk"]: r for r in backend.get_containers()}
+    except errors.BackendError as exc:
+        report.reachable, report.error = False, str(exc)
+        return report
+    known = {c.backend_pk: c for c in Container.objects.filter(node=node).exclude(backend_pk="")}
+    for pk, container in known.items():
+        record = records.get(pk)
+        if record is None:
+            if container.status != S.LOST:
+                report.missing.append(str(container))
+                if mark_lost:
+                    container.status, container.last_error = S.LOST, "The node no longer has this container."
+                    container.save(update_fields=["status", "last_error", "updated_at"])
+                    report.marked_lost.append(str(container))
+            continue
+        if container.status != record["status"] or container.ports != record["ports"]:
+            _apply_record(container, record)
+            container.save()
+            report.updated += 1
+    User = get_user_model()
+    for pk, record in records.items():
+        if pk in known:
+            continue
+        report.orphans.append(pk)
+        if remove:
+            try:
+                backend.delete_container(pk)
+                report.removed.append(pk)
+            except errors.BackendError as exc:
+                report.problems.append(f"{pk}: {exc}")
+        elif adopt:
+            owner = User.objects.filter(**{User.USERNAME_FIELD: record.get("owner")}).first()
+            if owner is None:
+                report.problems.append(f"{pk}: no user named {record.get('owner')!r} to adopt it")
+                continue
+            if Container.objects.filter(owner=owner, name=record.get("name")).exists():
+                report.problems.append(f"{pk}: {owner} already has a record named {record.get('name')!r}")
+                continue
+            container = Container(owner=owner, name=record.get("name") or pk, node=node,
+                                  image_ref=record.get("image") or "")
+            container.image = Image.objects.filter(ref=container.image_ref).first()
+            _apply_record(container, record)
+            container.save()
+            report.adopted.append(pk)
+    # records still "creating" long after any creation could take are errors
+    stale = timezone.now() - timedelta(minutes=30)
+    for container in Container.objects.filter(node=node, status=S.CREATING, created_at__lt=stale):
+        report.problems.append(f"{container}: still 'creating' after 30 minutes")
+    return report
+
+
+def user_containers(user: Any) -> Any:
+    """The containers ``user`` may see: their own, or all for staff."""
+    queryset = Container.objects.select_related("node", "owner", "image")
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def usable_images(user: Any) -> Any:
+    queryset = Image.objects.all()
+    if user.is_staff:
+        return queryset
+    return queryset.filter(Q(public=True) | Q(owner__isnull=True) | Q(owner=user))
