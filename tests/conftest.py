@@ -184,3 +184,40 @@ def registry(workdir):
     process.terminate()
     process.wait(timeout=10)
     log.close()
+
+
+# ---------------------------------------------------------------------------- the master
+
+@pytest.fixture
+def make_node(engine):
+    """Create a Node (and its Docker Backend row) on the real engine. Each node gets its own
+    backend instance, so nodes sharing the engine never see each other's containers."""
+    from ipynbsrv_backends.models import Backend, Node
+
+    def make(name, capacity=10, **config):
+        instance = f"{INSTANCE}-{name}"
+        EXTRA_INSTANCES.add(instance)
+        options = backend_options(instance=instance, name_prefix=f"{PREFIX}{name}")
+        options.update(config)
+        backend = Backend.objects.create(name=f"docker-{name}", kind="Docker", config=options)
+        return Node.objects.create(name=name, address="127.0.0.1", backend=backend, capacity=capacity)
+
+    return make
+
+
+@pytest.fixture
+def image(db):
+    """The test image, registered as a public base image."""
+    from ipynbsrv_backends.models import Image
+
+    return Image.objects.create(name="busybox", ref=TEST_IMAGE, public=True)
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password")

@@ -15,13 +15,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from ipynbsrv_backends import errors, registry, services
 from ipynbsrv_backends.backends import Docker
 from ipynbsrv_backends.models import Backend, Container, Image, Node, Snapshot
 
-from .conftest import EXTRA_INSTANCES, INSTANCE, PREFIX, TEST_IMAGE, backend_options
+from .conftest import PREFIX, TEST_IMAGE
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -39,34 +38,6 @@ def master_settings(settings):
     registry.forget_backend()
     yield settings
     registry.forget_backend()
-
-
-@pytest.fixture
-def make_node(engine):
-    def make(name, capacity=10, **config):
-        instance = f"{INSTANCE}-{name}"
-        EXTRA_INSTANCES.add(instance)
-        options = backend_options(instance=instance, name_prefix=f"{PREFIX}{name}")
-        options.update(config)
-        backend = Backend.objects.create(name=f"docker-{name}", kind="Docker", config=options)
-        return Node.objects.create(name=name, address="127.0.0.1", backend=backend, capacity=capacity)
-
-    return make
-
-
-@pytest.fixture
-def image():
-    return Image.objects.create(name="busybox", ref=TEST_IMAGE, public=True)
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="x")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="x")
 
 
 def engine_containers(raw_docker, node):
