@@ -38,7 +38,6 @@ from ..contract import (
     VolumeRecord,
 )
 from ..validation import (
-    NAME_RE,
     iso_utc,
     parse_engine_time,
     parse_since,
