@@ -258,3 +258,39 @@ def test_labels_name_the_instance(docker_backend, engine):
 
 def test_status_ok(docker_backend):
     assert docker_backend.get_status() == BACKEND_STATUS_OK
+
+
+def _manifest_status(registry, ref):
+    import urllib.request
+
+    repo, tag = ref[len(registry) + 1:].rsplit(":", 1)
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{tag}", method="HEAD",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_deleting_an_image_deletes_it_from_the_registry(engine, registry):
+    backend = Docker(**backend_options(registry=registry, registry_insecure=True))
+    record = make(backend)
+    image = backend.create_container_image(record["pk"], "to-delete")
+    assert _manifest_status(registry, image["pk"]) == 200
+    backend.delete_container_image(image["pk"])
+    assert _manifest_status(registry, image["pk"]) == 404
+    assert not backend.container_image_exists(image["pk"])
+    with pytest.raises(errors.ContainerImageNotFoundError):
+        backend.delete_container_image(image["pk"])
+
+
+def test_an_image_only_in_the_registry_is_deleted_there(engine, registry):
+    """Another node pushed it; this node never pulled it."""
+    backend = Docker(**backend_options(registry=registry, registry_insecure=True))
+    record = make(backend)
+    image = backend.create_container_image(record["pk"], "elsewhere")
+    engine.images.remove(image["pk"], force=True)
+    backend.delete_container_image(image["pk"])
+    assert _manifest_status(registry, image["pk"]) == 404

@@ -411,8 +411,8 @@ def test_node_health_records_resources(make_node):
     node = make_node("n1")
     assert services.check_node_health(node) == 0
     node.refresh_from_db()
-    assert node.last_seen is not None and node.resources["cpus"] >= 1
-    assert node.resources["containers_total"] == 0
+    assert node.last_seen is not None and node.resources["resources"]["cpu_count"] >= 1
+    assert node.resources["resources"]["containers"] == {"running": 0, "total": 0}
 
 
 def test_models_and_migrations_do_not_drift():

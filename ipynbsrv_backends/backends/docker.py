@@ -149,6 +149,8 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         "pull_policy": "if-not-present",
         "registry_username": None,
         "registry_password": None,
+        "registry_insecure": False,
+        "registry_ca_cert": None,
         "allowed_images": (),
         "no_new_privileges": True,
         "use_init": True,
@@ -247,14 +249,15 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 or not all(isinstance(p, str) and p for p in patterns):
             raise errors.InvalidArgumentError("allowed_images must be a list of image name patterns such as 'notebooks/*'.")
         result["allowed_images"] = tuple(patterns)
-        for key in ("tls_ca_cert", "tls_client_cert", "tls_client_key", "registry_username", "registry_password"):
+        for key in ("tls_ca_cert", "tls_client_cert", "tls_client_key", "registry_username", "registry_password",
+                    "registry_ca_cert"):
             if result[key] is not None and not isinstance(result[key], str):
                 raise errors.InvalidArgumentError(f"{key} must be a string.")
         if bool(result["tls_client_cert"]) != bool(result["tls_client_key"]):
             raise errors.InvalidArgumentError("tls_client_cert and tls_client_key go together: give both or neither.")
         if bool(result["registry_username"]) != bool(result["registry_password"]):
             raise errors.InvalidArgumentError("registry_username and registry_password go together: give both or neither.")
-        for key in ("tls_verify", "no_new_privileges", "use_init"):
+        for key in ("tls_verify", "no_new_privileges", "use_init", "registry_insecure"):
             if not isinstance(result[key], bool):
                 raise errors.InvalidArgumentError(f"{key} must be true or false.")
         return result
@@ -535,18 +538,21 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return BACKEND_STATUS_OK
 
     def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
-        """The engine's resources and this backend's container counts, for placement."""
+        """The engine's resources and this backend's container counts, in the shape of the
+        host API's status answer, for placement and the admin."""
         self._no_options(kwargs)
         with self._engine():
             info = self._api().info()
             items = self._api().containers(all=True, filters=self._labels_filter(KIND_CONTAINER))
         running = sum(1 for item in items if item.get("State") in ("running", "paused", "restarting"))
         return {
-            "cpus": info.get("NCPU"),
-            "memory_total": info.get("MemTotal"),
-            "engine_version": info.get("ServerVersion"),
-            "containers_running": running,
-            "containers_total": len(items),
+            "backend": {"status": BACKEND_STATUS_OK, "capabilities": ["suspend", "snapshot"],
+                        "engine_version": info.get("ServerVersion"), "registry": self.registry},
+            "resources": {
+                "cpu_count": info.get("NCPU"),
+                "memory_total": info.get("MemTotal"),
+                "containers": {"running": running, "total": len(items)},
+            },
         }
 
     # ------------------------------------------------------------------ create
@@ -943,16 +949,81 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 for ref, item in self._list_images(KIND_IMAGE)]
 
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
-        """Remove an image this backend committed; base images are never touched."""
+        """Remove an image this backend committed, here and in the registry; base images
+        are never touched."""
         self._no_options(kwargs)
+        validate_pk(image, "image")
         missing = errors.ContainerImageNotFoundError(f"No image {image!r} was made by this backend.")
-        info = self._inspect_image(image, KIND_IMAGE, missing)
-        if image not in (info.get("RepoTags") or []):
+        local = True
+        try:
+            info = self._inspect_image(image, KIND_IMAGE, missing)
+            if image not in (info.get("RepoTags") or []):
+                raise missing
+        except errors.ContainerImageNotFoundError:
+            local = False
+        in_registry = self._delete_from_registry(image)
+        if not local and not in_registry:
             raise missing
-        with self._engine(not_found=missing):
-            self._api().remove_image(image, force=True)
-        self._prune_images()
+        if local:
+            with self._engine(not_found=missing):
+                self._api().remove_image(image, force=True)
+            self._prune_images()
         logger.info("Deleted image %s", image)
+
+    def _registry_base(self) -> str | None:
+        if not self.registry:
+            return None
+        return self.registry.split("/", 1)[0]
+
+    def _delete_from_registry(self, image: str) -> bool:
+        """Delete ``image`` (one of ours under the registry) from the registry's storage.
+
+        Returns whether the registry had it. Only images named under this backend's
+        registry and name prefix are ever deleted there."""
+        host = self._registry_base()
+        if not host or not image.startswith(f"{self.registry}/{self.name_prefix}-u"):
+            return False
+        repo, tag = _split_ref(image)
+        name = repo[len(host) + 1:]
+        accept = ", ".join([
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            "application/vnd.oci.image.index.v1+json",
+        ])
+        auth = (self.registry_username, self.registry_password or "") if self.registry_username else None
+        session = requests.Session()
+        session.verify = self.registry_ca_cert or True
+        last_error: Exception | None = None
+        schemes = ["https", "http"] if self.registry_insecure else ["https"]
+        for scheme in schemes:
+            base = f"{scheme}://{host}/v2/{name}/manifests"
+            try:
+                head = session.head(f"{base}/{tag}", headers={"Accept": accept}, auth=auth, timeout=self.timeout)
+                if head.status_code == 404:
+                    return False
+                head.raise_for_status()
+                digest = head.headers.get("Docker-Content-Digest")
+                if not digest:
+                    raise errors.ContainerBackendError(f"The registry {host} gave no digest for {image!r}.")
+                gone = session.delete(f"{base}/{digest}", auth=auth, timeout=self.timeout)
+                if gone.status_code == 405:
+                    raise errors.ContainerBackendError(
+                        f"The registry {host} does not allow deletes: enable storage.delete in its configuration."
+                    )
+                if gone.status_code not in (200, 202, 404):
+                    gone.raise_for_status()
+                return gone.status_code != 404
+            except (requests.exceptions.SSLError, requests.exceptions.ConnectionError) as exc:
+                last_error = exc
+                continue
+            except requests.exceptions.RequestException as exc:
+                raise errors.ContainerBackendError(f"Deleting {image!r} from the registry {host} failed: {exc}") from exc
+            finally:
+                session.close()
+        raise errors.BackendUnavailableError(
+            f"Cannot reach the registry {host} to delete {image!r}: {last_error}"
+        ) from last_error
 
     # ------------------------------------------------------------------ snapshots
 

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# A real multi-node test bed on one machine (root only):
+#
+#   - a bridge ipynbr0 (10.231.7.1/24) in the root network namespace,
+#   - a registry (Debian's docker-registry) on 10.231.7.1:5000,
+#   - N nodes, each a network namespace ipynN with the address 10.231.7.(10+N), its own
+#     dockerd (trusting the registry) and its own ipynbsrv_hostapi on port 8080.
+#
+#   scripts/cluster.sh up [N]     bring it up (default 2 nodes); idempotent
+#   scripts/cluster.sh down       remove every trace: daemons, namespaces, veths, state
+#   scripts/cluster.sh status     show what runs
+#   scripts/cluster.sh env        print the facts tests need (KEY=VALUE lines)
+#
+# Everything lives under $IPYNBSRV_CLUSTER_DIR (default /tmp/ipynbsrv-cluster).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${IPYNBSRV_CLUSTER_DIR:-/tmp/ipynbsrv-cluster}
+NET=${IPYNBSRV_CLUSTER_NET:-10.231.7}
+BRIDGE=ipynbr0
+REGISTRY_ADDR="$NET.1:5000"
+HOSTAPI_PORT=8080
+IMAGE=${IPYNBSRV_TEST_IMAGE:-ipynbsrv-test/busybox:latest}
+VENV_BIN=${VENV_BIN:-$HERE/.venv/bin}
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+node_ip() { echo "$NET.$((10 + $1))"; }
+node_dir() { echo "$STATE/n$1"; }
+node_sock() { echo "$(node_dir "$1")/docker.sock"; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds, bounded in time.
+wait_until() {
+    local seconds=$1 what=$2; shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            log "timed out after ${seconds}s waiting for $what"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+stop_pidfile() {
+    local pidfile=$1 what=$2 seconds=${3:-30}
+    if pid_alive "$pidfile"; then
+        local pid
+        pid=$(cat "$pidfile")
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + seconds))
+        while kill -0 "$pid" 2>/dev/null; do
+            if [ $SECONDS -ge $deadline ]; then
+                log "$what did not stop in ${seconds}s; killing it"
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.2
+        done
+    fi
+    rm -f "$pidfile"
+}
+
+registry_up() { curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null; }
+engine_up() { docker -H "unix://$(node_sock "$1")" info >/dev/null; }
+hostapi_up() { curl -fsS "http://$(node_ip "$1"):$HOSTAPI_PORT/health/" >/dev/null; }
+
+up() {
+    local count=${1:-2}
+    [ "$(id -u)" = 0 ] || die "the cluster needs root (network namespaces and daemons)"
+    command -v dockerd >/dev/null || die "dockerd is missing: run scripts/engine.sh first"
+    command -v docker-registry >/dev/null || die "docker-registry is missing: run scripts/packages.sh first"
+    [ -x "$VENV_BIN/ipynbsrv_hostapi" ] || die "ipynbsrv_hostapi is missing: run make venv first"
+    docker image inspect "$IMAGE" >/dev/null 2>&1 || die "the image $IMAGE is missing: run scripts/images.sh first"
+    mkdir -p "$STATE"
+    chmod 700 "$STATE"
+    echo "$count" > "$STATE/nodes"
+
+    # the bridge joining the nodes and the root namespace
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+        ip link add "$BRIDGE" type bridge
+        ip addr add "$NET.1/24" dev "$BRIDGE"
+    fi
+    ip link set "$BRIDGE" up
+    # the host engine's firewall drops forwarded traffic; let the test bed's own through
+    iptables -C DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null \
+        || iptables -I DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+
+    # the registry every node pulls from and pushes to
+    if ! pid_alive "$STATE/registry.pid"; then
+        mkdir -p "$STATE/registry"
+        cat > "$STATE/registry.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $STATE/registry}, delete: {enabled: true}}
+http: {addr: $REGISTRY_ADDR}
+EOF
+        setsid docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 < /dev/null &
+        echo $! > "$STATE/registry.pid"
+    fi
+    wait_until 30 "the registry" registry_up || { tail -20 "$STATE/registry.log" >&2; exit 1; }
+
+    local i
+    for i in $(seq 1 "$count"); do
+        up_node "$i"
+    done
+    log "cluster up: registry $REGISTRY_ADDR; nodes $(for i in $(seq 1 "$count"); do printf '%s ' "$(node_ip "$i")"; done)"
+}
+
+up_node() {
+    local i=$1 ns="ipyn$1" dir ip
+    dir=$(node_dir "$i")
+    ip=$(node_ip "$i")
+    mkdir -p "$dir"
+
+    # the namespace and its veth into the bridge
+    if ! ip netns list | grep -qw "$ns"; then
+        ip netns add "$ns"
+    fi
+    if ! ip link show "veth-$ns" >/dev/null 2>&1; then
+        ip link add "veth-$ns" type veth peer name eth0 netns "$ns"
+        ip link set "veth-$ns" master "$BRIDGE"
+        ip netns exec "$ns" ip addr add "$ip/24" dev eth0
+    fi
+    ip link set "veth-$ns" up
+    ip netns exec "$ns" ip link set lo up
+    ip netns exec "$ns" ip link set eth0 up
+
+    # the node's own engine (nsenter, not `ip netns exec`: dockerd needs the host's mounts)
+    if ! pid_alive "$dir/docker.pid"; then
+        rm -f "$dir/docker.pid"
+        setsid nsenter --net="/run/netns/$ns" dockerd \
+            --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
+            -H "unix://$(node_sock "$i")" --insecure-registry "$REGISTRY_ADDR" \
+            --icc=false --bip "172.30.$i.1/24" \
+            >"$dir/dockerd.log" 2>&1 < /dev/null &
+    fi
+    wait_until 60 "the engine of node $i" engine_up "$i" || { tail -30 "$dir/dockerd.log" >&2; exit 1; }
+
+    # the base image, straight from the host's engine
+    if ! docker -H "unix://$(node_sock "$i")" image inspect "$IMAGE" >/dev/null 2>&1; then
+        docker save "$IMAGE" | docker -H "unix://$(node_sock "$i")" load >/dev/null
+    fi
+
+    # the node's host API, on its own address
+    if [ ! -f "$dir/token" ]; then
+        (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/token")
+    fi
+    if ! pid_alive "$dir/hostapi.pid"; then
+        local args
+        args=$(printf '{"base_url": "unix://%s", "registry": "%s", "registry_insecure": true, "instance": "cluster", "stop_timeout": 3}' \
+            "$(node_sock "$i")" "$REGISTRY_ADDR")
+        IPYNBSRV_HOSTAPI_TOKEN=$(cat "$dir/token") setsid nsenter --net="/run/netns/$ns" \
+            "$VENV_BIN/ipynbsrv_hostapi" --listen "$ip" --port "$HOSTAPI_PORT" \
+            --container-backend-args "$args" --workers 2 --threads 8 \
+            >"$dir/hostapi.log" 2>&1 < /dev/null &
+        echo $! > "$dir/hostapi.pid"
+    fi
+    wait_until 60 "the host API of node $i" hostapi_up "$i" || { tail -30 "$dir/hostapi.log" >&2; exit 1; }
+}
+
+down() {
+    [ "$(id -u)" = 0 ] || die "the cluster needs root"
+    local count=0 i
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    stop_pidfile "$STATE/master.pid" "the master" 15
+    # every namespace we may have made, even if the state file is gone
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ipyn[0-9]+$' || true); do
+        i=${ns#ipyn}
+        [ "$i" -gt "$count" ] && count=$i
+    done
+    for i in $(seq 1 "$count"); do
+        local dir
+        dir=$(node_dir "$i")
+        stop_pidfile "$dir/hostapi.pid" "the host API of node $i" 40
+        stop_pidfile "$dir/docker.pid" "the engine of node $i" 60
+        ip netns delete "ipyn$i" 2>/dev/null || true
+        ip link delete "veth-ipyn$i" 2>/dev/null || true
+    done
+    stop_pidfile "$STATE/registry.pid" "the registry" 15
+    iptables -D DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+    ip link delete "$BRIDGE" 2>/dev/null || true
+    # mounts a killed engine may have left behind, then the state itself
+    if [ -d "$STATE" ]; then
+        grep -o " $STATE[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
+        rm -rf "$STATE"
+    fi
+    log "cluster down"
+}
+
+status() {
+    local count=0 i
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    if pid_alive "$STATE/registry.pid"; then echo "registry  $REGISTRY_ADDR  up"; else echo "registry  down"; fi
+    for i in $(seq 1 "$count"); do
+        local dir engine api
+        dir=$(node_dir "$i")
+        engine=down; api=down
+        engine_up "$i" 2>/dev/null && engine=up
+        hostapi_up "$i" 2>/dev/null && api=up
+        echo "node n$i  $(node_ip "$i")  engine $engine  host API $api"
+    done
+    if pid_alive "$STATE/master.pid"; then echo "master    $(cat "$STATE/master.url" 2>/dev/null)  up"; fi
+}
+
+env_facts() {
+    local count=0 i
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    echo "CLUSTER_DIR=$STATE"
+    echo "CLUSTER_REGISTRY=$REGISTRY_ADDR"
+    echo "CLUSTER_NODES=$count"
+    for i in $(seq 1 "$count"); do
+        echo "CLUSTER_NODE_${i}_ADDRESS=$(node_ip "$i")"
+        echo "CLUSTER_NODE_${i}_URL=http://$(node_ip "$i"):$HOSTAPI_PORT"
+        echo "CLUSTER_NODE_${i}_SOCKET=$(node_sock "$i")"
+    done
+}
+
+case "${1:-}" in
+    up) up "${2:-2}" ;;
+    down) down ;;
+    status) status ;;
+    env) env_facts ;;
+    *) echo "usage: $0 up [N] | down | status | env" >&2; exit 2 ;;
+esac
