@@ -91,6 +91,7 @@ class HostAPINode:
         port: int | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
+        cafile: str | None = None,
         extra_args: list[str] | None = None,
         workers: int = 2,
         threads: int = 4,
@@ -98,6 +99,7 @@ class HostAPINode:
         self.token = token if token is not None else secrets.token_urlsafe(32)
         self.port = port or free_port()
         self.certfile = certfile
+        self.cafile = cafile
         self.backend_args = backend_args or {}
         self.args = [
             *hostapi_command(),
@@ -131,7 +133,7 @@ class HostAPINode:
                 self.args, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.token),
                 cwd=REPO, start_new_session=True,
             )
-        verify: Any = self.certfile or True
+        verify: Any = self.cafile or True
 
         def healthy() -> bool:
             if self.process.poll() is not None:

@@ -4,38 +4,37 @@
 
 and ``HttpRemote(url="http://HOST:PORT/hostapi", token=...)`` reaches them.
 
-=======  ==============================================  =====================================
-method   path (below the include prefix)                 backend method
-=======  ==============================================  =====================================
-GET      ``health/``                                     (liveness, no token)
-GET      ``status/``                                     get_status() + node resources
-GET      ``schema/``                                     (the OpenAPI schema)
-GET      ``containers/?only_running=``                   get_containers
-POST     ``containers/``                                 create_container
-GET      ``containers/{pk}/``                            get_container
-DELETE   ``containers/{pk}/``                            delete_container
-GET      ``containers/{pk}/exists/``                     container_exists
-GET      ``containers/{pk}/running/``                    container_is_running
-GET      ``containers/{pk}/suspended/``                  container_is_suspended
-POST     ``containers/{pk}/start|stop|restart/``         start/stop/restart_container
-POST     ``containers/{pk}/suspend|resume/``             suspend/resume_container
-POST     ``containers/{pk}/exec/``                       exec_in_container
-GET      ``containers/{pk}/logs/?tail=&since=``          get_container_logs
-GET      ``containers/{pk}/snapshots/``                  get_containers_snapshots
-POST     ``containers/{pk}/snapshots/``                  create_container_snapshot
-POST     ``containers/{pk}/restore/``                    restore_container_snapshot
-GET      ``images/``                                     get_container_images
-POST     ``images/``                                     create_container_image
-GET      ``images/{pk}/``                                get_container_image
-DELETE   ``images/{pk}/``                                delete_container_image
-GET      ``images/{pk}/exists/``                         container_image_exists
-GET      ``snapshots/``                                  get_container_snapshots
-GET      ``snapshots/{pk}/``                             get_container_snapshot
-DELETE   ``snapshots/{pk}/``                             delete_container_snapshot
-GET      ``snapshots/{pk}/exists/``                      container_snapshot_exists
-=======  ==============================================  =====================================
+Below the include prefix::
 
-``{pk}`` is the pk encoded by :func:`ipynbsrv_backends.hostapi.wire.encode_pk`.
+    GET    health/                                      (liveness; the only call without a token)
+    GET    status/                                      get_status() and the node's resources
+    GET    schema/                                      (the OpenAPI schema of all of this)
+    GET    containers/?only_running=                    get_containers
+    POST   containers/                                  create_container
+    GET    containers/{container}/                      get_container
+    DELETE containers/{container}/                      delete_container
+    GET    containers/{container}/exists/               container_exists
+    GET    containers/{container}/running/              container_is_running
+    GET    containers/{container}/suspended/            container_is_suspended
+    POST   containers/{container}/start/                start_container (also stop/, restart/)
+    POST   containers/{container}/suspend/              suspend_container (also resume/)
+    POST   containers/{container}/exec/                 exec_in_container
+    GET    containers/{container}/logs/?tail=&since=    get_container_logs
+    GET    containers/{container}/snapshots/            get_containers_snapshots
+    POST   containers/{container}/snapshots/            create_container_snapshot
+    POST   containers/{container}/restore/              restore_container_snapshot
+    GET    images/                                      get_container_images
+    POST   images/                                      create_container_image
+    GET    images/{image}/                              get_container_image
+    DELETE images/{image}/                              delete_container_image
+    GET    images/{image}/exists/                       container_image_exists
+    GET    snapshots/                                   get_container_snapshots
+    GET    snapshots/{snapshot}/                        get_container_snapshot
+    DELETE snapshots/{snapshot}/                        delete_container_snapshot
+    GET    snapshots/{snapshot}/exists/                 container_snapshot_exists
+
+``{container}``, ``{image}`` and ``{snapshot}`` are pks encoded by
+:func:`ipynbsrv_backends.hostapi.wire.encode_pk`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status as http_status
-from rest_framework import serializers, viewsets
+from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -42,7 +42,7 @@ from .auth import HostAPITokenAuthentication, IsHostAPIClient
 from .exceptions import hostapi_exception_handler
 from .node import describe_backend, get_backend
 from .resources import node_resources
-from .wire import OPTIONS_PARAM, decode_pk, encode_pk
+from .wire import OPTIONS_PARAM, PK_PATTERN, decode_pk, encode_pk
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,21 @@ __all__ = [
     "SchemaView",
 ]
 
-PK_PARAMETER = OpenApiParameter(
-    "pk",
-    str,
-    OpenApiParameter.PATH,
-    pattern=r"^([A-Za-z0-9_-]+|=)$",
-    description="The resource's pk as URL-safe base64 of its UTF-8 bytes without '=' padding "
-    "(the empty pk is written '=').",
-)
+def pk_parameter(name: str) -> OpenApiParameter:
+    """The encoded pk in a path (named after the resource, so it reads ``{container}``)."""
+    return OpenApiParameter(
+        name,
+        str,
+        OpenApiParameter.PATH,
+        pattern=f"^{PK_PATTERN}$",
+        description=f"The {name}'s pk as URL-safe base64 of its UTF-8 bytes without '=' padding "
+        "(the empty pk is written '=').",
+    )
+
+
+CONTAINER = pk_parameter("container")
+IMAGE = pk_parameter("image")
+SNAPSHOT = pk_parameter("snapshot")
 OPTIONS_QUERY = OpenApiParameter(
     OPTIONS_PARAM,
     str,
@@ -71,6 +78,39 @@ OPTIONS_QUERY = OpenApiParameter(
     required=False,
     description="Backend-specific options as the JSON text of one object.",
 )
+
+
+class HostAPISchema(AutoSchema):
+    """drf-spectacular's generator, tagging operations with the view's ``schema_tags``.
+
+    (Tags are not set with a class-level ``@extend_schema``: combined with the method-level
+    ones, that would pull DRF's own AutoSchema into the schema class hierarchy of projects
+    whose ``DEFAULT_SCHEMA_CLASS`` is DRF's.)
+    """
+
+    def get_tags(self) -> list[str]:
+        return list(getattr(self.view, "schema_tags", None) or super().get_tags())
+
+
+def document(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``extend_schema`` for a view method, built on :class:`HostAPISchema`.
+
+    ``extend_schema`` bases a method's schema on the project's ``DEFAULT_SCHEMA_CLASS``
+    (DRF's own AutoSchema unless the project chose drf-spectacular's); the host API must not
+    depend on that global setting, so the base is handed over explicitly.
+    """
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        previous = getattr(func, "kwargs", {}).get("schema")
+        if previous is None:  # the first annotation of this method
+            func.schema = HostAPISchema  # type: ignore[attr-defined]
+        try:
+            return extend_schema(**kwargs)(func)
+        finally:
+            if previous is None:
+                del func.schema  # type: ignore[attr-defined]
+
+    return decorator
 
 
 def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
@@ -102,10 +142,18 @@ class HostAPIView:
     renderer_classes = [JSONRenderer]
     parser_classes = [JSONParser]
     throttle_classes: list[Any] = []
-    schema = AutoSchema()
+    schema = HostAPISchema()
+    schema_tags: list[str] = []
 
     def get_exception_handler(self) -> Callable[..., Response]:
         return hostapi_exception_handler
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors are JSON like everywhere else, whatever format the schema was asked in.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
 
     # -- helpers shared by the handlers -------------------------------------------------
 
@@ -169,36 +217,38 @@ class HostAPIView:
         return method(*args, **named, **options)
 
 
-def _location(request: Request, route: str, pk: Any) -> dict[str, str]:
+def _location(request: Request, route: str, kwarg: str, pk: Any) -> dict[str, str]:
     if not isinstance(pk, str):
         return {}
     namespace = request.resolver_match.namespace if request.resolver_match else ""
     name = f"{namespace}:{route}" if namespace else route
     try:
-        return {"Location": reverse(name, kwargs={"pk": encode_pk(pk)})}
+        return {"Location": reverse(name, kwargs={kwarg: encode_pk(pk)})}
     except NoReverseMatch:
         return {}
 
 
-@extend_schema(tags=["node"])
 class HealthView(HostAPIView, APIView):
     """Bare liveness: answers while the process serves. The one open endpoint; it touches
     neither the backend nor the engine."""
 
+    schema_tags = ["node"]
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
-    @extend_schema(operation_id="health", responses={200: s.HealthResponse}, auth=[])
+    @document(operation_id="health", summary="Liveness (no token)", responses={200: s.HealthResponse}, auth=[])
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
 
-@extend_schema(tags=["node"])
 class StatusView(HostAPIView, APIView):
     """The backend's status and what the node has to offer, for placement."""
 
-    @extend_schema(
+    schema_tags = ["node"]
+
+    @document(
         operation_id="status",
+        summary="get_status() and the node's resources",
         responses=_responses(s.StatusResponse),
         description="`backend.status` is the backend's get_status() (0 ok, 1 stopped, 2 error); "
         "`resources.containers` counts the containers the backend manages (running includes "
@@ -239,14 +289,16 @@ class StatusView(HostAPIView, APIView):
         )
 
 
-@extend_schema(tags=["containers"])
 class ContainerViewSet(HostAPIView, viewsets.ViewSet):
     """Containers: the base contract, plus suspend and snapshots where the backend has them."""
 
-    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+    schema_tags = ["containers"]
+    lookup_url_kwarg = "container"
+    lookup_value_regex = PK_PATTERN
 
-    @extend_schema(
+    @document(
         operation_id="containers_list",
+        summary="get_containers()",
         parameters=[s.ContainerListQuerySerializer],
         responses=_responses(s.ContainerRecordResponse(many=True)),
     )
@@ -255,8 +307,9 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
         options = query.pop("options")
         return Response(self.call(self.backend.get_containers, options=options, **query))
 
-    @extend_schema(
+    @document(
         operation_id="containers_create",
+        summary="create_container()",
         request=s.CreateContainerSerializer,
         responses=_responses(s.ContainerRecordResponse, 404, 409, ok_status=201),
         description="create_container(); the container is started before the answer.",
@@ -269,164 +322,178 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
         return Response(
             record,
             status=http_status.HTTP_201_CREATED,
-            headers=_location(request, "container-detail", pk),
+            headers=_location(request, "container-detail", "container", pk),
         )
 
-    @extend_schema(
+    @document(
         operation_id="containers_retrieve",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="get_container()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(s.ContainerRecordResponse, 404),
     )
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, container: str) -> Response:
         options = self.query(request)["options"]
-        return Response(self.call(self.backend.get_container, self.decoded_pk(pk), options=options))
+        return Response(self.call(self.backend.get_container, self.decoded_pk(container), options=options))
 
-    @extend_schema(
+    @document(
         operation_id="containers_destroy",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="delete_container()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(None, 404, 409, ok_status=204),
     )
-    def destroy(self, request: Request, pk: str) -> Response:
+    def destroy(self, request: Request, container: str) -> Response:
         options = self.query(request)["options"]
-        self.call(self.backend.delete_container, self.decoded_pk(pk), options=options)
+        self.call(self.backend.delete_container, self.decoded_pk(container), options=options)
         return Response(status=http_status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
+    @document(
         operation_id="containers_exists",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="container_exists()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(s.ExistsResponse),
     )
     @action(detail=True, methods=["get"])
-    def exists(self, request: Request, pk: str) -> Response:
+    def exists(self, request: Request, container: str) -> Response:
         options = self.query(request)["options"]
-        exists = self.call(self.backend.container_exists, self.decoded_pk(pk), options=options)
+        exists = self.call(self.backend.container_exists, self.decoded_pk(container), options=options)
         return Response({"exists": exists})
 
-    @extend_schema(
+    @document(
         operation_id="containers_running",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="container_is_running()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(s.RunningResponse, 404),
     )
     @action(detail=True, methods=["get"])
-    def running(self, request: Request, pk: str) -> Response:
+    def running(self, request: Request, container: str) -> Response:
         options = self.query(request)["options"]
-        running = self.call(self.backend.container_is_running, self.decoded_pk(pk), options=options)
+        running = self.call(self.backend.container_is_running, self.decoded_pk(container), options=options)
         return Response({"running": running})
 
-    @extend_schema(
+    @document(
         operation_id="containers_suspended",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="container_is_suspended()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(s.SuspendedResponse, 404, 501),
     )
     @action(detail=True, methods=["get"])
-    def suspended(self, request: Request, pk: str) -> Response:
+    def suspended(self, request: Request, container: str) -> Response:
         backend = self.suspendable()
         options = self.query(request)["options"]
-        suspended = self.call(backend.container_is_suspended, self.decoded_pk(pk), options=options)
+        suspended = self.call(backend.container_is_suspended, self.decoded_pk(container), options=options)
         return Response({"suspended": suspended})
 
-    def _simple_action(self, request: Request, pk: str, method: Callable[..., Any]) -> Response:
+    def _simple_action(self, request: Request, container: str, method: Callable[..., Any]) -> Response:
         options = self.body(request, s.OptionsOnlySerializer)["options"]
-        self.call(method, self.decoded_pk(pk), options=options)
+        self.call(method, self.decoded_pk(container), options=options)
         return Response(status=http_status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
+    @document(
         operation_id="containers_start",
-        parameters=[PK_PARAMETER],
+        summary="start_container()",
+        parameters=[CONTAINER],
         request=s.OptionsOnlySerializer,
         responses=_responses(None, 404, 409, ok_status=204),
     )
     @action(detail=True, methods=["post"])
-    def start(self, request: Request, pk: str) -> Response:
-        return self._simple_action(request, pk, self.backend.start_container)
+    def start(self, request: Request, container: str) -> Response:
+        return self._simple_action(request, container, self.backend.start_container)
 
-    @extend_schema(
+    @document(
         operation_id="containers_stop",
-        parameters=[PK_PARAMETER],
+        summary="stop_container()",
+        parameters=[CONTAINER],
         request=s.OptionsOnlySerializer,
         responses=_responses(None, 404, 409, ok_status=204),
     )
     @action(detail=True, methods=["post"])
-    def stop(self, request: Request, pk: str) -> Response:
-        return self._simple_action(request, pk, self.backend.stop_container)
+    def stop(self, request: Request, container: str) -> Response:
+        return self._simple_action(request, container, self.backend.stop_container)
 
-    @extend_schema(
+    @document(
         operation_id="containers_restart",
-        parameters=[PK_PARAMETER],
+        summary="restart_container()",
+        parameters=[CONTAINER],
         request=s.OptionsOnlySerializer,
         responses=_responses(None, 404, 409, ok_status=204),
     )
     @action(detail=True, methods=["post"])
-    def restart(self, request: Request, pk: str) -> Response:
-        return self._simple_action(request, pk, self.backend.restart_container)
+    def restart(self, request: Request, container: str) -> Response:
+        return self._simple_action(request, container, self.backend.restart_container)
 
-    @extend_schema(
+    @document(
         operation_id="containers_suspend",
-        parameters=[PK_PARAMETER],
+        summary="suspend_container()",
+        parameters=[CONTAINER],
         request=s.OptionsOnlySerializer,
         responses=_responses(None, 404, 409, 501, ok_status=204),
     )
     @action(detail=True, methods=["post"])
-    def suspend(self, request: Request, pk: str) -> Response:
-        return self._simple_action(request, pk, self.suspendable().suspend_container)
+    def suspend(self, request: Request, container: str) -> Response:
+        return self._simple_action(request, container, self.suspendable().suspend_container)
 
-    @extend_schema(
+    @document(
         operation_id="containers_resume",
-        parameters=[PK_PARAMETER],
+        summary="resume_container()",
+        parameters=[CONTAINER],
         request=s.OptionsOnlySerializer,
         responses=_responses(None, 404, 409, 501, ok_status=204),
     )
     @action(detail=True, methods=["post"])
-    def resume(self, request: Request, pk: str) -> Response:
-        return self._simple_action(request, pk, self.suspendable().resume_container)
+    def resume(self, request: Request, container: str) -> Response:
+        return self._simple_action(request, container, self.suspendable().resume_container)
 
-    @extend_schema(
+    @document(
         operation_id="containers_exec",
-        parameters=[PK_PARAMETER],
+        summary="exec_in_container()",
+        parameters=[CONTAINER],
         request=s.ExecSerializer,
         responses=_responses(s.ExecResponse, 404, 409),
     )
     @action(detail=True, methods=["post"], url_path="exec", url_name="exec")
-    def exec_(self, request: Request, pk: str) -> Response:
+    def exec_(self, request: Request, container: str) -> Response:
         data = self.body(request, s.ExecSerializer)
         output = self.call(
-            self.backend.exec_in_container, self.decoded_pk(pk), data["cmd"], options=data["options"]
+            self.backend.exec_in_container, self.decoded_pk(container), data["cmd"], options=data["options"]
         )
         return Response({"output": output})
 
-    @extend_schema(
+    @document(
         operation_id="containers_logs",
-        parameters=[PK_PARAMETER, s.LogsQuerySerializer],
-        responses=_responses(serializers.ListField(child=serializers.CharField()), 404),
+        summary="get_container_logs()",
+        parameters=[CONTAINER, s.LogsQuerySerializer],
+        responses=_responses({"type": "array", "items": {"type": "string"}}, 404),
     )
     @action(detail=True, methods=["get"])
-    def logs(self, request: Request, pk: str) -> Response:
+    def logs(self, request: Request, container: str) -> Response:
         query = self.query(request, s.LogsQuerySerializer)
         options = query.pop("options")
-        lines = self.call(self.backend.get_container_logs, self.decoded_pk(pk), options=options, **query)
+        lines = self.call(self.backend.get_container_logs, self.decoded_pk(container), options=options, **query)
         return Response(lines)
 
-    @extend_schema(
+    @document(
         methods=["GET"],
         operation_id="containers_snapshots_list",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="get_containers_snapshots()",
+        parameters=[CONTAINER, OPTIONS_QUERY],
         responses=_responses(s.SnapshotRecordResponse(many=True), 404, 501),
     )
-    @extend_schema(
+    @document(
         methods=["POST"],
         operation_id="containers_snapshots_create",
-        parameters=[PK_PARAMETER],
+        summary="create_container_snapshot()",
+        parameters=[CONTAINER],
         request=s.CreateSnapshotSerializer,
         responses=_responses(s.SnapshotRecordResponse, 404, 409, 501, ok_status=201),
     )
     @action(detail=True, methods=["get", "post"])
-    def snapshots(self, request: Request, pk: str) -> Response:
+    def snapshots(self, request: Request, container: str) -> Response:
         backend = self.snapshotable()
         if request.method == "POST":
             data = self.body(request, s.CreateSnapshotSerializer)
             record = self.call(
                 backend.create_container_snapshot,
-                self.decoded_pk(pk),
+                self.decoded_pk(container),
                 data["name"],
                 options=data["options"],
             )
@@ -434,38 +501,41 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
             return Response(
                 record,
                 status=http_status.HTTP_201_CREATED,
-                headers=_location(request, "snapshot-detail", snapshot_pk),
+                headers=_location(request, "snapshot-detail", "snapshot", snapshot_pk),
             )
         options = self.query(request)["options"]
-        return Response(self.call(backend.get_containers_snapshots, self.decoded_pk(pk), options=options))
+        return Response(self.call(backend.get_containers_snapshots, self.decoded_pk(container), options=options))
 
-    @extend_schema(
+    @document(
         operation_id="containers_restore",
-        parameters=[PK_PARAMETER],
+        summary="restore_container_snapshot()",
+        parameters=[CONTAINER],
         request=s.RestoreSnapshotSerializer,
         responses=_responses(s.ContainerRecordResponse, 404, 409, 501),
     )
     @action(detail=True, methods=["post"])
-    def restore(self, request: Request, pk: str) -> Response:
+    def restore(self, request: Request, container: str) -> Response:
         backend = self.snapshotable()
         data = self.body(request, s.RestoreSnapshotSerializer)
         record = self.call(
             backend.restore_container_snapshot,
-            self.decoded_pk(pk),
+            self.decoded_pk(container),
             data["snapshot"],
             options=data["options"],
         )
         return Response(record)
 
 
-@extend_schema(tags=["images"])
 class ImageViewSet(HostAPIView, viewsets.ViewSet):
     """Images: the ones this backend made (commits), and checks for any image."""
 
-    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+    schema_tags = ["images"]
+    lookup_url_kwarg = "image"
+    lookup_value_regex = PK_PATTERN
 
-    @extend_schema(
+    @document(
         operation_id="images_list",
+        summary="get_container_images()",
         parameters=[OPTIONS_QUERY],
         responses=_responses(s.ImageRecordResponse(many=True)),
     )
@@ -473,8 +543,9 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
         options = self.query(request)["options"]
         return Response(self.call(self.backend.get_container_images, options=options))
 
-    @extend_schema(
+    @document(
         operation_id="images_create",
+        summary="create_container_image()",
         request=s.CreateImageSerializer,
         responses=_responses(s.ImageRecordResponse, 404, 409, ok_status=201),
         description="create_container_image(): commit a container (and push it when the "
@@ -487,48 +558,53 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
         )
         pk = record.get("pk") if isinstance(record, dict) else None
         return Response(
-            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", pk)
+            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", "image", pk)
         )
 
-    @extend_schema(
+    @document(
         operation_id="images_retrieve",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="get_container_image()",
+        parameters=[IMAGE, OPTIONS_QUERY],
         responses=_responses(s.ImageRecordResponse, 404),
     )
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, image: str) -> Response:
         options = self.query(request)["options"]
-        return Response(self.call(self.backend.get_container_image, self.decoded_pk(pk), options=options))
+        return Response(self.call(self.backend.get_container_image, self.decoded_pk(image), options=options))
 
-    @extend_schema(
+    @document(
         operation_id="images_destroy",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="delete_container_image()",
+        parameters=[IMAGE, OPTIONS_QUERY],
         responses=_responses(None, 404, 409, ok_status=204),
     )
-    def destroy(self, request: Request, pk: str) -> Response:
+    def destroy(self, request: Request, image: str) -> Response:
         options = self.query(request)["options"]
-        self.call(self.backend.delete_container_image, self.decoded_pk(pk), options=options)
+        self.call(self.backend.delete_container_image, self.decoded_pk(image), options=options)
         return Response(status=http_status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
+    @document(
         operation_id="images_exists",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="container_image_exists()",
+        parameters=[IMAGE, OPTIONS_QUERY],
         responses=_responses(s.ExistsResponse),
     )
     @action(detail=True, methods=["get"])
-    def exists(self, request: Request, pk: str) -> Response:
+    def exists(self, request: Request, image: str) -> Response:
         options = self.query(request)["options"]
-        exists = self.call(self.backend.container_image_exists, self.decoded_pk(pk), options=options)
+        exists = self.call(self.backend.container_image_exists, self.decoded_pk(image), options=options)
         return Response({"exists": exists})
 
 
-@extend_schema(tags=["snapshots"])
 class SnapshotViewSet(HostAPIView, viewsets.ViewSet):
     """Snapshots of every container (create and restore live under the container)."""
 
-    lookup_value_regex = r"(?:[A-Za-z0-9_-]+|=)"
+    schema_tags = ["snapshots"]
+    lookup_url_kwarg = "snapshot"
+    lookup_value_regex = PK_PATTERN
 
-    @extend_schema(
+    @document(
         operation_id="snapshots_list",
+        summary="get_container_snapshots()",
         parameters=[OPTIONS_QUERY],
         responses=_responses(s.SnapshotRecordResponse(many=True), 501),
     )
@@ -537,37 +613,40 @@ class SnapshotViewSet(HostAPIView, viewsets.ViewSet):
         options = self.query(request)["options"]
         return Response(self.call(backend.get_container_snapshots, options=options))
 
-    @extend_schema(
+    @document(
         operation_id="snapshots_retrieve",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="get_container_snapshot()",
+        parameters=[SNAPSHOT, OPTIONS_QUERY],
         responses=_responses(s.SnapshotRecordResponse, 404, 501),
     )
-    def retrieve(self, request: Request, pk: str) -> Response:
+    def retrieve(self, request: Request, snapshot: str) -> Response:
         backend = self.snapshotable()
         options = self.query(request)["options"]
-        return Response(self.call(backend.get_container_snapshot, self.decoded_pk(pk), options=options))
+        return Response(self.call(backend.get_container_snapshot, self.decoded_pk(snapshot), options=options))
 
-    @extend_schema(
+    @document(
         operation_id="snapshots_destroy",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="delete_container_snapshot()",
+        parameters=[SNAPSHOT, OPTIONS_QUERY],
         responses=_responses(None, 404, 409, 501, ok_status=204),
     )
-    def destroy(self, request: Request, pk: str) -> Response:
+    def destroy(self, request: Request, snapshot: str) -> Response:
         backend = self.snapshotable()
         options = self.query(request)["options"]
-        self.call(backend.delete_container_snapshot, self.decoded_pk(pk), options=options)
+        self.call(backend.delete_container_snapshot, self.decoded_pk(snapshot), options=options)
         return Response(status=http_status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(
+    @document(
         operation_id="snapshots_exists",
-        parameters=[PK_PARAMETER, OPTIONS_QUERY],
+        summary="container_snapshot_exists()",
+        parameters=[SNAPSHOT, OPTIONS_QUERY],
         responses=_responses(s.ExistsResponse, 501),
     )
     @action(detail=True, methods=["get"])
-    def exists(self, request: Request, pk: str) -> Response:
+    def exists(self, request: Request, snapshot: str) -> Response:
         backend = self.snapshotable()
         options = self.query(request)["options"]
-        exists = self.call(backend.container_snapshot_exists, self.decoded_pk(pk), options=options)
+        exists = self.call(backend.container_snapshot_exists, self.decoded_pk(snapshot), options=options)
         return Response({"exists": exists})
 
 
@@ -586,6 +665,3 @@ class SchemaView(HostAPIView, SpectacularAPIView):
         "VERSION": __version__,
         "COMPONENT_SPLIT_REQUEST": True,
     }
-
-    def get_exception_handler(self) -> Callable[..., Response]:
-        return hostapi_exception_handler
