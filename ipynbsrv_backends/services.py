@@ -43,6 +43,7 @@ __all__ = [
     "candidate_nodes",
     "create_container",
     "clone_container",
+    "move_container",
     "start_container",
     "stop_container",
     "restart_container",
@@ -217,6 +218,8 @@ def create_container(
     name = validate_name(name)
     if (image is None) == (clone_of is None):
         raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
+    if clone_of is not None and node is not None and node.pk != clone_of.node_id:
+        return _clone_across(clone_of, owner, name, node, cmd=cmd, options=options)
     image_obj = image if isinstance(image, Image) else None
     image_ref = image.ref if isinstance(image, Image) else (image or "")
     if clone_of is not None:
@@ -302,8 +305,145 @@ def _settle_after_timeout(container: Container, owner: Any, name: str, exc: Exce
 
 
 def clone_container(source: Container, owner: Any, name: str, **kwargs: Any) -> Container:
-    """A new container for ``owner`` from the current filesystem of ``source``."""
+    """A new container for ``owner`` from the current filesystem of ``source``; with
+    ``node=`` on another node (through the registry)."""
     return create_container(owner, name, clone_of=source, **kwargs)
+
+
+def _transfer_image(container: Container, purpose: str) -> str:
+    """Commit ``container`` to a short-lived image in the registry; returns its ref."""
+    stamp = timezone.now().strftime("%Y%m%d%H%M%S%f")
+    record = get_backend(container.node).create_container_image(
+        _backend_pk(container), f"{purpose}-{container.name}-{stamp}"[:120])
+    return record["pk"]
+
+
+def _drop_transfer_image(ref: str, nodes: Iterable[Node]) -> None:
+    """Untag the short-lived image on each node and delete it from the registry. A
+    container started from it keeps its layers; they go with the container."""
+    for node in nodes:
+        try:
+            get_backend(node).delete_container_image(ref)
+        except errors.ContainerImageNotFoundError:
+            pass
+        except errors.BackendError as exc:
+            logger.warning("Could not delete the transfer image %s on %s: %s", ref, node.name, exc)
+
+
+def _pull_hint(exc: errors.BackendError, node: Node) -> errors.BackendError:
+    if isinstance(exc, errors.ContainerImageNotFoundError):
+        return errors.ContainerImageNotFoundError(
+            f"{exc} The node {node.name} could not get the image: both nodes need the same registry "
+            "(the Docker backend's registry option) for containers to cross nodes."
+        )
+    return exc
+
+
+def _clone_across(source: Container, owner: Any, name: str, node: Node, **kwargs: Any) -> Container:
+    ref = _transfer_image(source, "clone")
+    try:
+        clone = create_container(owner, name, image=ref, node=node, **kwargs)
+    except errors.BackendError as exc:
+        _drop_transfer_image(ref, [source.node, node])
+        raise _pull_hint(exc, node) from exc
+    clone.clone_of, clone.image, clone.image_ref = source, source.image, source.image_ref
+    clone.save(update_fields=["clone_of", "image", "image_ref", "updated_at"])
+    _drop_transfer_image(ref, [node, source.node])
+    return clone
+
+
+def move_container(container: Container, node: Node | None = None) -> Container:
+    """Move ``container`` to another node (``node``, or one placement picks).
+
+    The container is stopped, committed and pushed to the registry, recreated on the
+    target with the same name, base URL, environment and limits, and brought back to the
+    state it had; only then is the old one removed and the record switched over. If
+    anything fails before that, the old container is started again as it was.
+
+    Named volumes live on their node, and so do snapshots: a container with either is
+    refused rather than moved without them.
+    """
+    source = container.node
+    pk = _backend_pk(container)
+    named = [v["source"] for v in container.volumes or [] if "/" not in v.get("source", "/")]
+    if named:
+        raise errors.InvalidArgumentError(
+            f"{container} keeps data in the named volume(s) {', '.join(named)}, which stay on {source.name}: "
+            "moving it would leave that data behind. Use bind mounts on shared storage for containers that move."
+        )
+    count = container.snapshots.count()
+    if count:
+        raise errors.InvalidArgumentError(
+            f"{container} has {count} snapshot(s), which live on {source.name}: delete them before moving it."
+        )
+    if node is not None and node.pk == source.pk:
+        raise errors.InvalidArgumentError(f"{container} is already on {source.name}.")
+    if node is None:
+        candidates = candidate_nodes(exclude=[source.pk])
+    else:
+        if not node.enabled or node.draining:
+            raise errors.NoNodeAvailableError(f"The node {node.name} is disabled or draining.")
+        check_node_health(node)
+        candidates = [node] if node.is_healthy else []
+    if not candidates:
+        raise errors.NoNodeAvailableError(f"No other node can take {container} now.")
+    with transaction.atomic():
+        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        loads = _active_counts(n.pk for n in locked)
+        roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
+        if not roomy:
+            raise errors.NoNodeAvailableError(f"Every node that could take {container} is full.")
+        target = roomy[0] if node is not None else get_algorithm().choose_node(roomy, loads)
+
+    old_backend = get_backend(source)
+    new_backend = get_backend(target)
+    state = old_backend.get_container(pk)["status"]
+    old_backend.stop_container(pk)
+    ref: str | None = None
+    record: dict[str, Any] | None = None
+    try:
+        ref = _transfer_image(container, "move")
+        ports = [{"address": target.address, "external": None, "internal": p["internal"]}
+                 for p in container.ports or []]
+        owner = container.owner
+        try:
+            record = new_backend.create_container(
+                owner.get_username(), _uid(owner), container.name, ports, container.volumes or [],
+                base_url=container.base_url, image=ref, **(container.options or {}),
+            )
+        except errors.BackendError as exc:
+            raise _pull_hint(exc, target) from exc
+        if state == S.STOPPED:
+            new_backend.stop_container(record["pk"])
+        elif state == S.SUSPENDED and isinstance(new_backend, SuspendableContainerBackend):
+            new_backend.suspend_container(record["pk"])
+        record = new_backend.get_container(record["pk"])
+        with transaction.atomic():
+            container.node = target
+            _apply_record(container, record)
+            container.save()
+    except Exception:
+        logger.exception("Moving %s from %s to %s failed; putting it back", container, source.name, target.name)
+        if record is not None:
+            try:
+                new_backend.delete_container(record["pk"])
+            except errors.BackendError as exc:
+                logger.error("Could not remove the half-moved copy of %s on %s: %s", container, target.name, exc)
+        if ref is not None:
+            _drop_transfer_image(ref, [target, source])
+        if state in (S.RUNNING, S.SUSPENDED):
+            old_backend.start_container(pk)
+            if state == S.SUSPENDED and isinstance(old_backend, SuspendableContainerBackend):
+                old_backend.suspend_container(pk)
+        raise
+    try:
+        old_backend.delete_container(pk)
+    except errors.BackendError as exc:
+        logger.error("%s now runs on %s, but its old copy on %s could not be removed (%s): "
+                     "ipynbsrv_reconcile --remove-orphans will remove it", container, target.name, source.name, exc)
+    _drop_transfer_image(ref, [target, source])
+    logger.info("Moved %s from %s to %s", container, source.name, target.name)
+    return container
 
 
 def _backend_pk(container: Container) -> str:
@@ -448,7 +588,7 @@ def commit_container(container: Container, name: str, *, public: bool = False, d
     can start containers from."""
     backend = get_backend(container.node)
     record = backend.create_container_image(_backend_pk(container), name)
-    shared = bool(container.node.effective_config().get("registry"))
+    shared = bool(record.get("registry"))  # in a registry: every node can start it
     try:
         image = Image.objects.create(
             name=f"{container.owner.get_username()}/{record.get('name') or name}", ref=record["pk"],

@@ -429,6 +429,8 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             "owner": labels.get(L_OWNER) if managed else None,
             "container": labels.get(L_CONTAINER) if managed else None,
             "managed": managed,
+            # the registry every node can pull this image from, if it is kept in one
+            "registry": self.registry if self.registry and pk.startswith(self.registry + "/") else None,
         }
 
     def _snapshot_record(self, info: Mapping[str, Any], pk: str) -> SnapshotRecord:

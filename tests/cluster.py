@@ -1,0 +1,143 @@
+"""The cluster test bed for the tests: two real nodes (network namespaces, each with its own
+dockerd and ipynbsrv_hostapi) and a real registry, made by ``scripts/cluster.sh``.
+
+The fixture brings the cluster up unless it already runs (``make cluster``), and takes it
+down again at the end only if it brought it up. Everything a test makes on the nodes
+carries the label ``org.ipynbsrv.instance=cluster`` and is removed after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "cluster.sh"
+INSTANCE = "cluster"
+
+
+@dataclass
+class Cluster:
+    directory: Path
+    registry: str
+    addresses: list[str]
+    urls: list[str]
+    sockets: list[str]
+    started_here: bool
+    tokens: list[str] = field(default_factory=list)
+
+    def node_dir(self, index: int) -> Path:
+        return self.directory / f"n{index + 1}"
+
+    def run(self, *args: str, timeout: float = 300) -> str:
+        out = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, "VENV_BIN": str(Path(os.sys.executable).parent)})
+        if out.returncode != 0:
+            raise AssertionError(f"cluster.sh {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+        return out.stdout
+
+    def stop_hostapi(self, index: int) -> None:
+        """Stop a node's host API the way a supervisor would (SIGTERM) and wait for it."""
+        import signal
+        import time
+
+        pidfile = self.node_dir(index) / "hostapi.pid"
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the host API of node {index + 1} did not stop")
+
+    def heal(self) -> None:
+        """Restart whatever a test stopped."""
+        self.run("up", str(len(self.addresses)))
+
+
+def _facts(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _purge(sockets: list[str]) -> None:
+    import docker
+
+    label = f"org.ipynbsrv.instance={INSTANCE}"
+    for socket in sockets:
+        client = docker.DockerClient(base_url=f"unix://{socket}", timeout=60)
+        try:
+            for container in client.containers.list(all=True, filters={"label": label}):
+                container.remove(force=True, v=True)
+            for image in client.images.list(filters={"label": label}):
+                for tag in image.tags:
+                    try:
+                        client.images.remove(tag, force=True)
+                    except docker.errors.APIError:
+                        pass
+            client.images.prune(filters={"dangling": True, "label": label})
+            for volume in client.volumes.list(filters={"label": label}):
+                volume.remove(force=True)
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(raw_docker):
+    if os.geteuid() != 0:
+        message = "the cluster test bed needs root (network namespaces)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    probe = Cluster(Path("/"), "", [], [], [], False)
+    facts = _facts(probe.run("env"))
+    already = facts.get("CLUSTER_NODES", "0") not in ("", "0") and "up" in probe.run("status")
+    if not already:
+        probe.run("up", "2")
+        facts = _facts(probe.run("env"))
+    count = int(facts["CLUSTER_NODES"])
+    info = Cluster(
+        directory=Path(facts["CLUSTER_DIR"]),
+        registry=facts["CLUSTER_REGISTRY"],
+        addresses=[facts[f"CLUSTER_NODE_{i}_ADDRESS"] for i in range(1, count + 1)],
+        urls=[facts[f"CLUSTER_NODE_{i}_URL"] for i in range(1, count + 1)],
+        sockets=[facts[f"CLUSTER_NODE_{i}_SOCKET"] for i in range(1, count + 1)],
+        started_here=not already,
+    )
+    info.tokens = [(info.node_dir(i) / "token").read_text().strip() for i in range(count)]
+    yield info
+    _purge(info.sockets)
+    if info.started_here:
+        info.run("down")
+
+
+@pytest.fixture
+def cluster_nodes(cluster, db, settings):
+    """Node rows on the master for every cluster node, reached through HttpRemote only."""
+    from ipynbsrv_backends import registry
+    from ipynbsrv_backends.models import Backend, Node
+
+    settings.IPYNBSRV_BACKENDS = {
+        "SERVER_SELECTION_ALGORITHM": "least-loaded",
+        "CONTAINER_PORTS": [8888],
+        "CONTAINER_VOLUMES": [],
+        "HEALTH_TTL": 30,
+    }
+    registry.forget_backend()
+    backend = Backend.objects.create(name="hostapi", kind="HttpRemote",
+                                     config={"url": "http://{address}:8080", "timeout": 10})
+    nodes = [
+        Node.objects.create(name=f"n{i + 1}", address=address, backend=backend, capacity=20,
+                            backend_config={"token": cluster.tokens[i]})
+        for i, address in enumerate(cluster.addresses)
+    ]
+    yield nodes
+    cluster.heal()
+    _purge(cluster.sockets)
+    registry.forget_backend()

@@ -1,0 +1,188 @@
+"""The whole system on a real topology: a master (these tests, in the root network
+namespace) that reaches two nodes — each its own network namespace, dockerd and
+ipynbsrv_hostapi — only through HttpRemote, and a registry every node pulls from."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from ipynbsrv_backends import errors, registry, services
+from ipynbsrv_backends.models import Container, Image, Node
+
+from .cluster import cluster, cluster_nodes  # noqa: F401 - fixtures
+from .conftest import TEST_IMAGE
+from .utils import http_answers
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def base_image(db):
+    return Image.objects.create(name="busybox", ref=TEST_IMAGE, public=True)
+
+
+def node_engine(cluster, node):
+    import docker
+
+    index = cluster.addresses.index(node.address)
+    return docker.DockerClient(base_url=f"unix://{cluster.sockets[index]}", timeout=30)
+
+
+def on_engine(cluster, node):
+    client = node_engine(cluster, node)
+    try:
+        return sorted(c.name for c in client.containers.list(all=True, filters={"label": "org.ipynbsrv.instance=cluster"}))
+    finally:
+        client.close()
+
+
+def test_both_nodes_are_healthy_through_the_host_api(cluster_nodes):
+    statuses = services.check_nodes_health(cluster_nodes)
+    assert statuses == {"n1": 0, "n2": 0}
+    for node in cluster_nodes:
+        node.refresh_from_db()
+        assert node.resources["resources"]["cpu_count"] >= 1
+        assert registry.get_backend(node).__class__.__name__ == "HttpRemote"
+
+
+def test_least_loaded_spreads_over_two_nodes(cluster, cluster_nodes, base_image, alice):
+    made = [services.create_container(alice, f"c{i}", image=base_image) for i in range(4)]
+    per_node = {node.name: Container.objects.filter(node=node).count() for node in cluster_nodes}
+    assert per_node == {"n1": 2, "n2": 2}
+    for container in made:
+        assert container.ports[0]["address"] == container.node.address
+        # reachable from the master, on the node's own address
+        http_answers(f"http://{container.node.address}:{container.ports[0]['external']}/")
+    for node in cluster_nodes:
+        assert len(on_engine(cluster, node)) == 2
+
+
+def test_a_draining_node_receives_none(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    Node.objects.filter(pk=n1.pk).update(draining=True)
+    for i in range(3):
+        assert services.create_container(alice, f"c{i}", image=base_image).node == n2
+    assert on_engine(cluster, n1) == []
+
+
+def test_a_node_whose_host_api_is_down_is_skipped(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    services.check_nodes_health(cluster_nodes)  # both healthy a moment ago
+    cluster.stop_hostapi(0)
+    placed = [services.create_container(alice, f"c{i}", image=base_image).node for i in range(3)]
+    assert placed == [n2, n2, n2]
+    n1.refresh_from_db()
+    assert n1.last_status != 0 and n1.last_error
+
+
+def test_every_node_down_is_a_quick_clear_error(cluster, cluster_nodes, base_image, alice):
+    cluster.stop_hostapi(0)
+    cluster.stop_hostapi(1)
+    started = time.monotonic()
+    with pytest.raises(errors.NoNodeAvailableError) as info:
+        services.create_container(alice, "nb", image=base_image)
+    assert time.monotonic() - started < 15
+    assert "node" in str(info.value).lower()
+    assert Container.objects.count() == 0
+
+
+def test_commit_on_one_node_and_run_on_the_other(cluster, cluster_nodes, base_image, alice, bob):
+    n1, n2 = cluster_nodes
+    source = services.create_container(alice, "src", image=base_image, node=n1)
+    registry.get_backend(n1).exec_in_container(source.backend_pk, ["sh", "-c", "echo made-on-n1 > /origin"])
+    image = services.commit_container(source, "stack", public=True)
+    assert image.ref.startswith(cluster.registry + "/")
+    assert image.node is None  # in the registry: every node can start it
+    child = services.create_container(bob, "child", image=image, node=n2)
+    out = registry.get_backend(n2).exec_in_container(child.backend_pk, ["cat", "/origin"])
+    assert out.strip() == "made-on-n1"
+
+
+def test_clone_onto_another_node(cluster, cluster_nodes, base_image, alice, bob):
+    n1, n2 = cluster_nodes
+    source = services.create_container(alice, "src", image=base_image, node=n1)
+    registry.get_backend(n1).exec_in_container(source.backend_pk, ["sh", "-c", "echo work > /work"])
+    clone = services.clone_container(source, bob, "copy", node=n2)
+    assert clone.node == n2 and clone.clone_of == source and clone.image == base_image
+    out = registry.get_backend(n2).exec_in_container(clone.backend_pk, ["cat", "/work"])
+    assert out.strip() == "work"
+    http_answers(f"http://{n2.address}:{clone.ports[0]['external']}/")
+    # the short-lived transfer image is gone from both nodes and the registry
+    for node in cluster_nodes:
+        client = node_engine(cluster, node)
+        tags = [t for i in client.images.list(filters={"label": "org.ipynbsrv.instance=cluster"}) for t in i.tags]
+        client.close()
+        assert tags == []
+    with urllib.request.urlopen(f"http://{cluster.registry}/v2/_catalog", timeout=5) as response:
+        repos = json.loads(response.read())["repositories"]
+    for repo in repos:
+        with urllib.request.urlopen(f"http://{cluster.registry}/v2/{repo}/tags/list", timeout=5) as response:
+            assert not any(tag.startswith("clone-") for tag in (json.loads(response.read())["tags"] or []))
+
+
+def test_move_to_another_node(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    registry.get_backend(n1).exec_in_container(container.backend_pk, ["sh", "-c", "echo precious > /work.txt"])
+    services.move_container(container, n2)
+    container.refresh_from_db()
+    assert container.node == n2 and container.status == "running"
+    assert container.ports[0]["address"] == n2.address
+    assert on_engine(cluster, n1) == []
+    assert on_engine(cluster, n2) == [container.backend_pk]
+    out = registry.get_backend(n2).exec_in_container(container.backend_pk, ["cat", "/work.txt"])
+    assert out.strip() == "precious"
+    http_answers(f"http://{n2.address}:{container.ports[0]['external']}/")
+
+
+def test_move_keeps_a_stopped_container_stopped(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    services.stop_container(container)
+    services.move_container(container)  # placement picks the other node
+    container.refresh_from_db()
+    assert container.node == n2 and container.status == "stopped"
+
+
+def test_a_failed_move_leaves_the_container_where_it_was(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    old_pk = container.backend_pk
+    cluster.stop_hostapi(1)
+    Node.objects.filter(pk=n2.pk).update(last_checked=None)
+    with pytest.raises(errors.BackendError):
+        services.move_container(container, Node.objects.get(pk=n2.pk))
+    container.refresh_from_db()
+    assert container.node == n1 and container.backend_pk == old_pk
+    assert registry.get_backend(n1).get_container(old_pk)["status"] == "running"
+
+
+def test_move_refuses_what_cannot_travel(cluster, cluster_nodes, base_image, alice):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    services.create_snapshot(container, "keep")
+    with pytest.raises(errors.InvalidArgumentError) as info:
+        services.move_container(container, n2)
+    assert "snapshot" in str(info.value)
+    assert Container.objects.get(pk=container.pk).node == n1
+
+
+def test_deleting_an_image_removes_it_everywhere(cluster, cluster_nodes, base_image, alice, bob):
+    n1, n2 = cluster_nodes
+    source = services.create_container(alice, "src", image=base_image, node=n1)
+    image = services.commit_container(source, "gone-soon", public=True)
+    child = services.create_container(bob, "child", image=image, node=n2)
+    services.delete_container(child)
+    services.delete_image(image)
+    for node in cluster_nodes:
+        assert not registry.get_backend(node).container_image_exists(image.ref)
+    repo, tag = image.ref[len(cluster.registry) + 1:].rsplit(":", 1)
+    request = urllib.request.Request(f"http://{cluster.registry}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 404
