@@ -6,11 +6,13 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help venv packages engine images test demo clean
+.PHONY: help venv packages engine images test demo cluster cluster-down clean
 
 help:
 	@echo "make demo    start a notebook container through the Docker backend and print its URL"
 	@echo "make test    run every test (starts the engine and builds the test images first)"
+	@echo "make cluster a two-node test bed (namespaces, registry, host APIs) and its admin"
+	@echo "make cluster-down   remove every trace of the test bed"
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +36,13 @@ test: venv images
 
 demo: venv images
 	$(PY) scripts/demo.py
+
+cluster: venv images
+	scripts/cluster.sh up 2
+	$(PY) scripts/cluster_master.py
+
+cluster-down:
+	scripts/cluster.sh down
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

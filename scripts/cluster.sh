@@ -185,7 +185,7 @@ down() {
     ip link delete "$BRIDGE" 2>/dev/null || true
     # mounts a killed engine may have left behind, then the state itself
     if [ -d "$STATE" ]; then
-        grep -o " $STATE[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
+        { grep -o " $STATE[^ ]*" /proc/mounts || true; } | sort -r | while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
         rm -rf "$STATE"
     fi
     log "cluster down"

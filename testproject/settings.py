@@ -57,7 +57,8 @@ DATABASES = {
         # BEGIN IMMEDIATE: concurrent placements queue up instead of failing with "locked".
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         # A file, not memory: tests start other processes that share the database.
-        "TEST": {"NAME": os.environ.get("TESTPROJECT_TEST_DB", "/tmp/ipynbsrv-testproject-test.sqlite3")},
+        # One per test process, so two test runs on one machine never share it.
+        "TEST": {"NAME": os.environ.get("TESTPROJECT_TEST_DB", f"/tmp/ipynbsrv-testproject-test-{os.getpid()}.sqlite3")},
     }
 }
 

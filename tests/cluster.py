@@ -115,6 +115,29 @@ def cluster(raw_docker):
     _purge(info.sockets)
     if info.started_here:
         info.run("down")
+        left = traces(info)
+        assert not left, f"cluster.sh down left traces behind: {left}"
+
+
+def traces(info: Cluster) -> list[str]:
+    """What of the test bed still exists: namespaces, links, processes, state."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith("ipyn")]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if "ipyn" in line]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(info.directory) in cmdline:
+            found.append(f"process {entry.name}: {cmdline[:120]}")
+    if info.directory.exists():
+        found.append(f"directory {info.directory}")
+    return found
 
 
 @pytest.fixture

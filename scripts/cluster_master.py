@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""`make cluster`, the master's half: a database that knows the test bed's nodes (reached
+only through HttpRemote), an admin account, and the admin served on 127.0.0.1.
+
+Run after `scripts/cluster.sh up`; `scripts/cluster.sh down` stops the admin again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("IPYNBSRV_CLUSTER_DIR", "/tmp/ipynbsrv-cluster"))
+PORT = int(os.environ.get("IPYNBSRV_CLUSTER_ADMIN_PORT", "8001"))
+IMAGE = os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest")
+
+sys.path.insert(0, str(REPO))
+os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
+os.environ["TESTPROJECT_DB"] = str(STATE / "master.sqlite3")
+
+
+def facts() -> dict[str, str]:
+    out = subprocess.run(["bash", str(REPO / "scripts" / "cluster.sh"), "env"], capture_output=True, text=True,
+                         check=True)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def main() -> int:
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from ipynbsrv_backends import services
+    from ipynbsrv_backends.models import Backend, Image, Node
+
+    info = facts()
+    count = int(info.get("CLUSTER_NODES") or 0)
+    if not count:
+        print("The cluster is not up: run scripts/cluster.sh up first.", file=sys.stderr)
+        return 1
+    call_command("migrate", verbosity=0, interactive=False)
+    backend, _ = Backend.objects.update_or_create(
+        name="host API", defaults={"kind": "HttpRemote", "config": {"url": "http://{address}:8080"}})
+    for i in range(1, count + 1):
+        token = (STATE / f"n{i}" / "token").read_text().strip()
+        Node.objects.update_or_create(name=f"n{i}", defaults={
+            "address": info[f"CLUSTER_NODE_{i}_ADDRESS"], "backend": backend, "backend_config": {"token": token}})
+    Image.objects.get_or_create(ref=IMAGE, node=None, defaults={"name": "busybox (test image)", "public": True})
+    password_file = STATE / "admin-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(12))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    User = get_user_model()
+    admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+    admin.is_staff = admin.is_superuser = True
+    admin.set_password(password)
+    admin.save()
+    statuses = services.check_nodes_health(Node.objects.all())
+
+    pidfile = STATE / "master.pid"
+    url = f"http://127.0.0.1:{PORT}/admin/"
+    running = pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
+    if not running:
+        log = open(STATE / "master.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, str(REPO / "testproject" / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{PORT}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ,
+        )
+        pidfile.write_text(str(process.pid))
+        (STATE / "master.url").write_text(url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+    print()
+    for name, status in statuses.items():
+        print(f"  node {name}: {'healthy' if status == 0 else 'NOT healthy'}")
+    print(f"  admin: {url}  (user admin, password {password})")
+    print("  stop everything with: make cluster-down")
+    return 0 if all(status == 0 for status in statuses.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
