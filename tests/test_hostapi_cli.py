@@ -3,6 +3,7 @@ clean SIGTERM shutdown (workers included), one backend per worker, the insecure 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -34,6 +35,8 @@ def run(*args: str, token: str | None = "t0ken-for-cli-tests", env: dict[str, st
     (["--container-backend-args", "[1, 2]"], "must be a JSON object"),
     (["--container-backend-args", '{"colour": "blue"}'], "rejected its options: Unknown Docker backend option(s): colour"),
     (["--container-backend-args", '{"stop_timeout": -1}'], "rejected its options: Invalid stop_timeout"),
+    (["--container-backend-args", "@/no/such/args.json"], "cannot read --container-backend-args @/no/such/args.json"),
+    (["--container-backend-args", "@/etc/hostname"], "--container-backend-args @/etc/hostname is not valid JSON"),
     (["--container-backend", "ipynbsrv_backends.backends.Nope"], "cannot be imported"),
     (["--container-backend", "nodots"], "dotted path"),
     (["--container-backend", "json.JSONDecoder"], "not a ContainerBackend"),
@@ -174,6 +177,19 @@ def test_an_unreachable_engine_does_not_stop_the_node(workdir):
 
         with pytest.raises(errors.BackendUnavailableError):
             remote.get_containers()
+
+
+def test_backend_args_from_a_file(workdir):
+    """@PATH keeps secrets out of the process list."""
+    args_file = workdir / "backend-args.json"
+    args_file.write_text(json.dumps(backend_options(base_url=f"tcp://127.0.0.1:{free_port()}",
+                                                    registry_password="s3cret", registry_username="me")))
+    with HostAPINode(workdir, extra_args=["--container-backend-args", f"@{args_file}"]) as node:
+        cmdline = open(f"/proc/{node.process.pid}/cmdline", "rb").read().decode()
+        assert "s3cret" not in cmdline and f"@{args_file}" in cmdline
+        status = HttpRemote(node.url, token=node.token).get_node_status()
+        assert status["backend"]["status"] != BACKEND_STATUS_OK  # that engine is down, as configured
+        assert "s3cret" not in node.log()
 
 
 def test_sigint_also_stops_cleanly(workdir):

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="{}",
         metavar="JSON",
         help='keyword arguments of the backend class as a JSON object, e.g. '
-        '\'{"base_url": "unix://var/run/docker.sock"}\' (default: {})',
+        '\'{"base_url": "unix://var/run/docker.sock"}\', or @PATH to read them from a file '
+        '(keeps secrets such as registry_password out of the process list) (default: {})',
     )
     parser.add_argument(
         "-d", "--debug", action="store_true", help="verbose logs, an access log and tracebacks"
@@ -119,14 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_args(text: str) -> dict[str, Any]:
+    source = "--container-backend-args"
+    if text.startswith("@"):
+        source = f"--container-backend-args {text}"
+        try:
+            with open(text[1:], encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise CommandError(f"cannot read {source}: {exc.strerror or exc}") from exc
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"--container-backend-args is not valid JSON: {exc}") from exc
+        raise CommandError(f"{source} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise CommandError(
-            f"--container-backend-args must be a JSON object of keyword arguments, not {type(value).__name__}"
-        )
+        raise CommandError(f"{source} must be a JSON object of keyword arguments, not {type(value).__name__}")
     return value
 
 
