@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("hostapi/", include("ipynbsrv_backends.hostapi.urls")),
+    path("api/", include("ipynbsrv_backends.api.urls")),
 ]
