@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +165,9 @@ class HostAPINode:
             raise AssertionError(f"ipynbsrv_hostapi did not stop within {timeout} s:\n{self.log()}") from None
 
     def kill(self) -> None:
-        """Last resort: kill the session this node leads (it and its workers only)."""
-        if self.process is None:
+        """Last resort, while it still runs: kill the session this node leads (it and its
+        workers, nothing else)."""
+        if self.process is None or self.process.poll() is not None:
             return
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -183,10 +183,7 @@ class HostAPINode:
 
     def __exit__(self, *exc_info: Any) -> None:
         if self.process is not None and self.process.poll() is None:
-            try:
-                self.terminate()
-            finally:
-                self.kill()
+            self.terminate()
 
 
 def wait_gone(pids: list[int], timeout: float = 15.0) -> None:
@@ -214,7 +211,3 @@ def http_remote_backend(hostapi_node):
     remote = HttpRemote(hostapi_node.url, token=hostapi_node.token, timeout=60, long_timeout=300)
     yield remote
     remote.close()
-
-
-def elapsed(start: float) -> float:
-    return time.monotonic() - start

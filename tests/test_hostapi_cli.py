@@ -33,7 +33,8 @@ def run(*args: str, token: str | None = "t0ken-for-cli-tests", env: dict[str, st
 @pytest.mark.parametrize("args,fragment", [
     (["--container-backend-args", "{not json"], "--container-backend-args is not valid JSON"),
     (["--container-backend-args", "[1, 2]"], "must be a JSON object"),
-    (["--container-backend-args", '{"colour": "blue"}'], "rejected its options: Unknown Docker backend option(s): colour"),
+    (["--container-backend-args", '{"colour": "blue"}'],
+     "rejected its options: Unknown Docker backend option(s): colour"),
     (["--container-backend-args", '{"stop_timeout": -1}'], "rejected its options: Invalid stop_timeout"),
     (["--container-backend-args", "@/no/such/args.json"], "cannot read --container-backend-args @/no/such/args.json"),
     (["--container-backend-args", "@/etc/hostname"], "--container-backend-args @/etc/hostname is not valid JSON"),

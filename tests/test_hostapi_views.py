@@ -281,10 +281,9 @@ def test_missing_sub_contract_is_501(api, settings):
     assert api.get(PREFIX + "status/").json()["backend"]["capabilities"] == []
 
 
-def test_an_unexpected_exception_is_a_bare_500(api, settings):
+def test_a_broken_get_status_is_an_error_status(api, settings):
     configure(settings, options={"fail_status": True})
     post(api, "containers/", create_body())
-    # get_status raising is absorbed by the status view ...
     assert api.get(PREFIX + "status/").json()["backend"]["status"] == 2
 
 

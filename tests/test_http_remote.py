@@ -226,7 +226,8 @@ def test_what_goes_over_the_wire():
         assert client.create_container("alice", 1, "nb", ({"address": "127.0.0.1", "external": None,
                                                            "internal": 8888},), [], image="i",
                                        env={"A": "1"}) == RECORD
-        assert client.get_container_logs("p/x", tail=3, since=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) == ["a", "b"]
+        new_year = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        assert client.get_container_logs("p/x", tail=3, since=new_year) == ["a", "b"]
         assert client.get_containers(only_running=True, colour="blue") == [RECORD]
         assert client.delete_container("p") is None
         get_image, create, logs, listing, delete = node.requests

@@ -23,7 +23,6 @@ from rest_framework import serializers
 from .wire import OPTIONS_PARAM
 
 
-
 class TextField(serializers.CharField):
     """A JSON string, taken as is (no coercion, no trimming)."""
 
