@@ -370,3 +370,19 @@ def test_project_urls_serve_the_real_backend(api, settings, engine):
     assert api.get(PREFIX + "status/").json()["resources"]["containers"] == {"running": 1, "total": 1}
     assert api.delete(PREFIX + f"containers/{pk}/").status_code == 204
     assert api.get(PREFIX + f"containers/{pk}/exists/").json() == {"exists": False}
+
+
+def test_the_schema_in_a_project_with_drfs_default_settings(api, settings):
+    """The test project leaves REST_FRAMEWORK alone (DRF's own DEFAULT_SCHEMA_CLASS): the
+    host API schema must still come from drf-spectacular, complete."""
+    from rest_framework.settings import api_settings
+
+    assert "drf_spectacular" not in api_settings.DEFAULT_SCHEMA_CLASS.__module__
+    response = api.get(PREFIX + "schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
+    assert len(operations) == 28 and "containers_restore" in operations
+    assert "/containers/{container}/logs/" in schema["paths"]
+    assert hostapi_fakes.CALLS == []  # describing the API builds no backend
