@@ -1,0 +1,33 @@
+"""What the app's management commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.core.management.base import CommandError
+
+from ...models import Node
+
+#: Exit statuses, the same for every command of the app (see docs/commands.md).
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_USAGE = 2
+
+
+def select_nodes(names: Sequence[str] | None) -> list[Node]:
+    """Every node by name, or the ones named; an unknown name is a usage error."""
+    queryset = Node.objects.select_related("backend").order_by("name")
+    if not names:
+        return list(queryset)
+    nodes = list(queryset.filter(name__in=names))
+    unknown = sorted(set(names) - {node.name for node in nodes})
+    if unknown:
+        known = ", ".join(node.name for node in Node.objects.order_by("name")) or "none"
+        raise CommandError(f"No node named {', '.join(unknown)} (known nodes: {known}).", returncode=EXIT_USAGE)
+    return nodes
+
+
+def when(moment: datetime | None) -> str | None:
+    """A timestamp as ISO 8601 (``None`` stays ``None``)."""
+    return moment.isoformat() if moment else None
