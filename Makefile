@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv packages engine images test demo cluster cluster-down clean
 
 help:
-	@echo "make demo    start a notebook container through the Docker backend and print its URL"
+	@echo "make demo    set up the master here, start a demo container and serve the admin until Ctrl-C"
 	@echo "make test    run every test (starts the engine and builds the test images first)"
 	@echo "make cluster a two-node test bed (namespaces, registry, host APIs) and its admin"
 	@echo "make cluster-down   remove every trace of the test bed"

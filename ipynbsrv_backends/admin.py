@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
@@ -299,42 +300,52 @@ def _refresh(container: Container) -> Any:
     return services.refresh_container(container)
 
 
-#: The lifecycle steps: (name, service, label, success message, failure message). Each becomes
-#: an admin action on the change list and a button on the change page.
-LIFECYCLE: list[tuple[str, Callable[[Container], Any], Any, Any, Any]] = [
-    ("start", services.start_container, _("Start"),
-     ngettext_lazy("%(count)d container started.", "%(count)d containers started.", "count"),
-     _("Could not start %(object)s: %(reason)s")),
-    ("stop", services.stop_container, _("Stop"),
-     ngettext_lazy("%(count)d container stopped.", "%(count)d containers stopped.", "count"),
-     _("Could not stop %(object)s: %(reason)s")),
-    ("restart", services.restart_container, _("Restart"),
-     ngettext_lazy("%(count)d container restarted.", "%(count)d containers restarted.", "count"),
-     _("Could not restart %(object)s: %(reason)s")),
-    ("suspend", services.suspend_container, _("Suspend"),
-     ngettext_lazy("%(count)d container suspended.", "%(count)d containers suspended.", "count"),
-     _("Could not suspend %(object)s: %(reason)s")),
-    ("resume", services.resume_container, _("Resume"),
-     ngettext_lazy("%(count)d container resumed.", "%(count)d containers resumed.", "count"),
-     _("Could not resume %(object)s: %(reason)s")),
-    ("snapshot", _take_snapshot, _("Take a snapshot"),
-     ngettext_lazy("%(count)d snapshot taken.", "%(count)d snapshots taken.", "count"),
-     _("Could not take a snapshot of %(object)s: %(reason)s")),
-    ("refresh", _refresh, _("Refresh status"),
-     ngettext_lazy("Status of %(count)d container refreshed.", "Status of %(count)d containers refreshed.", "count"),
-     _("Could not refresh %(object)s: %(reason)s")),
+@dataclass(frozen=True)
+class Step:
+    """A lifecycle step: an admin action on the change list and a button on the change page."""
+
+    name: str
+    service: Callable[[Container], Any]
+    button: Any
+    action: Any
+    done: Any  # ngettext_lazy keyed on "count"
+    failed: Any  # with %(object)s and %(reason)s
+
+
+LIFECYCLE: list[Step] = [
+    Step("start", services.start_container, _("Start"), _("Start selected containers"),
+         ngettext_lazy("%(count)d container started.", "%(count)d containers started.", "count"),
+         _("Could not start %(object)s: %(reason)s")),
+    Step("stop", services.stop_container, _("Stop"), _("Stop selected containers"),
+         ngettext_lazy("%(count)d container stopped.", "%(count)d containers stopped.", "count"),
+         _("Could not stop %(object)s: %(reason)s")),
+    Step("restart", services.restart_container, _("Restart"), _("Restart selected containers"),
+         ngettext_lazy("%(count)d container restarted.", "%(count)d containers restarted.", "count"),
+         _("Could not restart %(object)s: %(reason)s")),
+    Step("suspend", services.suspend_container, _("Suspend"), _("Suspend selected containers (freeze, keep memory)"),
+         ngettext_lazy("%(count)d container suspended.", "%(count)d containers suspended.", "count"),
+         _("Could not suspend %(object)s: %(reason)s")),
+    Step("resume", services.resume_container, _("Resume"), _("Resume selected containers"),
+         ngettext_lazy("%(count)d container resumed.", "%(count)d containers resumed.", "count"),
+         _("Could not resume %(object)s: %(reason)s")),
+    Step("snapshot", _take_snapshot, _("Take a snapshot"), _("Take a snapshot of selected containers"),
+         ngettext_lazy("%(count)d snapshot taken.", "%(count)d snapshots taken.", "count"),
+         _("Could not take a snapshot of %(object)s: %(reason)s")),
+    Step("refresh", _refresh, _("Refresh status"), _("Refresh the status of selected containers from their nodes"),
+         ngettext_lazy("Status of %(count)d container refreshed.", "Status of %(count)d containers refreshed.",
+                       "count"),
+         _("Could not refresh %(object)s: %(reason)s")),
 ]
-_LIFECYCLE = {step[0]: step for step in LIFECYCLE}
+_LIFECYCLE = {step.name: step for step in LIFECYCLE}
 
 
-def _lifecycle_action(name: str) -> Callable[..., None]:
-    _name, service, label, done, failed = _LIFECYCLE[name]
-
+def _lifecycle_action(step: Step) -> Callable[..., None]:
     def action(modeladmin: ContainerAdmin, request: HttpRequest, queryset: QuerySet) -> None:
-        run_each(modeladmin, request, queryset.select_related("node__backend", "owner"), service, done, failed)
+        objects = queryset.select_related("node__backend", "owner")
+        run_each(modeladmin, request, objects, step.service, step.done, step.failed)
 
-    action.__name__ = f"{name}_containers"
-    return admin.action(permissions=["change"], description=label)(action)
+    action.__name__ = f"{step.name}_containers"
+    return admin.action(permissions=["change"], description=step.action)(action)
 
 
 @admin.register(Container)
@@ -350,7 +361,7 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     search_fields = ["name", "owner__username", "node__name", "backend_pk", "image_ref"]
     list_select_related = ["owner", "node", "image"]
     date_hierarchy = "created_at"
-    actions = [*(_lifecycle_action(step[0]) for step in LIFECYCLE), "delete_selected"]
+    actions = [*(_lifecycle_action(step) for step in LIFECYCLE), "delete_selected"]
     change_form_template = "admin/ipynbsrv_backends/container/change_form.html"
     step_form_template = "admin/ipynbsrv_backends/container/action_form.html"
     fieldsets = [
@@ -431,7 +442,7 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
             return self._run_step(request, object_id, request.POST["_container_step"])
         context = {
             "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
-            "lifecycle_buttons": [(step[0], step[2]) for step in LIFECYCLE],
+            "lifecycle_buttons": [(step.name, step.button) for step in LIFECYCLE],
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -458,8 +469,8 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
                          ngettext_lazy("%(count)d container restored.", "%(count)d containers restored.", "count"),
                          _("Could not restore %(object)s: %(reason)s"))
         elif step in _LIFECYCLE:
-            _name, service, _label, done, failed = _LIFECYCLE[step]
-            run_each(self, request, [obj], service, done, failed)
+            known = _LIFECYCLE[step]
+            run_each(self, request, [obj], known.service, known.done, known.failed)
         else:
             self.message_user(request, _("Unknown step %(step)r.") % {"step": step}, messages.ERROR)
         return HttpResponseRedirect(request.path)

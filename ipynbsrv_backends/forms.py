@@ -43,7 +43,7 @@ class BackendForm(forms.ModelForm):
     """A backend: its class from the allow-list and its configuration."""
 
     kind = forms.ChoiceField(
-        label=_("backend class"), choices=backend_choices,
+        label=_("Backend class"), choices=backend_choices,
         help_text=_("One of the classes allowed in IPYNBSRV_BACKENDS['BACKEND_CLASSES']."),
     )
 
@@ -118,18 +118,18 @@ def _users() -> Any:
 class ContainerCreateForm(forms.Form):
     """What the admin's "add container" asks; ``services.create_container`` does the rest."""
 
-    owner = forms.ModelChoiceField(label=_("owner"), queryset=_users())
+    owner = forms.ModelChoiceField(label=_("Owner"), queryset=_users())
     name = forms.CharField(
-        label=_("name"), max_length=NAME_MAX, validators=[name_validator],
+        label=_("Name"), max_length=NAME_MAX, validators=[name_validator],
         help_text=_("Unique among the owner's containers, e.g. \"thesis\"."),
     )
-    image = forms.ModelChoiceField(label=_("image"), queryset=Image.objects.all())
+    image = forms.ModelChoiceField(label=_("Image"), queryset=Image.objects.all())
     node = forms.ModelChoiceField(
-        label=_("node"), queryset=Node.objects.all(), required=False,
+        label=_("Node"), queryset=Node.objects.all(), required=False,
         help_text=_("Leave empty to let placement choose among the healthy, enabled nodes."),
     )
     options = forms.JSONField(
-        label=_("options"), required=False,
+        label=_("Options"), required=False, initial=dict, widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Optional, e.g. {\"mem_limit\": \"2g\", \"cpu_limit\": 1}."),
     )
 
@@ -149,8 +149,8 @@ class ContainerCreateForm(forms.Form):
 class ContainerCloneForm(forms.Form):
     """A new container from the current filesystem of another."""
 
-    owner = forms.ModelChoiceField(label=_("owner"), queryset=_users())
-    name = forms.CharField(label=_("name"), max_length=NAME_MAX, validators=[name_validator])
+    owner = forms.ModelChoiceField(label=_("Owner"), queryset=_users())
+    name = forms.CharField(label=_("Name"), max_length=NAME_MAX, validators=[name_validator])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -161,9 +161,9 @@ class ContainerCommitForm(forms.Form):
     """Commit a container's filesystem to an image."""
 
     name = forms.CharField(
-        label=_("image name"), max_length=NAME_MAX, validators=[name_validator],
+        label=_("Image name"), max_length=NAME_MAX, validators=[name_validator],
         help_text=_("The image is recorded as <owner>/<name>."),
     )
-    public = forms.BooleanField(label=_("public"), required=False,
+    public = forms.BooleanField(label=_("Public"), required=False,
                                 help_text=_("Everyone may start containers from it."))
-    description = forms.CharField(label=_("description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 3}))

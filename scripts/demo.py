@@ -1,78 +1,262 @@
 #!/usr/bin/env python
-"""`make demo`: start a "notebook" container for a demo user through the Docker backend,
-print the URL where it answers, and remove it on Ctrl-C.
+"""`make demo`: the master on this machine, from nothing to the admin in one command.
+
+It creates (or migrates) a SQLite database, registers the local Docker engine as the node
+``local``, registers the test image as a public base image, makes an ``admin`` account with
+a generated password, starts one container for the user ``demo`` through the service layer,
+checks that it answers, and serves the admin until Ctrl-C. On Ctrl-C it stops the server
+and removes every container of the demo node, so nothing is left running.
+
+Everything lives in ``$IPYNBSRV_DEMO_DIR`` (default ``/tmp/ipynbsrv-demo``): the database
+``db.sqlite3``, the admin password ``admin-password``, the session key ``secret-key`` and the
+server's ``server.log``. Running it again reuses them. Other knobs (for tests):
+``IPYNBSRV_DEMO_PORT`` (default 8000; 0 picks a free port), ``IPYNBSRV_DEMO_INSTANCE`` and
+``IPYNBSRV_DEMO_PREFIX`` (the Docker backend's label and name prefix), ``IPYNBSRV_DEMO_IMAGE``.
 
 The container is the small test image: busybox's httpd stands in for a notebook server.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import secrets
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ipynbsrv_backends import errors  # noqa: E402
-from ipynbsrv_backends.backends import Docker  # noqa: E402
-
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = Path(os.environ.get("IPYNBSRV_DEMO_DIR", "/tmp/ipynbsrv-demo"))
 IMAGE = os.environ.get("IPYNBSRV_DEMO_IMAGE", "ipynbsrv-test/busybox:latest")
+INSTANCE = os.environ.get("IPYNBSRV_DEMO_INSTANCE", "demo")
+PREFIX = os.environ.get("IPYNBSRV_DEMO_PREFIX", "ipynbsrv-demo")
+PORT = int(os.environ.get("IPYNBSRV_DEMO_PORT", "8000"))
+NODE, BACKEND, ADMIN, USER, CONTAINER = "local", "local-docker", "admin", "demo", "notebook"
+
+#: The master's settings for the demo: the test image serves "/", and no named volumes are
+#: made, so Ctrl-C leaves nothing behind.
+MASTER_SETTINGS = {"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": [], "CONTAINER_BASE_URL": "/"}
 
 
-def wait_until_answering(url: str, timeout: float = 30.0) -> bool:
+class DemoError(Exception):
+    """Something the person running the demo must fix; the message says what."""
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _kept_secret(path: Path, make: Any) -> str:
+    """A value kept in a private file, made once."""
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value
+
+
+def environment() -> dict[str, str]:
+    """The environment of this process and of the server: the same database and settings."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "testproject.settings",
+        "TESTPROJECT_DB": str(DEMO_DIR / "db.sqlite3"),
+        "IPYNBSRV_BACKENDS_JSON": json.dumps(MASTER_SETTINGS),
+        "DJANGO_SECRET_KEY": _kept_secret(DEMO_DIR / "secret-key", lambda: secrets.token_urlsafe(50)),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def answers(url: str, timeout: float = 30.0, alive: Any = None) -> bool:
+    """Poll ``url`` until it answers 200, for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            return False
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
-        except OSError:
+        except (OSError, urllib.error.URLError):
             pass
         time.sleep(0.2)
     return False
 
 
-def main() -> int:
-    backend = Docker(instance="demo", name_prefix="ipynbsrv-demo", stop_timeout=5, pull_policy="never")
-    if backend.get_status() != Docker.BACKEND_STATUS_OK:
-        print("The Docker engine does not answer: run `make engine` (as root) first.", file=sys.stderr)
-        return 1
-    for stale in backend.get_containers():  # left by a demo that was killed hard
-        backend.delete_container(stale["pk"])
+def free_port(preferred: int) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise DemoError("No free port on 127.0.0.1.")
 
+
+# ---------------------------------------------------------------------------- set-up
+
+def admin_password() -> str:
+    """The admin account, with the password kept in the demo directory (made once)."""
+    from django.contrib.auth import get_user_model
+
+    password = _kept_secret(DEMO_DIR / "admin-password", lambda: secrets.token_urlsafe(12))
+    user, _created = get_user_model().objects.get_or_create(username=ADMIN, defaults={"email": "admin@localhost"})
+    if not (user.is_staff and user.is_superuser and user.is_active and user.check_password(password)):
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+    return password
+
+
+def remove_everything(node: Any) -> list[str]:
+    """Remove every container of the demo node (through the services) and every image users
+    committed during the demo; returns what could not be removed."""
+    from ipynbsrv_backends import errors, services
+    from ipynbsrv_backends.models import Container, Image
+
+    problems = []
+    for container in Container.objects.filter(node=node).select_related("node__backend", "owner"):
+        try:
+            services.delete_container(container)
+        except errors.BackendError as exc:
+            problems.append(f"{container}: {exc}")
+    for image in Image.objects.filter(owner__isnull=False):
+        try:
+            services.delete_image(image)
+        except errors.BackendError as exc:
+            problems.append(f"{image}: {exc}")
+    report = services.reconcile(node, remove=True)  # labelled containers without a record
+    problems.extend(report.problems)
+    return problems
+
+
+def set_up() -> tuple[Any, Any, str]:
+    """Database, node, image, accounts and the demo container; returns (node, container, password)."""
+    import django
+
+    django.setup()
+    logging.getLogger("ipynbsrv_backends").setLevel(logging.WARNING)
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from ipynbsrv_backends import errors, services
+    from ipynbsrv_backends.contract import BACKEND_STATUS_OK
+    from ipynbsrv_backends.models import Backend, Image, Node
+
+    call_command("migrate", interactive=False, verbosity=0)
+    backend, _ = Backend.objects.update_or_create(name=BACKEND, defaults={"kind": "Docker", "config": {
+        "instance": INSTANCE, "name_prefix": PREFIX, "stop_timeout": 5, "pull_policy": "never"}})
+    node, _ = Node.objects.update_or_create(name=NODE, defaults={
+        "address": "127.0.0.1", "backend": backend, "enabled": True, "draining": False, "capacity": 10})
+    if services.check_node_health(node) != BACKEND_STATUS_OK:
+        raise DemoError(f"The local Docker engine does not answer ({node.last_error}). "
+                        "Run `make engine` as root, or start dockerd, and try again.")
+    image, _ = Image.objects.update_or_create(ref=IMAGE, node=None, defaults={
+        "name": "busybox-notebook", "public": True, "owner": None,
+        "description": "The test image: busybox's httpd on port 8888 stands in for a notebook server."})
+    password = admin_password()
+    user, _ = get_user_model().objects.get_or_create(username=USER)
+    if user.has_usable_password():
+        user.set_unusable_password()
+        user.save()
+
+    leftovers = remove_everything(node)  # from a demo that was killed without Ctrl-C
+    if leftovers:
+        raise DemoError("Could not remove what an earlier demo left: " + "; ".join(leftovers))
     try:
-        container = backend.create_container(
-            "demo", 1000, "notebook",
-            ports=[{"address": "127.0.0.1", "external": None, "internal": 8888}],
-            volumes=[], image=IMAGE, base_url="/", mem_limit="128m", cpu_limit=0.5, pids_limit=64,
-        )
+        container = services.create_container(user, CONTAINER, image=image, node=node,
+                                              options={"mem_limit": "128m", "cpu_limit": 0.5, "pids_limit": 64})
     except errors.BackendError as exc:
-        print(f"Could not start the demo container: {exc}", file=sys.stderr)
-        return 1
+        raise DemoError(f"Could not start the demo container: {exc}") from exc
+    return node, container, password
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+
+# ---------------------------------------------------------------------------- serving
+
+def serve(env: dict[str, str], port: int) -> subprocess.Popen:
+    """The admin under Django's development server (static files included)."""
+    log = open(DEMO_DIR / "server.log", "ab")
     try:
-        port = container["ports"][0]["external"]
-        url = f"http://127.0.0.1:{port}/"
-        if not wait_until_answering(url):
-            print(f"The container {container['pk']} did not answer at {url}.", file=sys.stderr)
-            return 1
-        print()
-        print(f"  container  {container['pk']}  (owner {container['owner']}, {container['status']})")
-        print(f"  notebook   {url}")
-        print()
-        print("Press Ctrl-C to stop and remove it.", flush=True)
-        stop.wait()
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "testproject" / "manage.py"), "runserver", "--noreload", "--insecure",
+             f"127.0.0.1:{port}"],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
     finally:
-        print("\nRemoving the demo container ...", flush=True)
-        backend.delete_container(container["pk"])
-        print("Done.")
-    return 0
+        log.close()
+
+
+def stop(server: subprocess.Popen | None) -> None:
+    if server is None or server.poll() is not None:
+        return
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def main() -> int:
+    interrupted = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: interrupted.set())
+
+    env = environment()
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    node = server = None
+    try:
+        say(f"Setting up the master in {DEMO_DIR} ...")
+        node, container, password = set_up()
+        url = container.url
+        if not url or not answers(url, alive=lambda: not interrupted.is_set()):
+            if interrupted.is_set():
+                return 0
+            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}.")
+        port = free_port(PORT)
+        server = serve(env, port)
+        admin_url = f"http://127.0.0.1:{port}/admin/"
+        if not answers(admin_url + "login/", alive=lambda: server.poll() is None and not interrupted.is_set()):
+            if interrupted.is_set():
+                return 0
+            raise DemoError(f"The admin did not start; see {DEMO_DIR / 'server.log'}.")
+        say()
+        say(f"  database   {env['TESTPROJECT_DB']}")
+        say(f"  node       {node.name} (the local Docker engine, instance {INSTANCE!r}): healthy")
+        say(f"  container  {container} on {container.node}: {container.status}")
+        say(f"  notebook   {url}")
+        say(f"  admin      {admin_url}")
+        say(f"  log in as  {ADMIN} / {password}")
+        say()
+        say("Press Ctrl-C to stop the admin and remove the demo's containers.")
+        while not interrupted.wait(0.5):
+            if server.poll() is not None:
+                raise DemoError(f"The admin server stopped; see {DEMO_DIR / 'server.log'}.")
+        return 0
+    except DemoError as exc:
+        print(f"\n{exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop(server)
+        if node is not None:
+            say("\nRemoving the demo's containers ...")
+            problems = remove_everything(node)
+            for problem in problems:
+                print(f"  not removed: {problem}", file=sys.stderr)
+            say("Done." if not problems else "Done, with problems (see above).")
 
 
 if __name__ == "__main__":
