@@ -10,5 +10,6 @@ class IpynbsrvBackendsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Connect the settings reload receiver; nothing here touches the network.
-        from . import conf, signals  # noqa: F401
+        # Connect the settings reload receiver and register the system checks; nothing
+        # here touches the network.
+        from . import checks, conf, signals  # noqa: F401
