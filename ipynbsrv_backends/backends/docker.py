@@ -647,6 +647,17 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 return str(chunk.get("error") or chunk["errorDetail"].get("message"))
         return None
 
+    def pull_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        """Pull ``image`` now (so a first start does not wait for it) and return its record.
+
+        Not part of the contract: the master uses it, where a backend has it, to put an
+        image on every node ahead of time."""
+        self._no_options(kwargs)
+        validate_pk(image, "image")
+        self._image_allowed(image)
+        self.pull_image(image)
+        return self.get_container_image(image)
+
     def pull_image(self, image: str) -> None:
         """Pull ``image`` (from the registry it names)."""
         repo, tag = _split_ref(image)
