@@ -501,7 +501,7 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         return TemplateResponse(request, self.step_form_template, context)
 
     def clone_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """A new container from this one's current filesystem, on the same node."""
+        """A new container from this one's current filesystem (on its node unless another is picked)."""
         source = self._get_or_redirect(request, object_id)
         if isinstance(source, HttpResponse):
             return source
@@ -511,7 +511,9 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
                                                                   "name": f"{source.name}-copy"})
         if request.method == "POST" and form.is_valid():
             try:
-                clone = services.clone_container(source, form.cleaned_data["owner"], form.cleaned_data["name"])
+                data = form.cleaned_data
+                extra = {"node": data["node"]} if data["node"] is not None else {}
+                clone = services.clone_container(source, data["owner"], data["name"], **extra)
             except BackendError as exc:
                 form.add_error(None, str(exc))
             else:

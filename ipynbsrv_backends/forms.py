@@ -151,6 +151,10 @@ class ContainerCloneForm(forms.Form):
 
     owner = forms.ModelChoiceField(label=_("Owner"), queryset=_users())
     name = forms.CharField(label=_("Name"), max_length=NAME_MAX, validators=[name_validator])
+    node = forms.ModelChoiceField(
+        label=_("Node"), queryset=Node.objects.all(), required=False,
+        help_text=_("Leave empty to clone on the source's node. Another node needs a registry both nodes use."),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -314,6 +314,11 @@ def test_buttons_on_the_change_page(client, make_node, image, alice, bob, engine
     assert clone.clone_of == container and on_engine(engine, clone).status == "running"
     response = client.post(url("container", "clone", container.pk), {"owner": bob.pk, "name": "copy"})
     assert response.status_code == 200 and b"already has a container named" in response.content
+    elsewhere = make_node("n2")
+    response = client.post(url("container", "clone", container.pk),
+                           {"owner": bob.pk, "name": "moved", "node": elsewhere.pk})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Container.objects.get(owner=bob, name="moved").node == elsewhere
 
     response = client.post(url("container", "commit", container.pk), {"name": "stack", "public": "on"})
     assert response.status_code == 302, response.content.decode()[:3000]
