@@ -38,7 +38,7 @@ GOOD = {
     "CONTAINER_VOLUMES": [{"source": "u{uid}-{name}", "target": "/data"},
                           {"source": "/srv/shared", "target": "/shared", "mode": "ro"}],
     "CONTAINER_OPTIONS": {"mem_limit": "1g", "cpu_limit": 1.5, "pids_limit": 256, "env": {"TZ": "UTC"}},
-    "CONTAINER_BASE_URL": "/u/{username}/{name}-{pk}/",
+    "CONTAINER_BASE_URL": "/u/{uid}/{username}/{name}/",
     "MAX_CONTAINERS_PER_USER": 3,
     "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": {"instance": "node1"},
