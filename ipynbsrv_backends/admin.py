@@ -357,13 +357,13 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 
     list_display = ["name", "owner", "node", "status_badge", "image_display", "url_link", "created_at"]
     list_display_links = ["name"]
-    list_filter = ["status", "node", ("image", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = ["status", "node", ("image", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "owner__username", "node__name", "backend_pk", "image_ref"]
     list_select_related = ["owner", "node", "image"]
     date_hierarchy = "created_at"
     actions = [*(_lifecycle_action(step) for step in LIFECYCLE), "delete_selected"]
     change_form_template = "admin/ipynbsrv_backends/container/change_form.html"
-    step_form_template = "admin/ipynbsrv_backends/container/action_form.html"
+    step_form_template = "admin/ipynbsrv_backends/container/step_form.html"
     fieldsets = [
         (None, {"fields": ["owner", "name", "node", "status_badge", "url_link", "image", "image_ref", "clone_of"]}),
         (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),

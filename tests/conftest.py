@@ -89,9 +89,27 @@ def purge(client) -> None:
                     client.images.remove(tag, force=True)
                 except Exception:  # noqa: BLE001 - already gone with an earlier tag
                     pass
-        client.images.prune(filters={"dangling": True, "label": label})
+        prune_images(client, label)
         for volume in client.volumes.list(filters={"label": label}):
             volume.remove(force=True)
+
+
+def prune_images(client, label: str, attempts: int = 40) -> None:
+    """Prune our dangling images; the engine runs one prune at a time (a 409 while another
+    test session or backend prunes), so wait for our turn, within bounds."""
+    import time
+
+    import docker
+
+    for _ in range(attempts):
+        try:
+            client.images.prune(filters={"dangling": True, "label": label})
+            return
+        except docker.errors.APIError as exc:
+            if "prune operation is already running" not in str(exc):
+                raise
+            time.sleep(0.25)
+    raise AssertionError(f"the engine kept refusing to prune the images labelled {label}")
 
 
 def dump_engine(client) -> str:
