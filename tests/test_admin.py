@@ -323,6 +323,8 @@ def test_buttons_on_the_change_page(client, make_node, image, alice, bob, engine
     response = client.post(url("container", "commit", container.pk), {"name": "stack", "public": "on"})
     assert response.status_code == 302, response.content.decode()[:3000]
     image_row = Image.objects.get(source=container)
+    response = client.post(url("container", "commit", container.pk), {"name": "stack"})
+    assert response.status_code == 200 and response.context["form"].non_field_errors()  # the name is taken
     assert image_row.public and image_row.owner == alice and backend.container_image_exists(image_row.ref)
     html = client.get(url("image", "change", image_row.pk)).content.decode()
     assert 'name="ref"' not in html  # a committed image's reference is not editable
