@@ -27,7 +27,7 @@ EXPECTED_OPERATIONS = {
     "containers_stop", "containers_restart", "containers_suspend", "containers_resume",
     "containers_exec", "containers_logs", "containers_snapshots_list", "containers_snapshots_create",
     "containers_restore",
-    "images_list", "images_create", "images_retrieve", "images_destroy", "images_exists",
+    "images_list", "images_create", "images_pull", "images_retrieve", "images_destroy", "images_exists",
     "snapshots_list", "snapshots_retrieve", "snapshots_destroy", "snapshots_exists",
 }
 
@@ -78,6 +78,7 @@ def test_every_operation_but_liveness_refuses_bad_tokens(hostapi_node, docker_ba
         "containers_snapshots_create": {"name": "intruder"},
         "containers_restore": {"snapshot": snapshot["pk"]},
         "images_create": {"container": record["pk"], "name": "intruder"},
+        "images_pull": {"image": TEST_IMAGE},
     }
     before = engine_state(engine)
     refused = 0

@@ -383,6 +383,21 @@ def test_the_schema_in_a_project_with_drfs_default_settings(api, settings):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
-    assert len(operations) == 28 and "containers_restore" in operations
+    assert len(operations) == 29 and "containers_restore" in operations and "images_pull" in operations
     assert "/containers/{container}/logs/" in schema["paths"]
     assert hostapi_fakes.CALLS == []  # describing the API builds no backend
+
+
+def test_pull_where_the_backend_can(api, monkeypatch):
+    response = post(api, "images/pull/", {"image": "img/busybox:latest"})
+    assert response.status_code == 501 and response.json()["code"] == "not_supported"
+
+    def pull_container_image(self, image, **kwargs):
+        hostapi_fakes.CALLS.append(("pull_container_image", (image,), kwargs))
+        return {"pk": image, "name": image, "created": "", "size": 1}
+
+    monkeypatch.setattr(hostapi_fakes.FullBackend, "pull_container_image", pull_container_image, raising=False)
+    response = post(api, "images/pull/", {"image": "10.0.0.1:5000/a/b:c", "options": {"x": 1}})
+    assert response.status_code == 200 and response.json()["pk"] == "10.0.0.1:5000/a/b:c"
+    assert called("pull_container_image") == [("pull_container_image", ("10.0.0.1:5000/a/b:c",), {"x": 1})]
+    assert post(api, "images/pull/", {}).status_code == 400

@@ -58,3 +58,9 @@ def test_invalid_utf8_is_refused():
 def test_encode_needs_a_string():
     with pytest.raises(TypeError):
         encode_pk(None)  # type: ignore[arg-type]
+
+
+def test_action_names_are_not_encoded_pks():
+    """``images/pull/`` shares the level of ``images/{image}/``: no pk encodes to ``pull``."""
+    with pytest.raises(ValueError):
+        decode_pk("pull")

@@ -95,3 +95,21 @@ def test_concurrent_calls_share_the_pool(http_remote_backend, engine):
     with ThreadPoolExecutor(max_workers=12) as pool:
         results = list(pool.map(work, range(36)))
     assert results == [str(i) for i in range(36)]
+
+
+def test_pull_through_the_node(docker_backend, http_remote_backend, engine, registry):
+    """``pull_container_image`` (not in the contract) reaches the node's backend."""
+    from ipynbsrv_backends.backends import Docker
+
+    from .conftest import backend_options
+
+    pusher = Docker(**backend_options(registry=registry))
+    source = pusher.create_container("alice", 4242, "source", [], [], image=TEST_IMAGE)
+    image = pusher.create_container_image(source["pk"], "to-pull")  # pushed to the registry
+    engine.images.remove(image["pk"], force=True)
+    assert not docker_backend.container_image_exists(image["pk"])
+
+    pulled = http_remote_backend.pull_container_image(image["pk"])
+    assert pulled == docker_backend.get_container_image(image["pk"])
+    with pytest.raises(errors.InvalidArgumentError):
+        http_remote_backend.pull_container_image(image["pk"], colour="blue")

@@ -89,7 +89,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         Seconds to wait for ``get_status()`` and ``get_node_status()``, so placement is
         never held up by a slow node.
     ``long_timeout``
-        Seconds to wait for a slow call: create, clone, commit (and push), snapshot,
+        Seconds to wait for a slow call: create, clone, commit (and push), pull, snapshot,
         restore, exec, start, stop, restart and the deletes.
     ``retries``
         How many times a read (a GET) is tried again after a connection failure; writes are
@@ -544,6 +544,13 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
         self._delete(f"images/{self._pk(image, 'image')}/", "delete_container_image", kwargs)
+
+    def pull_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        """Pull ``image`` onto the node now and return its record (not part of the contract;
+        the node's backend must have ``pull_container_image``, else
+        ``CapabilityNotSupportedError``)."""
+        op = "pull_container_image"
+        return self._record(self._post("images/pull/", op, kwargs, kind="long", image=image), op)
 
     def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
         op = "get_container_image"

@@ -178,6 +178,11 @@ class CreateImageSerializer(StrictSerializer):
     options = OptionsField()
 
 
+class PullImageSerializer(StrictSerializer):
+    image = TextField(help_text="Image reference (raw, not encoded), e.g. 10.0.0.1:5000/notebooks/base:latest.")
+    options = OptionsField()
+
+
 class RestoreSnapshotSerializer(StrictSerializer):
     snapshot = TextField(help_text="Snapshot pk (raw, not encoded).")
     options = OptionsField()

@@ -25,6 +25,7 @@ Below the include prefix::
     POST   containers/{container}/restore/              restore_container_snapshot
     GET    images/                                      get_container_images
     POST   images/                                      create_container_image
+    POST   images/pull/                                 pull_container_image (not in the contract)
     GET    images/{image}/                              get_container_image
     DELETE images/{image}/                              delete_container_image
     GET    images/{image}/exists/                       container_image_exists

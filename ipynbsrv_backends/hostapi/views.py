@@ -562,6 +562,24 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
         )
 
     @document(
+        operation_id="images_pull",
+        summary="pull_container_image() (not in the contract)",
+        request=s.PullImageSerializer,
+        responses=_responses(s.ImageRecordResponse, 404, 501),
+        description="Pull an image onto this node ahead of time, where the backend can "
+        "(`Docker.pull_container_image`); answers the image's record.",
+    )
+    @action(detail=False, methods=["post"])
+    def pull(self, request: Request) -> Response:
+        puller = getattr(self.backend, "pull_container_image", None)
+        if not callable(puller):
+            raise CapabilityNotSupportedError(
+                f"The backend of this node ({describe_backend()}) cannot pull images."
+            )
+        data = self.body(request, s.PullImageSerializer)
+        return Response(self.call(puller, data["image"], options=data["options"]))
+
+    @document(
         operation_id="images_retrieve",
         summary="get_container_image()",
         parameters=[IMAGE, OPTIONS_QUERY],
