@@ -39,7 +39,7 @@ OBJ = SETTING_NAME
 
 #: Placeholders each template setting may use.
 VOLUME_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
-BASE_URL_NAMES = {"uid": 2000, "username": "someone", "name": "notebook", "pk": "1"}
+BASE_URL_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 #: Container options every backend understands (the contract); others are passed on.
 CONTRACT_OPTIONS = {
     "env": validate_env,
@@ -222,7 +222,7 @@ def _check_base_url(template: Any) -> list[CheckMessage]:
         return [_error(10, f"{key} is not a valid template ({exc}).")]
     if unknown:
         return [_error(10, f"{key} uses unknown placeholder(s) {', '.join(sorted(unknown))}.",
-                       hint="Templates may use {uid}, {username}, {name} and {pk}.")]
+                       hint="Templates may use {uid}, {username} and {name}.")]
     return []
 
 

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_VOLUMES": [{"source": "u{uid}-{name}", "target": "/data"}],
     # Options every user container is created with (mem_limit, cpu_limit, pids_limit).
     "CONTAINER_OPTIONS": {},
-    # The base URL a container is served under; {username}, {name} and {pk} are filled in.
+    # The base URL a container is served under; {username} and {name} are filled in.
     "CONTAINER_BASE_URL": "/notebooks/{username}/{name}/",
     # The most containers one user may have (None: no limit).
     "MAX_CONTAINERS_PER_USER": None,

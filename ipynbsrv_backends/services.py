@@ -77,13 +77,18 @@ def check_node_health(node: Node) -> int:
         backend = get_backend(node)
         status = backend.get_status()
         describe = getattr(backend, "get_node_status", None)
-        if status == BACKEND_STATUS_OK and callable(describe):
-            try:
-                resources = describe() or {}
-            except errors.BackendError as exc:
-                logger.info("Node %s did not report its resources: %s", node.name, exc)
         if status != BACKEND_STATUS_OK:
             error = "The backend reports that it is stopped." if status == 1 else "The backend reports an error."
+        if callable(describe):
+            try:
+                report = describe() or {}
+                if status == BACKEND_STATUS_OK:
+                    resources = report
+            except errors.BackendError as exc:
+                if status == BACKEND_STATUS_OK:
+                    logger.info("Node %s did not report its resources: %s", node.name, exc)
+                else:
+                    error = str(exc)  # the cause, in the backend's own words
     except errors.BackendError as exc:  # a broken configuration, say
         status, error = BACKEND_STATUS_ERROR, str(exc)
     fields = {"last_status": status, "last_checked": now, "last_error": error, "resources": resources}
@@ -234,7 +239,7 @@ def create_container(
     merged_options = {**(app_settings.CONTAINER_OPTIONS or {}), **(options or {})}
     uid = _uid(owner)
     names = {"uid": uid, "username": owner.get_username(), "name": name}
-    base_url = _fill(app_settings.CONTAINER_BASE_URL, **names, pk="")
+    base_url = _fill(app_settings.CONTAINER_BASE_URL, **names)
     volumes = _fill(app_settings.CONTAINER_VOLUMES or [], **names)
 
     excluded: set[int] = set()

@@ -168,6 +168,7 @@ def test_a_down_node_is_skipped(make_node, image, alice):
         assert services.create_container(alice, f"c{i}", image=image).node == up
     down = Node.objects.get(name="down")
     assert down.last_status != 0 and down.last_checked is not None
+    assert "Cannot reach the Docker engine" in down.last_error  # the cause, not just "stopped"
 
 
 def test_a_node_that_fails_after_its_health_check_is_skipped(make_node, image, alice):
