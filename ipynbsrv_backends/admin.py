@@ -33,7 +33,7 @@ from django.utils.translation import ngettext_lazy
 from . import services
 from .contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 from .errors import BackendError
-from .forms import BackendForm, ContainerCloneForm, ContainerCommitForm, ContainerCreateForm, NodeForm
+from .forms import BackendForm, ContainerCloneForm, ContainerCommitForm, ContainerCreateForm, ContainerMoveForm, NodeForm
 from .models import Backend, Container, Image, Node, Snapshot
 from .registry import mask_config
 
@@ -300,6 +300,10 @@ def _refresh(container: Container) -> Any:
     return services.refresh_container(container)
 
 
+def _move(container: Container) -> Any:
+    return services.move_container(container)
+
+
 @dataclass(frozen=True)
 class Step:
     """A lifecycle step: an admin action on the change list and a button on the change page."""
@@ -331,6 +335,10 @@ LIFECYCLE: list[Step] = [
     Step("snapshot", _take_snapshot, _("Take a snapshot"), _("Take a snapshot of selected containers"),
          ngettext_lazy("%(count)d snapshot taken.", "%(count)d snapshots taken.", "count"),
          _("Could not take a snapshot of %(object)s: %(reason)s")),
+    Step("move", _move, _("Move to another node"),
+         _("Move selected containers to another node (placement picks it)"),
+         ngettext_lazy("%(count)d container moved.", "%(count)d containers moved.", "count"),
+         _("Could not move %(object)s: %(reason)s")),
     Step("refresh", _refresh, _("Refresh status"), _("Refresh the status of selected containers from their nodes"),
          ngettext_lazy("Status of %(count)d container refreshed.", "Status of %(count)d containers refreshed.",
                        "count"),
@@ -482,6 +490,7 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         return [
             path("<path:object_id>/clone/", wrap(self.clone_view), name="ipynbsrv_backends_container_clone"),
             path("<path:object_id>/commit/", wrap(self.commit_view), name="ipynbsrv_backends_container_commit"),
+            path("<path:object_id>/move/", wrap(self.move_view), name="ipynbsrv_backends_container_move"),
             *super().get_urls(),
         ]
 
@@ -522,6 +531,28 @@ class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
                     "clone": clone, "source": source}, messages.SUCCESS)
                 return HttpResponseRedirect(_change_url(self, clone))
         return self._step_form_page(request, source, form, _("Clone container"), _("Clone"))
+
+    def move_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Move the container to another node (stop, commit, push, recreate, remove the old)."""
+        container = self._get_or_redirect(request, object_id)
+        if isinstance(container, HttpResponse):
+            return container
+        if not self.has_change_permission(request, container):
+            raise PermissionDenied
+        form = ContainerMoveForm(request.POST or None)
+        form.fields["node"].queryset = form.fields["node"].queryset.exclude(pk=container.node_id)
+        if request.method == "POST" and form.is_valid():
+            origin = container.node
+            try:
+                services.move_container(container, form.cleaned_data["node"])
+            except BackendError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.log_change(request, container, [{"changed": {"fields": ["node"]}}])
+                self.message_user(request, _("%(object)s was moved from %(origin)s to %(target)s.") % {
+                    "object": container, "origin": origin, "target": container.node}, messages.SUCCESS)
+                return HttpResponseRedirect(_change_url(self, container))
+        return self._step_form_page(request, container, form, _("Move container to another node"), _("Move"))
 
     def commit_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Commit the container's filesystem to an image its owner can start containers from."""

@@ -161,6 +161,16 @@ class ContainerCloneForm(forms.Form):
         self.fields["owner"].queryset = _users()
 
 
+class ContainerMoveForm(forms.Form):
+    """Move a container to another node."""
+
+    node = forms.ModelChoiceField(
+        label=_("Target node"), queryset=Node.objects.filter(enabled=True, draining=False), required=False,
+        help_text=_("Leave empty to let placement pick. Both nodes need the same registry; a container with "
+                    "snapshots or named volumes cannot move."),
+    )
+
+
 class ContainerCommitForm(forms.Form):
     """Commit a container's filesystem to an image."""
 

@@ -3,6 +3,7 @@
 #   busybox-static   the small test images are built FROM scratch around it
 #   docker-registry  a real registry the tests push to and pull from
 #   file             to tell a static busybox from a dynamic one
+#   openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
 set -euo pipefail
 log() { printf '[packages] %s\n' "$*" >&2; }
 
@@ -10,6 +11,10 @@ need=()
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v file >/dev/null 2>&1 || need+=(file)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make a CA
+command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
+command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -186,3 +186,85 @@ def test_deleting_an_image_removes_it_everywhere(cluster, cluster_nodes, base_im
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=5)
     assert info.value.code == 404
+
+
+def test_distribute_puts_an_image_on_every_node(cluster, cluster_nodes, base_image, alice):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    n1, n2 = cluster_nodes
+    source = services.create_container(alice, "src", image=base_image, node=n1)
+    image = services.commit_container(source, "for-everyone", public=True)
+    client = node_engine(cluster, n2)
+    try:
+        assert not [i for i in client.images.list() if image.ref in i.tags]
+        out = StringIO()
+        call_command("ipynbsrv_distribute", image.ref, stdout=out)
+        text = out.getvalue()
+        assert "n1: ready" in text and "n2: ready" in text and "2/2" in text
+        assert client.images.get(image.ref)
+    finally:
+        client.close()
+
+
+def test_distribute_reports_a_node_that_is_down(cluster, cluster_nodes, base_image, alice):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    n1, n2 = cluster_nodes
+    source = services.create_container(alice, "src", image=base_image, node=n1)
+    image = services.commit_container(source, "half-way", public=True)  # in the registry
+    cluster.stop_hostapi(1)
+    out = StringIO()
+    with pytest.raises(CommandError) as info:
+        call_command("ipynbsrv_distribute", image.ref, stdout=out)
+    assert "n2: FAILED" in out.getvalue() and "n1: ready" in out.getvalue()
+    assert "1 of 2" in str(info.value)
+
+
+def test_move_command_empties_a_node(cluster, cluster_nodes, base_image, alice, bob):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    n1, n2 = cluster_nodes
+    services.create_container(alice, "one", image=base_image, node=n1)
+    services.create_container(bob, "two", image=base_image, node=n1)
+    Node.objects.filter(pk=n1.pk).update(draining=True)
+    out = StringIO()
+    call_command("ipynbsrv_move", "--from", "n1", stdout=out)
+    assert "alice/one: moved from n1 to n2" in out.getvalue()
+    assert "bob/two: moved from n1 to n2" in out.getvalue()
+    assert on_engine(cluster, n1) == []
+    assert Container.objects.filter(node=n2).count() == 2
+
+
+def test_move_from_the_admin(cluster, cluster_nodes, base_image, alice, admin_client):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    page = admin_client.get(f"/admin/ipynbsrv_backends/container/{container.pk}/move/")
+    assert page.status_code == 200 and b"n2" in page.content
+    answer = admin_client.post(f"/admin/ipynbsrv_backends/container/{container.pk}/move/", {"node": n2.pk})
+    assert answer.status_code == 302
+    container.refresh_from_db()
+    assert container.node == n2
+    assert on_engine(cluster, n1) == [] and on_engine(cluster, n2) == [container.backend_pk]
+    # and back again with the change list's action, placement picking the target
+    answer = admin_client.post("/admin/ipynbsrv_backends/container/",
+                               {"action": "move_containers", "_selected_action": [container.pk]}, follow=True)
+    assert b"1 container moved" in answer.content
+    container.refresh_from_db()
+    assert container.node == n1
+
+
+def test_a_failed_move_in_the_admin_says_why(cluster, cluster_nodes, base_image, alice, admin_client):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    services.create_snapshot(container, "pinned")
+    answer = admin_client.post(f"/admin/ipynbsrv_backends/container/{container.pk}/move/", {"node": n2.pk})
+    assert answer.status_code == 200
+    assert b"snapshot" in answer.content
+    container.refresh_from_db()
+    assert container.node == n1
