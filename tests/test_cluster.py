@@ -17,7 +17,7 @@ from .cluster import cluster, cluster_nodes  # noqa: F401 - fixtures
 from .conftest import TEST_IMAGE
 from .utils import http_answers
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
