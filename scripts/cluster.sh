@@ -11,13 +11,19 @@
 #   scripts/cluster.sh status     show what runs
 #   scripts/cluster.sh env        print the facts tests need (KEY=VALUE lines)
 #
-# Everything lives under $IPYNBSRV_CLUSTER_DIR (default /tmp/ipynbsrv-cluster).
+# Everything lives under $IPYNBSRV_CLUSTER_DIR (default /tmp/ipynbsrv-cluster<ID>).
+# IPYNBSRV_CLUSTER_ID (a number from 0 to 9, default 0) lets several test beds coexist on one
+# machine: each gets its own bridge, namespaces, subnet (10.231.<7+ID>.0/24) and state.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-STATE=${IPYNBSRV_CLUSTER_DIR:-/tmp/ipynbsrv-cluster}
-NET=${IPYNBSRV_CLUSTER_NET:-10.231.7}
-BRIDGE=ipynbr0
+ID=${IPYNBSRV_CLUSTER_ID:-0}
+case "$ID" in [0-9]) ;; *) echo "IPYNBSRV_CLUSTER_ID must be a digit" >&2; exit 2 ;; esac
+SUFFIX=$([ "$ID" = 0 ] && echo "" || echo "$ID")
+STATE=${IPYNBSRV_CLUSTER_DIR:-/tmp/ipynbsrv-cluster$SUFFIX}
+NET=${IPYNBSRV_CLUSTER_NET:-10.231.$((7 + ID))}
+BRIDGE=ipynbr$ID
+NSP=ipyn$([ "$ID" = 0 ] && echo "" || echo "${ID}x")   # namespaces: ipyn1, ipyn2 (or ipyn3x1 ...)
 REGISTRY_ADDR="$NET.1:5000"
 HOSTAPI_PORT=8080
 IMAGE=${IPYNBSRV_TEST_IMAGE:-ipynbsrv-test/busybox:latest}
@@ -111,7 +117,7 @@ EOF
 }
 
 up_node() {
-    local i=$1 ns="ipyn$1" dir ip
+    local i=$1 ns="$NSP$1" dir ip
     dir=$(node_dir "$i")
     ip=$(node_ip "$i")
     mkdir -p "$dir"
@@ -151,8 +157,10 @@ up_node() {
     fi
     if ! pid_alive "$dir/hostapi.pid"; then
         local args
-        args=$(printf '{"base_url": "unix://%s", "registry": "%s", "registry_insecure": true, "instance": "cluster", "stop_timeout": 3}' \
-            "$(node_sock "$i")" "$REGISTRY_ADDR")
+        # $STATE/shared stands in for storage every node mounts at the same path (NFS, say)
+        mkdir -p "$STATE/shared"
+        args=$(printf '{"base_url": "unix://%s", "registry": "%s", "registry_insecure": true, "instance": "cluster", "stop_timeout": 3, "allowed_volume_roots": ["%s"]}' \
+            "$(node_sock "$i")" "$REGISTRY_ADDR" "$STATE/shared")
         IPYNBSRV_HOSTAPI_TOKEN=$(cat "$dir/token") setsid nsenter --net="/run/netns/$ns" \
             "$VENV_BIN/ipynbsrv_hostapi" --listen "$ip" --port "$HOSTAPI_PORT" \
             --container-backend-args "$args" --workers 2 --threads 8 \
@@ -168,8 +176,8 @@ down() {
     [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
     stop_pidfile "$STATE/master.pid" "the master" 15
     # every namespace we may have made, even if the state file is gone
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ipyn[0-9]+$' || true); do
-        i=${ns#ipyn}
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NSP[0-9]+\$" || true); do
+        i=${ns#"$NSP"}
         [ "$i" -gt "$count" ] && count=$i
     done
     for i in $(seq 1 "$count"); do
@@ -177,8 +185,8 @@ down() {
         dir=$(node_dir "$i")
         stop_pidfile "$dir/hostapi.pid" "the host API of node $i" 40
         stop_pidfile "$dir/docker.pid" "the engine of node $i" 60
-        ip netns delete "ipyn$i" 2>/dev/null || true
-        ip link delete "veth-ipyn$i" 2>/dev/null || true
+        ip netns delete "$NSP$i" 2>/dev/null || true
+        ip link delete "veth-$NSP$i" 2>/dev/null || true
     done
     stop_pidfile "$STATE/registry.pid" "the registry" 15
     iptables -D DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
@@ -210,6 +218,10 @@ env_facts() {
     local count=0 i
     [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
     echo "CLUSTER_DIR=$STATE"
+    echo "CLUSTER_ID=$ID"
+    echo "CLUSTER_NAMESPACE_PREFIX=$NSP"
+    echo "CLUSTER_BRIDGE=$BRIDGE"
+    echo "CLUSTER_SHARED=$STATE/shared"
     echo "CLUSTER_REGISTRY=$REGISTRY_ADDR"
     echo "CLUSTER_NODES=$count"
     for i in $(seq 1 "$count"); do

@@ -29,6 +29,9 @@ class Cluster:
     sockets: list[str]
     started_here: bool
     tokens: list[str] = field(default_factory=list)
+    ns_prefix: str = "ipyn"
+    bridge: str = "ipynbr0"
+    shared: Path | None = None  # a directory every node may bind-mount (stands in for NFS)
 
     def node_dir(self, index: int) -> Path:
         return self.directory / f"n{index + 1}"
@@ -109,6 +112,9 @@ def cluster(raw_docker):
         urls=[facts[f"CLUSTER_NODE_{i}_URL"] for i in range(1, count + 1)],
         sockets=[facts[f"CLUSTER_NODE_{i}_SOCKET"] for i in range(1, count + 1)],
         started_here=not already,
+        ns_prefix=facts.get("CLUSTER_NAMESPACE_PREFIX", "ipyn"),
+        bridge=facts.get("CLUSTER_BRIDGE", "ipynbr0"),
+        shared=Path(facts["CLUSTER_SHARED"]) if facts.get("CLUSTER_SHARED") else None,
     )
     info.tokens = [(info.node_dir(i) / "token").read_text().strip() for i in range(count)]
     yield info
@@ -123,9 +129,15 @@ def traces(info: Cluster) -> list[str]:
     """What of the test bed still exists: namespaces, links, processes, state."""
     found = []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith("ipyn")]
+    import re
+
+    mine = re.compile(rf"^{re.escape(info.ns_prefix)}\d+$")
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line and mine.match(line.split()[0])]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if "ipyn" in line]
+    for line in links.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name == info.bridge or (name.startswith(f"veth-{info.ns_prefix}") and name[len(info.ns_prefix) + 5:].isdigit()):
+            found.append(f"link {name}")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
