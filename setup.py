@@ -29,6 +29,17 @@ setup(
             "pytest>=8",
             "pytest-django>=4.8",
             "pytest-timeout>=2.3",
+            # browser tests (Debian's chromium + chromium-driver, no browser download)
+            "selenium>=4.15",
+            # packaging tests
+            "build>=1.0",
+            "twine>=5",
+            # conventions: make lint
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "django-stubs>=5.0",
+            "djangorestframework-stubs>=3.15",
+            "types-requests",
         ],
     },
     entry_points={

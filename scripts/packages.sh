@@ -4,6 +4,7 @@
 #   docker-registry  a real registry the tests push to and pull from
 #   file             to tell a static busybox from a dynamic one
 #   openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
+#   chromium, chromium-driver   the browser tests drive Debian's Chromium (no browser download)
 set -euo pipefail
 log() { printf '[packages] %s\n' "$*" >&2; }
 
@@ -15,6 +16,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make
 command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
 command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
