@@ -141,15 +141,32 @@ def get_backend(node: Node) -> ContainerBackend:
     except TypeError as exc:
         raise errors.InvalidArgumentError(f"The node {node.name!r} has an invalid {kind} configuration: {exc}") from exc
     with _cache_lock:
+        replaced = _cache.get(node.pk)
         _cache[node.pk] = (fingerprint, instance)
+    if replaced is not None:
+        _close(replaced[1])
     logger.info("Backend for node %s: %r", node.name, instance)
     return instance
 
 
+def _close(instance: ContainerBackend) -> None:
+    """Release a dropped instance's connections (HttpRemote pools them)."""
+    close = getattr(instance, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing is best effort; never fail the caller
+            logger.debug("Closing %r failed", instance, exc_info=True)
+
+
 def forget_backend(node_pk: int | None = None) -> None:
-    """Drop the cached instance of one node (or all)."""
+    """Drop the cached instance of one node (or all), closing its connections."""
     with _cache_lock:
         if node_pk is None:
+            dropped = [instance for _, instance in _cache.values()]
             _cache.clear()
         else:
-            _cache.pop(node_pk, None)
+            entry = _cache.pop(node_pk, None)
+            dropped = [entry[1]] if entry else []
+    for instance in dropped:
+        _close(instance)
