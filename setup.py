@@ -31,8 +31,10 @@ setup(
             "pytest-timeout>=2.3",
             # browser tests (Debian's chromium + chromium-driver, no browser download)
             "selenium>=4.15",
-            # packaging tests
+            # packaging tests (python -m build --no-isolation needs the build requirements here)
             "build>=1.0",
+            "setuptools>=68",
+            "wheel",
             "twine>=5",
             # conventions: make lint
             "ruff>=0.5",
@@ -54,6 +56,5 @@ setup(
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
         "Programming Language :: Python :: 3.13",
-        "License :: OSI Approved :: BSD License",
     ],
 )
