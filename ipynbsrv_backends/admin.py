@@ -30,11 +30,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
-from . import services
+from . import audit, services
 from .contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 from .errors import BackendError
 from .forms import BackendForm, ContainerCloneForm, ContainerCommitForm, ContainerCreateForm, ContainerMoveForm, NodeForm
-from .models import Backend, Container, Image, Node, Snapshot
+from .models import AuditEntry, Backend, Container, Image, Node, Snapshot
 from .registry import mask_config
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,44 @@ def run_each(
     if count:
         modeladmin.message_user(request, done % {"count": count}, level=messages.SUCCESS)
     return count
+
+
+class AuditedAdminMixin:
+    """Every view of this model admin acts as the signed-in staff member, through the admin,
+    for the audit log; saving a row through a form is recorded too (field names, no values)."""
+
+    def get_urls(self) -> list:
+        urls = super().get_urls()  # type: ignore[misc]
+        for pattern in urls:
+            callback = getattr(pattern, "callback", None)
+            if callback is not None:
+                pattern.callback = _acting_in_admin(callback)
+        return urls
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        audit.record(f"{obj._meta.model_name}.{'change' if change else 'add'}", obj,
+                     details={"fields": sorted(form.changed_data)})
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        if hasattr(self, "service_delete"):  # the service records it
+            super().delete_model(request, obj)  # type: ignore[misc]
+            return
+        described = audit.describe(obj)
+        super().delete_model(request, obj)  # type: ignore[misc]
+        audit.record(f"{obj._meta.model_name}.delete", None, **described)
+
+
+def _acting_in_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with audit.acting(lambda: getattr(request, "user", None), audit.VIA_ADMIN):
+            return view(request, *args, **kwargs)
+
+    for attr in ("csrf_exempt", "login_required"):
+        if hasattr(view, attr):
+            setattr(wrapped, attr, getattr(view, attr))
+    wrapped.__name__ = getattr(view, "__name__", "view")
+    return wrapped
 
 
 class _DeleteFailed(Exception):
@@ -142,7 +180,7 @@ def _change_url(modeladmin: admin.ModelAdmin, obj: Any) -> str:
 # ---------------------------------------------------------------------------- backends
 
 @admin.register(Backend)
-class BackendAdmin(admin.ModelAdmin):
+class BackendAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Which backend class nodes use, and its configuration (secrets masked)."""
 
     form = BackendForm
@@ -173,7 +211,7 @@ _HEALTH = {
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """The machines that run containers: health, load and placement flags."""
 
     form = NodeForm
@@ -234,7 +272,10 @@ class NodeAdmin(admin.ModelAdmin):
                                                      "count") % {"count": healthy}, level=messages.SUCCESS)
 
     def _set_flags(self, request: HttpRequest, queryset: QuerySet, message: Any, **flags: bool) -> None:
+        nodes = list(queryset)
         count = queryset.update(**flags)
+        for node in nodes:
+            audit.record("node.set_flags", node, details=flags)
         self.message_user(request, message % {"count": count}, level=messages.SUCCESS)
 
     @admin.action(permissions=["change"], description=_("Enable: place new containers here"))
@@ -357,7 +398,7 @@ def _lifecycle_action(step: Step) -> Callable[..., None]:
 
 
 @admin.register(Container)
-class ContainerAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Users' containers: every lifecycle step as an action and as a button."""
 
     service_delete = staticmethod(services.delete_container)
@@ -596,7 +637,7 @@ class SnapshotInline(admin.TabularInline):
 # ---------------------------------------------------------------------------- images
 
 @admin.register(Image)
-class ImageAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Base images an operator registers, and images users committed (mostly read-only)."""
 
     service_delete = staticmethod(services.delete_image)
@@ -642,7 +683,7 @@ class ImageAdmin(ServiceDeleteMixin, admin.ModelAdmin):
 # ---------------------------------------------------------------------------- snapshots
 
 @admin.register(Snapshot)
-class SnapshotAdmin(ServiceDeleteMixin, admin.ModelAdmin):
+class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     """Snapshots of containers: restore or delete them through the service layer."""
 
     service_delete = staticmethod(services.delete_snapshot)
@@ -677,3 +718,31 @@ class SnapshotAdmin(ServiceDeleteMixin, admin.ModelAdmin):
         run_each(self, request, snapshots, lambda s: services.restore_snapshot(s.container, s),
                  ngettext_lazy("%(count)d container restored.", "%(count)d containers restored.", "count"),
                  _("Could not restore %(object)s: %(reason)s"))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody adds, changes or deletes an entry."""
+
+    list_display = ["when", "actor_display", "via", "action", "target", "node", "result_badge"]
+    list_filter = ["via", "result", "action", "node", ("when", admin.DateFieldListFilter)]
+    search_fields = ["actor_name", "action", "target", "node", "message"]
+    date_hierarchy = "when"
+    list_select_related = ["actor"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("actor"), ordering="actor_name")
+    def actor_display(self, obj: AuditEntry) -> str:
+        return obj.actor_name or str(_("system"))
+
+    @admin.display(description=_("result"), ordering="result")
+    def result_badge(self, obj: AuditEntry) -> str:
+        return _badge(obj.get_result_display(), "ok" if obj.result == AuditEntry.Result.OK else "bad")

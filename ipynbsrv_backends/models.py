@@ -209,6 +209,10 @@ class Container(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     status_checked_at = models.DateTimeField(_("status checked"), null=True, blank=True)
+    pending_move = models.JSONField(
+        _("move in progress"), null=True, blank=True, editable=False,
+        help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),
+    )
 
     class Meta:
         ordering = ["owner__username", "name"]
@@ -275,3 +279,42 @@ class PlacementState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AuditEntry(models.Model):
+    """One action on the master, who did it, how, and how it ended. Append-only: rows are
+    written by :mod:`ipynbsrv_backends.audit` and never changed."""
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", _("admin")
+        API = "api", _("users' API")
+        COMMAND = "command", _("command")
+        SYSTEM = "system", _("system")
+
+    class Result(models.TextChoices):
+        OK = "ok", _("ok")
+        ERROR = "error", _("error")
+
+    when = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("actor"), help_text=_("Empty for the system (commands, reconcile)."),
+    )
+    actor_name = models.CharField(_("actor name"), max_length=150, blank=True)
+    via = models.CharField(_("via"), max_length=16, choices=Via.choices, default=Via.SYSTEM)
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    target_type = models.CharField(_("target type"), max_length=32, blank=True)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True)
+    target = models.CharField(_("target"), max_length=512, blank=True)
+    node = models.CharField(_("node"), max_length=100, blank=True)
+    result = models.CharField(_("result"), max_length=8, choices=Result.choices, default=Result.OK)
+    message = models.TextField(_("message"), blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-when", "-pk"]
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+
+    def __str__(self) -> str:
+        return f"{self.when:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target}"

@@ -11,10 +11,12 @@ be reached to confirm, the record is kept (status ``error``) for ``ipynbsrv_reco
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -22,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import errors
+from . import audit, errors
 from .conf import app_settings
 from .contract import (
     BACKEND_STATUS_ERROR,
@@ -59,6 +61,7 @@ __all__ = [
     "delete_image",
     "reconcile",
     "ReconcileReport",
+    "resume_interrupted_move",
     "user_containers",
     "usable_images",
 ]
@@ -208,6 +211,22 @@ def _find_on_node(backend: Any, owner: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
+def _create_details(owner: Any, name: str, *, image: Any = None, clone_of: Any = None, node: Any = None,
+                    **kwargs: Any) -> dict[str, Any]:
+    return {"target": f"{owner}/{name}", "image": getattr(image, "ref", image) or "",
+            "clone_of": str(clone_of or ""), "requested_node": getattr(node, "name", "")}
+
+
+def _clone_details(source: Any, owner: Any, name: str, **kwargs: Any) -> dict[str, Any]:
+    node = kwargs.get("node")
+    return {"target": f"{owner}/{name}", "clone_of": str(source), "requested_node": getattr(node, "name", "")}
+
+
+def _move_details(container: Any, node: Any = None) -> dict[str, Any]:
+    return {"from": container.node.name if container.node_id else "", "requested_node": getattr(node, "name", "")}
+
+
+@audit.audited("container.create", target=lambda *a, **k: None, details=_create_details)
 def create_container(
     owner: Any,
     name: str,
@@ -309,6 +328,7 @@ def _settle_after_timeout(container: Container, owner: Any, name: str, exc: Exce
         container.save()
 
 
+@audit.audited("container.clone", target=lambda *a, **k: None, details=_clone_details)
 def clone_container(source: Container, owner: Any, name: str, **kwargs: Any) -> Container:
     """A new container for ``owner`` from the current filesystem of ``source``; with
     ``node=`` on another node (through the registry)."""
@@ -357,6 +377,7 @@ def _clone_across(source: Container, owner: Any, name: str, node: Node, **kwargs
     return clone
 
 
+@audit.audited("container.move", from_result=True, details=_move_details)
 def move_container(container: Container, node: Node | None = None) -> Container:
     """Move ``container`` to another node (``node``, or one placement picks).
 
@@ -403,11 +424,16 @@ def move_container(container: Container, node: Node | None = None) -> Container:
     old_backend = get_backend(source)
     new_backend = get_backend(target)
     state = old_backend.get_container(pk)["status"]
+    # Each step is written down before the next, so a master that dies part-way leaves
+    # enough behind for ipynbsrv_reconcile to finish the move or roll it back.
+    _move_progress(container, {"stage": "copying", "source": source.pk, "target": target.pk, "old_pk": pk,
+                               "state": state, "ref": None, "new_pk": None})
     old_backend.stop_container(pk)
     ref: str | None = None
     record: dict[str, Any] | None = None
     try:
         ref = _transfer_image(container, "move")
+        _move_progress(container, {"ref": ref})
         ports = [{"address": target.address, "external": None, "internal": p["internal"]}
                  for p in container.ports or []]
         owner = container.owner
@@ -418,6 +444,7 @@ def move_container(container: Container, node: Node | None = None) -> Container:
             )
         except errors.BackendError as exc:
             raise _pull_hint(exc, target) from exc
+        _move_progress(container, {"stage": "created", "new_pk": record["pk"]})
         if state == S.STOPPED:
             new_backend.stop_container(record["pk"])
         elif state == S.SUSPENDED and isinstance(new_backend, SuspendableContainerBackend):
@@ -426,6 +453,7 @@ def move_container(container: Container, node: Node | None = None) -> Container:
         with transaction.atomic():
             container.node = target
             _apply_record(container, record)
+            container.pending_move = {**(container.pending_move or {}), "stage": "switched"}
             container.save()
     except Exception:
         logger.exception("Moving %s from %s to %s failed; putting it back", container, source.name, target.name)
@@ -440,15 +468,93 @@ def move_container(container: Container, node: Node | None = None) -> Container:
             old_backend.start_container(pk)
             if state == S.SUSPENDED and isinstance(old_backend, SuspendableContainerBackend):
                 old_backend.suspend_container(pk)
+        _move_progress(container, None)
         raise
-    try:
-        old_backend.delete_container(pk)
-    except errors.BackendError as exc:
-        logger.error("%s now runs on %s, but its old copy on %s could not be removed (%s): "
-                     "ipynbsrv_reconcile --remove-orphans will remove it", container, target.name, source.name, exc)
-    _drop_transfer_image(ref, [target, source])
+    _finish_move(container, old_backend, pk, ref, [target, source])
     logger.info("Moved %s from %s to %s", container, source.name, target.name)
     return container
+
+
+def _move_progress(container: Container, changes: dict[str, Any] | None) -> None:
+    """Write down how far the move of ``container`` got (``None``: no move in progress),
+    and which process is moving it."""
+    if changes is not None:
+        changes = {**changes, "process": f"{socket.gethostname()}:{os.getpid()}", "at": timezone.now().isoformat()}
+    container.pending_move = None if changes is None else {**(container.pending_move or {}), **changes}
+    Container.objects.filter(pk=container.pk).update(pending_move=container.pending_move, updated_at=timezone.now())
+
+
+def _finish_move(container: Container, old_backend: Any, old_pk: str, ref: str | None, nodes: list[Node]) -> None:
+    try:
+        old_backend.delete_container(old_pk)
+    except errors.ContainerNotFoundError:
+        pass
+    except errors.BackendError as exc:
+        logger.error("%s now runs on %s, but its old copy (%s) could not be removed (%s): "
+                     "ipynbsrv_reconcile will try again", container, container.node, old_pk, exc)
+        return  # the progress stays, so reconcile finishes the job
+    if ref:
+        _drop_transfer_image(ref, nodes)
+    _move_progress(container, None)
+
+
+#: A move whose process runs on another machine is taken for dead after this long without progress.
+MOVE_STALE_AFTER = timedelta(minutes=15)
+
+
+def move_interrupted(container: Container) -> bool:
+    """True when the process that was moving ``container`` is gone."""
+    move = container.pending_move or {}
+    host, _, pid = str(move.get("process", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        at = datetime.fromisoformat(move["at"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    return timezone.now() - at > MOVE_STALE_AFTER
+
+
+def resume_interrupted_move(container: Container) -> str:
+    """Finish (the record already points at the new copy) or roll back (it does not) a move
+    the master did not live to complete. Returns what was done; raises
+    :class:`errors.BackendError` when a node involved cannot be reached (the progress stays)."""
+    move = container.pending_move or {}
+    source = Node.objects.filter(pk=move.get("source")).first()
+    target = Node.objects.filter(pk=move.get("target")).first()
+    if source is None or target is None:
+        _move_progress(container, None)
+        return "forgotten (a node of the move no longer exists)"
+    old_backend, new_backend = get_backend(source), get_backend(target)
+    ref = move.get("ref")
+    if move.get("stage") == "switched":
+        _finish_move(container, old_backend, move["old_pk"], ref, [target, source])
+        if container.pending_move:
+            raise errors.BackendUnavailableError(f"The old copy of {container} on {source.name} is still there.")
+        return f"finished: now on {target.name}"
+    # Not switched: the record still names the old copy. Remove any new copy, put the old back.
+    copy = _find_on_node(new_backend, container.owner, container.name)
+    if copy is not None:
+        new_backend.delete_container(copy["pk"])
+    if ref:
+        _drop_transfer_image(ref, [target, source])
+    if move.get("state") in (S.RUNNING, S.SUSPENDED):
+        current = old_backend.get_container(move["old_pk"])
+        if current["status"] == S.STOPPED:
+            old_backend.start_container(move["old_pk"])
+        if move.get("state") == S.SUSPENDED and isinstance(old_backend, SuspendableContainerBackend):
+            old_backend.suspend_container(move["old_pk"])
+    _move_progress(container, None)
+    refresh_container(container)
+    return f"rolled back: stays on {source.name}"
 
 
 def _backend_pk(container: Container) -> str:
@@ -488,26 +594,32 @@ def _act(container: Container, action: str, capability: type | None = None) -> C
     return refresh_container(container)
 
 
+@audit.audited("container.start")
 def start_container(container: Container) -> Container:
     return _act(container, "start_container")
 
 
+@audit.audited("container.stop")
 def stop_container(container: Container) -> Container:
     return _act(container, "stop_container")
 
 
+@audit.audited("container.restart")
 def restart_container(container: Container) -> Container:
     return _act(container, "restart_container")
 
 
+@audit.audited("container.suspend")
 def suspend_container(container: Container) -> Container:
     return _act(container, "suspend_container", SuspendableContainerBackend)
 
 
+@audit.audited("container.resume")
 def resume_container(container: Container) -> Container:
     return _act(container, "resume_container", SuspendableContainerBackend)
 
 
+@audit.audited("container.delete")
 def delete_container(container: Container) -> None:
     """Remove the container from its node, then its record. If the node cannot be reached
     the record stays: nothing is forgotten while it may still run."""
@@ -550,6 +662,7 @@ def _snapshot_backend(container: Container) -> SnapshotableContainerBackend:
     return backend
 
 
+@audit.audited("snapshot.create", details=lambda c, name, *a, **k: {"name": name})
 def create_snapshot(container: Container, name: str, description: str = "") -> Snapshot:
     name = validate_name(name, "snapshot name")
     if Snapshot.objects.filter(container=container, name=name).exists():
@@ -566,6 +679,7 @@ def create_snapshot(container: Container, name: str, description: str = "") -> S
     return snapshot
 
 
+@audit.audited("snapshot.restore", details=lambda c, snap, *a, **k: {"snapshot": str(snap)})
 def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     if snapshot.container_id != container.pk:
         raise errors.ContainerSnapshotNotFoundError(f"{snapshot} is not a snapshot of {container}.")
@@ -577,6 +691,7 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     return container
 
 
+@audit.audited("snapshot.delete")
 def delete_snapshot(snapshot: Snapshot) -> None:
     backend = _snapshot_backend(snapshot.container)
     try:
@@ -588,6 +703,7 @@ def delete_snapshot(snapshot: Snapshot) -> None:
 
 # ---------------------------------------------------------------------------- images
 
+@audit.audited("image.commit", details=lambda c, name, *a, **k: {"name": name, "public": bool(k.get("public"))})
 def commit_container(container: Container, name: str, *, public: bool = False, description: str = "") -> Image:
     """Commit the container's filesystem to an image its owner (or everyone, if public)
     can start containers from."""
@@ -607,6 +723,7 @@ def commit_container(container: Container, name: str, *, public: bool = False, d
     return image
 
 
+@audit.audited("image.delete")
 def delete_image(image: Image) -> None:
     """Remove a committed image from the node(s) that hold it, then its record."""
     if image.owner_id is not None or image.source_id is not None:
@@ -634,6 +751,7 @@ class ReconcileReport:
     marked_lost: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    moves: list[str] = field(default_factory=list)  # interrupted moves finished or rolled back
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -650,13 +768,53 @@ def reconcile(node: Node, *, mark_lost: bool = False, adopt: bool = False, remov
     """
     if adopt and remove:
         raise errors.InvalidArgumentError("Choose adopt or remove for containers without a record, not both.")
+    report = _reconcile(node, mark_lost=mark_lost, adopt=adopt, remove=remove)
+    if report.drift or report.moves or report.updated or report.problems:
+        audit.record(
+            "reconcile.drift", node, error=None if report.reachable else report.error,
+            details={"missing": report.missing, "orphans": report.orphans, "updated": report.updated,
+                     "marked_lost": report.marked_lost, "adopted": report.adopted, "removed": report.removed,
+                     "moves": report.moves, "problems": report.problems},
+        )
+    return report
+
+
+def _reconcile(node: Node, *, mark_lost: bool, adopt: bool, remove: bool) -> ReconcileReport:
     report = ReconcileReport(node=node.name)
+    in_flight: set[tuple[str, str]] = set()  # moves still running elsewhere: their new copy is no orphan
+    moving = Container.objects.filter(pending_move__isnull=False).select_related("owner", "node")
+    for container in moving:
+        move = container.pending_move or {}
+        if node.pk not in (move.get("source"), move.get("target"), container.node_id):
+            continue
+        if not move_interrupted(container):
+            in_flight.add((container.owner.get_username(), container.name))
+            continue
+        try:
+            report.moves.append(f"{container}: {resume_interrupted_move(container)}")
+        except errors.BackendError as exc:
+            in_flight.add((container.owner.get_username(), container.name))
+            report.problems.append(f"{container}: an interrupted move cannot be resolved yet: {exc}")
     try:
         backend = get_backend(node)
         records = {r["pk"]: r for r in backend.get_containers()}
     except errors.BackendError as exc:
         report.reachable, report.error = False, str(exc)
         return report
+    # records whose creation the node never confirmed (it timed out): find their container by name
+    by_name = {(r.get("owner"), r.get("name")): r for r in records.values()}
+    for container in Container.objects.filter(node=node, backend_pk="", status=S.ERROR).select_related("owner"):
+        record = by_name.get((container.owner.get_username(), container.name))
+        if record is not None:
+            _apply_record(container, record)
+            container.save()
+            report.updated += 1
+            continue
+        report.missing.append(str(container))
+        if mark_lost:
+            container.status, container.last_error = S.LOST, "The node never confirmed this container."
+            container.save(update_fields=["status", "last_error", "updated_at"])
+            report.marked_lost.append(str(container))
     known = {c.backend_pk: c for c in Container.objects.filter(node=node).exclude(backend_pk="")}
     for pk, container in known.items():
         record = records.get(pk)
@@ -674,7 +832,7 @@ def reconcile(node: Node, *, mark_lost: bool = False, adopt: bool = False, remov
             report.updated += 1
     User = get_user_model()
     for pk, record in records.items():
-        if pk in known:
+        if pk in known or (record.get("owner"), record.get("name")) in in_flight:
             continue
         report.orphans.append(pk)
         if remove:

@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from .. import __version__, services
+from .. import __version__, audit, services
 from ..errors import ContainerNotFoundError
 from ..models import Container, Image, Node, Snapshot
 from . import serializers as s
@@ -60,7 +60,9 @@ class UserAPIView:
     # before its node is asked to create it, whatever ATOMIC_REQUESTS says.
     @transaction.non_atomic_requests
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        # DRF authenticates lazily: the audit log asks for the user when it writes an entry.
+        with audit.acting(lambda: getattr(request, "user", None), audit.VIA_API):
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
     @property
     def fake(self) -> bool:

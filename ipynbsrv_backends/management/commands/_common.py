@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ... import audit
 
 from ...models import Node
 
@@ -31,3 +35,11 @@ def select_nodes(names: Sequence[str] | None) -> list[Node]:
 def when(moment: datetime | None) -> str | None:
     """A timestamp as ISO 8601 (``None`` stays ``None``)."""
     return moment.isoformat() if moment else None
+
+
+class AuditedCommand(BaseCommand):
+    """A command whose actions the audit log records as the system's, through a command."""
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        with audit.acting(None, audit.VIA_COMMAND, source=self.__module__.rsplit(".", 1)[-1]):
+            return super().execute(*args, **options)

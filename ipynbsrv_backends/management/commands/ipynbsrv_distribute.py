@@ -7,14 +7,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from ... import errors
+from ... import audit, errors
 from ...registry import get_backend
-from ._common import EXIT_PROBLEM, select_nodes
+from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Pull an image onto every enabled node (or the named ones), showing progress per node."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,6 +55,7 @@ class Command(BaseCommand):
                 node, seconds, problem = future.result()
                 done += 1
                 prefix = f"[{done}/{total}] {node.name}:"
+                audit.record("image.distribute", node, error=problem, details={"image": image})
                 if problem is None:
                     self.stdout.write(self.style.SUCCESS(f"{prefix} ready ({seconds:.1f} s)"))
                 else:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ... import errors, services
 from ...models import Container
-from ._common import EXIT_PROBLEM, select_nodes
+from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Move containers to another node: stop, commit and push, recreate on the target, "
         "then remove the old copy. Name containers as OWNER/NAME, or use --from to empty a node."

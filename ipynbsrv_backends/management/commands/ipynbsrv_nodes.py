@@ -10,20 +10,20 @@ import json
 import logging
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db.models import Count
 
 from ... import services
 from ...contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 from ...models import Container
-from ._common import EXIT_PROBLEM, select_nodes, when
+from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes, when
 
 logger = logging.getLogger(__name__)
 
 HEALTH = {BACKEND_STATUS_OK: "ok", BACKEND_STATUS_STOPPED: "stopped", BACKEND_STATUS_ERROR: "error"}
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "List the nodes with their health (checked now unless --cached), containers in use and capacity, "
         "enabled/draining and last error. Exits 1 if an enabled node is down, 2 on a usage error."

@@ -17,10 +17,10 @@ import json
 import logging
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ._common import EXIT_PROBLEM, select_nodes
+from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def remaining_drift(report: services.ReconcileReport) -> dict[str, Any]:
     return left
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Report drift between the container records and what the nodes run, and on request repair it "
         "(--mark-lost, --adopt or --remove-orphans). Exits 1 while drift remains, 2 on a usage error."

@@ -1,0 +1,151 @@
+"""The audit log: who did what, through which door, to what, and how it ended.
+
+Entry points say only *who* and *how* (:func:`acting`: the admin, the users' API, a
+command); the service layer records *what* (:func:`audited` on each action, or
+:func:`record` for the few actions outside it). Nested actions (a move that creates, a
+clone that creates) record once, for the outermost call.
+
+Details never hold secrets: keys that look like tokens, keys or passwords are dropped.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+VIA_ADMIN, VIA_API, VIA_COMMAND, VIA_SYSTEM = "admin", "api", "command", "system"
+
+_SECRET_KEY = re.compile(r"token|secret|password|passwd|key|credential|auth|cert|signature", re.I)
+_MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class _Context:
+    actor: Any  # a user, a callable returning one (resolved late: DRF authenticates lazily), or None
+    via: str
+    source: str = ""  # e.g. the command's name
+
+
+_context: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("ipynbsrv_audit", default=None)
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("ipynbsrv_audit_depth", default=0)
+
+
+@contextmanager
+def acting(actor: Any, via: str, source: str = "") -> Iterator[None]:
+    """Everything the services do inside is recorded as done by ``actor`` through ``via``."""
+    token = _context.set(_Context(actor, via, source))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def _actor() -> tuple[Any, str, str]:
+    ctx = _context.get()
+    if ctx is None:
+        return None, VIA_SYSTEM, ""
+    actor = ctx.actor() if callable(ctx.actor) else ctx.actor
+    if actor is not None and not getattr(actor, "is_authenticated", False):
+        actor = None
+    return actor, ctx.via, ctx.source
+
+
+def scrub(value: Any) -> Any:
+    """``value`` without anything stored under a secret-looking key."""
+    if isinstance(value, dict):
+        return {str(k): ("***" if _SECRET_KEY.search(str(k)) else scrub(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)[:_MAX_TEXT]
+
+
+def describe(obj: Any) -> dict[str, str]:
+    """Target type, id, text and node of a model instance (or a plain value)."""
+    from .models import Container, Image, Node, Snapshot
+
+    if obj is None:
+        return {}
+    if isinstance(obj, Container):
+        return {"target_type": "container", "target_id": str(obj.pk or ""), "target": str(obj),
+                "node": obj.node.name if obj.node_id else ""}
+    if isinstance(obj, Snapshot):
+        return {"target_type": "snapshot", "target_id": str(obj.pk or ""), "target": str(obj),
+                "node": obj.container.node.name if obj.container_id else ""}
+    if isinstance(obj, Image):
+        return {"target_type": "image", "target_id": str(obj.pk or ""), "target": obj.ref or obj.name,
+                "node": obj.node.name if obj.node_id else ""}
+    if isinstance(obj, Node):
+        return {"target_type": "node", "target_id": str(obj.pk or ""), "target": obj.name, "node": obj.name}
+    return {"target_type": type(obj).__name__.lower(), "target": str(obj)[:512]}
+
+
+def record(action: str, subject: Any = None, /, *, error: BaseException | str | None = None,
+           details: dict[str, Any] | None = None, **fields: str) -> Any:
+    """Append one entry; never raises (a failing audit write is logged, not fatal)."""
+    from .models import AuditEntry
+
+    actor, via, source = _actor()
+    info = {**describe(subject), **fields}
+    extra = dict(details or {})
+    if source:
+        extra.setdefault("source", source)
+    try:
+        return AuditEntry.objects.create(
+            actor=actor, actor_name=actor.get_username() if actor is not None else "", via=via, action=action,
+            target_type=info.get("target_type", "")[:32], target_id=info.get("target_id", "")[:64],
+            target=info.get("target", "")[:512], node=info.get("node", "")[:100],
+            result=AuditEntry.Result.OK if error is None else AuditEntry.Result.ERROR,
+            message="" if error is None else f"{type(error).__name__ if not isinstance(error, str) else 'Error'}: "
+                                             f"{error}"[:_MAX_TEXT],
+            details=scrub(extra),
+        )
+    except Exception:  # the action itself happened; losing its entry must not undo it
+        logger.exception("Could not record the audit entry for %s on %s", action, info.get("target"))
+        return None
+
+
+def audited(action: str, *, target: Callable[..., Any] | None = None,
+            details: Callable[..., dict[str, Any]] | None = None, from_result: bool = False) -> Callable[[F], F]:
+    """Record every outermost call of the decorated service: its target (``target(*args,
+    **kwargs)``, default the first argument), details and result. With ``from_result`` (or
+    no target) a successful call describes what it returned (a new container, where a move
+    ended); a failed one falls back on ``details["target"]``."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            depth = _depth.get()
+            token = _depth.set(depth + 1)
+            try:
+                subject = target(*args, **kwargs) if target else (args[0] if args else None)
+                before = describe(subject)  # before the call: a delete leaves no pk behind
+                extra = details(*args, **kwargs) if details else {}
+                try:
+                    result = func(*args, **kwargs)
+                except Exception as exc:
+                    if depth == 0:
+                        fallback = {"target_type": "container", "target": str(extra.get("target", ""))}
+                        record(action, None, error=exc, details=extra, **(before or fallback))
+                    raise
+                if depth == 0:
+                    after = describe(result) if (subject is None or from_result) and result is not None else before
+                    record(action, None, details=extra, **after)
+                return result
+            finally:
+                _depth.reset(token)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
