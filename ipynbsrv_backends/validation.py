@@ -187,7 +187,7 @@ def validate_cmd(cmd: Any, *, allow_none: bool = True) -> list[str] | None:
     return argv
 
 
-def validate_env(env: Any, reserved: tuple[str, ...] = ("OWNER", "BASE_URL")) -> dict[str, str]:
+def validate_env(env: Any, reserved: tuple[str, ...] = ("OWNER", "OWNER_UID", "BASE_URL")) -> dict[str, str]:
     if env is None:
         return {}
     if not isinstance(env, Mapping):

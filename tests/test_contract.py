@@ -115,8 +115,8 @@ def test_port_already_in_use_is_invalid_and_leaves_nothing(backend, engine):
 
 def test_environment_has_owner_base_url_and_env(backend, engine):
     record = make(backend, base_url="/nb/alice/", env={"GREETING": "hello world", "COUNT": 3})
-    out = backend.exec_in_container(record["pk"], ["sh", "-c", 'echo "$OWNER|$BASE_URL|$GREETING|$COUNT"'])
-    assert out.strip() == "alice|/nb/alice/|hello world|3"
+    out = backend.exec_in_container(record["pk"], ["sh", "-c", 'echo "$OWNER|$OWNER_UID|$BASE_URL|$GREETING|$COUNT"'])
+    assert out.strip() == f"alice|{record['uid']}|/nb/alice/|hello world|3"
 
 
 def test_base_url_defaults_to_root(backend, engine):
@@ -124,7 +124,7 @@ def test_base_url_defaults_to_root(backend, engine):
     assert backend.exec_in_container(record["pk"], ["sh", "-c", "echo $BASE_URL"]).strip() == "/"
 
 
-@pytest.mark.parametrize("env", [{"OWNER": "mallory"}, {"BASE_URL": "/x"}, {"1BAD": "x"}, {"A": ["list"]}, "A=1"])
+@pytest.mark.parametrize("env", [{"OWNER": "mallory"}, {"OWNER_UID": "0"}, {"BASE_URL": "/x"}, {"1BAD": "x"}, {"A": ["list"]}, "A=1"])
 def test_bad_env_is_refused(backend, engine, env):
     with pytest.raises(errors.InvalidArgumentError):
         make(backend, env=env)

@@ -752,7 +752,8 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             L_NAME: name, L_CREATED: iso_utc(dt.datetime.now(dt.timezone.utc)),
             L_PORTS: json.dumps(port_specs), L_VOLUMES: json.dumps(volume_specs),
         })
-        environment = {**env, "OWNER": username, "BASE_URL": base_url if base_url is not None else "/"}
+        environment = {**env, "OWNER": username, "OWNER_UID": str(uid),
+                       "BASE_URL": base_url if base_url is not None else "/"}
 
         created_volumes: list[str] = []
         helper_image: str | None = None

@@ -1,0 +1,78 @@
+#!/bin/bash
+# The notebook image's entrypoint. It starts as root (the image's default user), then:
+#   1. makes the user $OWNER (uid $OWNER_UID, else 1000; never 0) and its home directory,
+#   2. hands the work directory /data to that user (a fresh volume belongs to root; a clone
+#      or a restore may bring files of another uid),
+#   3. drops root with setpriv (no setuid binary is involved, so this works under the
+#      engine's no-new-privileges) and runs Jupyter Notebook as that user, on 0.0.0.0:8888,
+#      under $BASE_URL, with /data as its root directory.
+# Jupyter asks for no token or password: the container port is bound to the node's internal
+# address only, and the master's proxy lets through only the container's owner.
+#
+# Arguments: options starting with "-" are added to the notebook command line; anything else
+# is run instead of Jupyter, as the user.
+set -euo pipefail
+
+say() { printf '[ipynbsrv-notebook] %s\n' "$*" >&2; }
+die() { say "$*"; exit 64; }
+
+[ "$(id -u)" = 0 ] || die "must start as root (it creates \$OWNER and then drops to it)"
+[ -n "${OWNER:-}" ] || die "OWNER is not set: the container backend sets it to the user's name"
+
+# A Unix name for OWNER: Django allows upper case, '@' and '+', useradd does not.
+name=$(printf '%s' "$OWNER" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_.-' '_' | cut -c1-32)
+case "$name" in [a-z_]*) ;; *) name="u$name" ;; esac
+name=${name:0:32}
+[ "$name" = "$OWNER" ] || say "the user $OWNER is called $name inside the container"
+
+uid=${OWNER_UID:-1000}
+case "$uid" in ''|*[!0-9]*) die "OWNER_UID must be a number, not '$uid'" ;; esac
+[ "$uid" -gt 0 ] || die "OWNER_UID must not be 0: the notebook never runs as root"
+gid=$uid
+home=/home/$name
+
+# The user (idempotent: a restored, moved or restarted container already has it).
+if ! getent group "$name" >/dev/null; then
+    groupadd --non-unique --gid "$gid" "$name"
+elif [ "$(getent group "$name" | cut -d: -f3)" != "$gid" ]; then
+    groupmod --non-unique --gid "$gid" "$name"
+fi
+if ! getent passwd "$name" >/dev/null; then
+    useradd --non-unique --uid "$uid" --gid "$gid" --no-create-home --home-dir "$home" \
+        --shell /bin/bash "$name"
+elif [ "$(id -u "$name")" != "$uid" ]; then
+    usermod --non-unique --uid "$uid" --gid "$gid" "$name"
+fi
+mkdir -p "$home" /data
+[ "$(stat -c %u "$home")" = "$uid" ] || chown -R "$uid:$gid" "$home"
+# Only when the top of /data is not the user's: a large volume is not walked at every start.
+[ "$(stat -c %u /data)" = "$uid" ] || chown -R "$uid:$gid" /data
+
+export HOME=$home USER=$name LOGNAME=$name SHELL=/bin/bash
+export JUPYTER_RUNTIME_DIR=$home/.local/share/jupyter/runtime
+cd /data
+
+base_url=${BASE_URL:-/}
+case "$base_url" in /*) ;; *) base_url="/$base_url" ;; esac
+case "$base_url" in */) ;; *) base_url="$base_url/" ;; esac
+
+drop=(setpriv --reuid="$uid" --regid="$gid" --init-groups --inh-caps=-all --bounding-set=-all)
+
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    exec "${drop[@]}" "$@"
+fi
+
+say "serving Jupyter Notebook as $name (uid $uid) under $base_url on port 8888, work in /data"
+exec "${drop[@]}" jupyter notebook \
+    --no-browser \
+    --ip=0.0.0.0 \
+    --port=8888 \
+    --ServerApp.port_retries=0 \
+    --ServerApp.base_url="$base_url" \
+    --ServerApp.root_dir=/data \
+    --ServerApp.allow_remote_access=True \
+    --ServerApp.trust_xheaders=True \
+    --IdentityProvider.token= \
+    --PasswordIdentityProvider.hashed_password= \
+    --ServerApp.terminals_enabled=True \
+    "$@"
