@@ -48,9 +48,22 @@ DEFAULTS: dict[str, Any] = {
     "HOSTAPI_TOKEN": None,
     # Local development only: serve the host API without any authentication.
     "HOSTAPI_INSECURE_NO_TOKEN": False,
+    # The node's initial signing key; ``None`` reads IPYNBSRV_HOSTAPI_SIGNING_KEY. With a
+    # key every request but liveness must be signed (docs/security.md); without, the bearer
+    # token alone is checked, as before signatures existed.
+    "HOSTAPI_SIGNING_KEY": None,
+    # Where the node keeps rotated keys and the nonces it has seen, shared by its workers;
+    # ``None`` reads IPYNBSRV_HOSTAPI_STATE_DIR (else: this process's memory, no rotation).
+    "HOSTAPI_STATE_DIR": None,
+    # How far (seconds) a signed request's timestamp may be from the node's clock.
+    "HOSTAPI_SIGNATURE_WINDOW": 60,
+    # Seconds the replaced key is still accepted after a rotation, when the master names none.
+    "HOSTAPI_KEY_GRACE": 300,
 }
 
 TOKEN_ENV = "IPYNBSRV_HOSTAPI_TOKEN"
+SIGNING_KEY_ENV = "IPYNBSRV_HOSTAPI_SIGNING_KEY"
+STATE_DIR_ENV = "IPYNBSRV_HOSTAPI_STATE_DIR"
 
 
 class AppSettings:
@@ -85,6 +98,22 @@ class AppSettings:
         if token is None:
             token = os.environ.get(TOKEN_ENV, "")
         return str(token)
+
+    @property
+    def hostapi_signing_key(self) -> str:
+        """The node's initial signing key: the setting, else the environment, else ''."""
+        key = self.HOSTAPI_SIGNING_KEY
+        if key is None:
+            key = os.environ.get(SIGNING_KEY_ENV, "")
+        return str(key)
+
+    @property
+    def hostapi_state_dir(self) -> str:
+        """The node's state directory: the setting, else the environment, else ''."""
+        value = self.HOSTAPI_STATE_DIR
+        if value is None:
+            value = os.environ.get(STATE_DIR_ENV, "")
+        return str(value)
 
     def reload(self) -> None:
         self._cache.clear()

@@ -46,7 +46,9 @@ def hostapi_command() -> list[str]:
 def child_env(token: str | None, **more: str) -> dict[str, str]:
     """The environment of a host API process: ours, minus what would confuse it."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DJANGO_SETTINGS_MODULE", "IPYNBSRV_HOSTAPI_TOKEN", "IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN")}
+           if k not in ("DJANGO_SETTINGS_MODULE", "IPYNBSRV_HOSTAPI_TOKEN", "IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN",
+                        "IPYNBSRV_HOSTAPI_SIGNING_KEY", "IPYNBSRV_HOSTAPI_STATE_DIR",
+                        "IPYNBSRV_HOSTAPI_SIGNATURE_WINDOW")}
     if token is not None:
         env["IPYNBSRV_HOSTAPI_TOKEN"] = token
     env.update(more)
@@ -94,8 +96,12 @@ class HostAPINode:
         extra_args: list[str] | None = None,
         workers: int = 2,
         threads: int = 4,
+        signing_key: str | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.token = token if token is not None else secrets.token_urlsafe(32)
+        self.signing_key = signing_key
+        self.env = {"IPYNBSRV_HOSTAPI_SIGNING_KEY": signing_key} if signing_key else {}
         self.port = port or free_port()
         self.certfile = certfile
         self.cafile = cafile
@@ -111,6 +117,8 @@ class HostAPINode:
         ]
         if certfile:
             self.args += ["--certfile", certfile, "--keyfile", keyfile or ""]
+        if state_dir is not None:
+            self.args += ["--state-dir", str(state_dir)]
         self.args += extra_args or []
         self.log_path = logdir / f"hostapi-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -129,7 +137,7 @@ class HostAPINode:
     def start(self, timeout: float = 30.0) -> HostAPINode:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.token),
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.token, **self.env),
                 cwd=REPO, start_new_session=True,
             )
         verify: Any = self.cafile or True

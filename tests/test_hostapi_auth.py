@@ -29,6 +29,7 @@ EXPECTED_OPERATIONS = {
     "containers_restore",
     "images_list", "images_create", "images_pull", "images_retrieve", "images_destroy", "images_exists",
     "snapshots_list", "snapshots_retrieve", "snapshots_destroy", "snapshots_exists",
+    "keys_next", "keys_promote",
 }
 
 
@@ -79,6 +80,8 @@ def test_every_operation_but_liveness_refuses_bad_tokens(hostapi_node, docker_ba
         "containers_restore": {"snapshot": snapshot["pk"]},
         "images_create": {"container": record["pk"], "name": "intruder"},
         "images_pull": {"image": TEST_IMAGE},
+        "keys_next": {"key": "k" * 40},
+        "keys_promote": {"grace": 0},
     }
     before = engine_state(engine)
     refused = 0

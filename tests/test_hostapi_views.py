@@ -383,7 +383,7 @@ def test_the_schema_in_a_project_with_drfs_default_settings(api, settings):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
-    assert len(operations) == 29 and "containers_restore" in operations and "images_pull" in operations
+    assert len(operations) == 31 and "containers_restore" in operations and "keys_promote" in operations
     assert "/containers/{container}/logs/" in schema["paths"]
     assert hostapi_fakes.CALLS == []  # describing the API builds no backend
 

@@ -38,6 +38,7 @@ from ..contract import (
     SuspendableContainerBackend,
     VolumeRecord,
 )
+from ..hostapi import signing
 from ..hostapi.wire import OPTIONS_PARAM, encode_pk
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
     ``token``
         The node's token (its ``IPYNBSRV_HOSTAPI_TOKEN``), sent as ``Authorization: Bearer``;
         ``None`` sends none (only a node started with ``--insecure-no-token`` accepts that).
+    ``signing_key``
+        The node's signing key (its ``IPYNBSRV_HOSTAPI_SIGNING_KEY``, or the last one the
+        master rotated in): every request is then signed over its method, path, body,
+        a timestamp and a nonce (``docs/security.md``). ``None`` signs nothing, which only
+        a node without a signing key accepts.
     ``verify``
         TLS verification for ``https`` URLs: ``True`` (the system's CAs via certifi), the
         path of a CA bundle (file or directory) that signed the node's certificate, or
@@ -110,13 +116,14 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         "retry_backoff": 0.5,
         "pool_size": 10,
     }
-    SECRET_OPTIONS = frozenset({"token"})
+    SECRET_OPTIONS = frozenset({"token", "signing_key"})
 
     def __init__(
         self,
         url: str,
         token: str | None = None,
         *,
+        signing_key: str | None = None,
         verify: bool | str = True,
         connect_timeout: float = 5.0,
         timeout: float = 30.0,
@@ -129,6 +136,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         config = self.validate_options(
             url=url,
             token=token,
+            signing_key=signing_key,
             verify=verify,
             connect_timeout=connect_timeout,
             timeout=timeout,
@@ -140,6 +148,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         )
         self.url: str = config["url"]
         self._token: str | None = config["token"]
+        self._signing_key: str | None = config["signing_key"]
         self.verify: bool | str = config["verify"]
         self.connect_timeout: float = config["connect_timeout"]
         self.timeout: float = config["timeout"]
@@ -161,13 +170,13 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         """Check a constructor configuration without contacting anything; returns it
         normalised with defaults filled in, or raises ``InvalidArgumentError`` naming the
         first bad option."""
-        known = {"url", "token", *cls.OPTIONS}
+        known = {"url", "token", "signing_key", *cls.OPTIONS}
         unknown = sorted(set(config) - known)
         if unknown:
             raise errors.InvalidArgumentError(
                 f"Unknown HttpRemote option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}."
             )
-        result = {"token": None, **cls.OPTIONS, **config}
+        result = {"token": None, "signing_key": None, **cls.OPTIONS, **config}
         url = result.get("url")
         parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if (
@@ -196,6 +205,10 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 raise errors.InvalidArgumentError(
                     "Invalid token: it must be a non-empty string without spaces or control characters."
                 )
+        if result["signing_key"] is not None and not signing.valid_key(result["signing_key"]):
+            raise errors.InvalidArgumentError(
+                "Invalid signing_key: it must be 32 to 256 printable characters without spaces."
+            )
         verify = result["verify"]
         if isinstance(verify, str):
             if not os.path.exists(verify):
@@ -218,7 +231,8 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     def __repr__(self) -> str:
         token = "'***'" if self._token else "None"
-        return f"HttpRemote(url={self.url!r}, token={token})"
+        signed = ", signing_key='***'" if self._signing_key else ""
+        return f"HttpRemote(url={self.url!r}, token={token}{signed})"
 
     # ------------------------------------------------------------------ HTTP
 
@@ -297,10 +311,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 logger.info("Retrying %s of %s in %.1f s (%s)", op, self.url, delay, failure)
                 time.sleep(delay)
             try:
-                response = self._http().request(
-                    method, url, params=query, data=data, headers=headers, timeout=timeout,
-                    allow_redirects=False,
-                )
+                response = self._send(method, url, query, data, headers, timeout)
             except requests.exceptions.ConnectTimeout as exc:
                 failure = errors.BackendUnavailableError(
                     f"No connection to the node at {self.url} within {self.connect_timeout:g} s ({op})."
@@ -332,6 +343,38 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 return self._answer(response, op)
         assert failure is not None
         raise failure from failure.__cause__
+
+    def _send(
+        self, method: str, url: str, query: dict[str, str], data: str | None,
+        headers: dict[str, str] | None, timeout: tuple[float, float],
+    ) -> requests.Response:
+        """One HTTP exchange; signed (with a new nonce each time) when there is a key."""
+        session = self._http()
+        prepared = session.prepare_request(
+            requests.Request(method, url, params=query, data=data, headers=headers)
+        )
+        if self._signing_key:
+            body = prepared.body.encode("utf-8") if isinstance(prepared.body, str) else prepared.body
+            prepared.headers.update(
+                signing.signature_headers(self._signing_key, method, prepared.path_url, body)
+            )
+        return session.send(prepared, timeout=timeout, allow_redirects=False, verify=self.verify)
+
+    # ------------------------------------------------------------------ signing keys
+
+    def install_next_signing_key(self, key: str) -> None:
+        """Give the node the key that will replace the current one (it accepts both from
+        now on). Not part of the contract; see :func:`ipynbsrv_backends.services.rotate_signing_key`."""
+        if not signing.valid_key(key):
+            raise errors.InvalidArgumentError("Invalid signing key: 32 to 256 printable characters without spaces.")
+        self._request("POST", "keys/next/", "install_next_signing_key", kind="short", body={"key": key})
+
+    def promote_signing_key(self, grace: int | None = None) -> None:
+        """Make the node's next key its current one; this instance must sign with that next
+        key. The replaced key stays accepted for ``grace`` seconds (the node's default when
+        ``None``)."""
+        body = {} if grace is None else {"grace": grace}
+        self._request("POST", "keys/promote/", "promote_signing_key", kind="short", body=body)
 
     def _answer(self, response: requests.Response, op: str) -> Any:
         status = response.status_code

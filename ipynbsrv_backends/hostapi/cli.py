@@ -8,6 +8,10 @@ the command exits 0, as a process supervisor expects.
 The token callers must present comes from the environment variable
 ``IPYNBSRV_HOSTAPI_TOKEN``; without it the command refuses to start unless
 ``--insecure-no-token`` is given (local development only). The token is never logged.
+
+With ``IPYNBSRV_HOSTAPI_SIGNING_KEY`` set, every request must also be signed
+(``docs/security.md``); ``--state-dir`` is then required: the workers share the nonces
+they have seen there, and a key rotated by the master is kept there across restarts.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from ..conf import TOKEN_ENV
+from ..conf import SIGNING_KEY_ENV, STATE_DIR_ENV, TOKEN_ENV
 
 logger = logging.getLogger("ipynbsrv_backends.hostapi")
 
@@ -111,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
     parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"directory for the node's rotated signing keys and seen nonces (created 0700; "
+        f"required with {SIGNING_KEY_ENV})",
+    )
+    parser.add_argument(
+        "--signature-window",
+        type=_positive_int,
+        default=60,
+        metavar="SECONDS",
+        help="how far a signed request's timestamp may be from this node's clock (default: 60)",
+    )
+    parser.add_argument(
         "--insecure-no-token",
         action="store_true",
         help=f"serve without any authentication when {TOKEN_ENV} is not set "
@@ -149,6 +166,37 @@ def _check_tls(certfile: str | None, keyfile: str | None) -> None:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
     except (ssl.SSLError, OSError) as exc:
         raise CommandError(f"cannot use --certfile {certfile} with --keyfile {keyfile}: {exc}") from exc
+
+
+def _check_signing(args: argparse.Namespace) -> None:
+    """A signing key needs a state directory shared by the workers (never print the key)."""
+    from .signing import valid_key
+
+    key = os.environ.get(SIGNING_KEY_ENV, "")
+    if not key:
+        os.environ.pop(STATE_DIR_ENV, None)
+        if args.state_dir:
+            logger.warning("--state-dir is unused: %s is not set, requests are not signed.", SIGNING_KEY_ENV)
+        return
+    if not valid_key(key):
+        raise CommandError(f"{SIGNING_KEY_ENV} must be 32 to 256 printable characters without spaces")
+    if not args.state_dir:
+        raise CommandError(
+            f"{SIGNING_KEY_ENV} is set: give --state-dir DIR, where the workers share the nonces "
+            "they have seen and rotated keys are kept"
+        )
+    state_dir = os.path.abspath(args.state_dir)
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        probe = os.path.join(state_dir, ".write-test")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.unlink(probe)
+    except OSError as exc:
+        raise CommandError(f"cannot use --state-dir {state_dir}: {exc.strerror or exc}") from exc
+    os.environ[STATE_DIR_ENV] = state_dir
+    os.environ["IPYNBSRV_HOSTAPI_SIGNATURE_WINDOW"] = str(args.signature_window)
+    logger.info("Requests must be signed (window %d s); node state in %s.", args.signature_window, state_dir)
 
 
 def _bind_address(listen: str, port: int) -> str:
@@ -283,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     options = _backend_args(args.container_backend_args)
     _check_tls(args.certfile, args.keyfile)
+    _check_signing(args)
 
     os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
     os.environ["IPYNBSRV_HOSTAPI_BACKEND"] = args.container_backend

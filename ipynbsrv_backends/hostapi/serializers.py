@@ -188,6 +188,20 @@ class RestoreSnapshotSerializer(StrictSerializer):
     options = OptionsField()
 
 
+class NextKeySerializer(StrictSerializer):
+    key = serializers.CharField(
+        min_length=32, max_length=256, trim_whitespace=False,
+        help_text="The new signing key (32 to 256 printable characters without spaces).",
+    )
+
+
+class PromoteKeySerializer(StrictSerializer):
+    grace = serializers.IntegerField(
+        required=False, min_value=0, max_value=86400,
+        help_text="Seconds the replaced key is still accepted (default: the node's setting).",
+    )
+
+
 # --- query strings ------------------------------------------------------------------
 #
 # A GET or DELETE carries its arguments in the query string. Each value is read as JSON

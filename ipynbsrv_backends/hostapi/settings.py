@@ -11,6 +11,13 @@ the environment variables read here; a WSGI server of your own can do the same:
     Its keyword arguments as a JSON object (default ``{}``).
 ``IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN``
     ``1`` serves without any token: local development only.
+``IPYNBSRV_HOSTAPI_SIGNING_KEY``
+    The node's initial signing key: with one, every request must be signed (see
+    ``docs/security.md``).
+``IPYNBSRV_HOSTAPI_STATE_DIR``
+    Where rotated keys and seen nonces are kept, shared by the workers.
+``IPYNBSRV_HOSTAPI_SIGNATURE_WINDOW``
+    Seconds a signed request's timestamp may be off the node's clock (default 60).
 ``IPYNBSRV_HOSTAPI_LOG_LEVEL``
     Log level of the package's loggers (default ``INFO``).
 
@@ -40,6 +47,8 @@ DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
 TIME_ZONE = "UTC"
 USE_I18N = False
+# Host API bodies are small JSON objects: anything larger is refused with 413 unread.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # No django.contrib.auth here: the host API has no user accounts.
 REST_FRAMEWORK = {
@@ -51,6 +60,7 @@ IPYNBSRV_BACKENDS = {
     "HOSTAPI_BACKEND": os.environ.get("IPYNBSRV_HOSTAPI_BACKEND") or "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": json.loads(os.environ.get("IPYNBSRV_HOSTAPI_BACKEND_ARGS") or "{}"),
     "HOSTAPI_INSECURE_NO_TOKEN": os.environ.get("IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN") == "1",
+    "HOSTAPI_SIGNATURE_WINDOW": int(os.environ.get("IPYNBSRV_HOSTAPI_SIGNATURE_WINDOW") or 60),
 }
 
 _LOG_LEVEL = os.environ.get("IPYNBSRV_HOSTAPI_LOG_LEVEL", "INFO").upper()

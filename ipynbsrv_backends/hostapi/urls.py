@@ -33,6 +33,8 @@ Below the include prefix::
     GET    snapshots/{snapshot}/                        get_container_snapshot
     DELETE snapshots/{snapshot}/                        delete_container_snapshot
     GET    snapshots/{snapshot}/exists/                 container_snapshot_exists
+    POST   keys/next/                                   install the next signing key
+    POST   keys/promote/                                make the next signing key current
 
 ``{container}``, ``{image}`` and ``{snapshot}`` are pks encoded by
 :func:`ipynbsrv_backends.hostapi.wire.encode_pk`.
@@ -56,6 +58,8 @@ router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 api_urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
     path("status/", views.StatusView.as_view(), name="status"),
+    path("keys/next/", views.NextKeyView.as_view(), name="keys-next"),
+    path("keys/promote/", views.PromoteKeyView.as_view(), name="keys-promote"),
     *router.urls,
 ]
 

@@ -11,8 +11,10 @@ body of a POST, in the query string of a GET or DELETE. Errors are answered by
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -28,6 +30,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from .. import __version__
+from ..conf import app_settings
 from ..contract import (
     BACKEND_STATUS_ERROR,
     BACKEND_STATUS_OK,
@@ -36,9 +39,10 @@ from ..contract import (
     SnapshotableContainerBackend,
     SuspendableContainerBackend,
 )
-from ..errors import CapabilityNotSupportedError, InvalidArgumentError
+from ..errors import AuthenticationError, CapabilityNotSupportedError, InvalidArgumentError
 from . import serializers as s
-from .auth import HostAPITokenAuthentication, IsHostAPIClient
+from . import signing
+from .auth import HostAPITokenAuthentication, IsHostAPIClient, PayloadTooLarge, get_keystore
 from .exceptions import hostapi_exception_handler
 from .node import describe_backend, get_backend
 from .resources import node_resources
@@ -54,6 +58,8 @@ __all__ = [
     "ImageViewSet",
     "SnapshotViewSet",
     "SchemaView",
+    "NextKeyView",
+    "PromoteKeyView",
 ]
 
 def pk_parameter(name: str) -> OpenApiParameter:
@@ -147,6 +153,20 @@ class HostAPIView:
 
     def get_exception_handler(self) -> Callable[..., Response]:
         return hostapi_exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication and parsing: a body larger than Django's
+        # DATA_UPLOAD_MAX_MEMORY_SIZE is refused unread (DRF's parsers would read it all).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            raise PayloadTooLarge(
+                f"The request body ({length} bytes) is larger than this node accepts ({limit} bytes)."
+            )
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc: Exception) -> Response:
         # Errors are JSON like everywhere else, whatever format the schema was asked in.
@@ -287,6 +307,72 @@ class StatusView(HostAPIView, APIView):
                 "resources": resources,
             }
         )
+
+
+class KeyView(HostAPIView, APIView):
+    """Shared by the two steps of a signing-key rotation (docs/security.md)."""
+
+    schema_tags = ["keys"]
+
+    def store(self) -> Any:
+        store = get_keystore()
+        if store is None:
+            raise CapabilityNotSupportedError(
+                "This node has no signing key (IPYNBSRV_HOSTAPI_SIGNING_KEY): there is nothing to rotate."
+            )
+        if not store.persistent:
+            raise CapabilityNotSupportedError(
+                "This node has no state directory (--state-dir): a rotated key would be lost on "
+                "restart, so rotation is refused."
+            )
+        return store
+
+
+class NextKeyView(KeyView):
+    """Step 1: install the key that will replace the current one; both are accepted."""
+
+    @document(
+        operation_id="keys_next",
+        summary="Install the next signing key",
+        request=s.NextKeySerializer,
+        responses=_responses(None, 409, 501, ok_status=204),
+        description="Signed with a key the node accepts. From now on the node accepts the "
+        "current and the next key, so requests in flight never fail.",
+    )
+    def post(self, request: Request) -> Response:
+        store = self.store()
+        key = self.body(request, s.NextKeySerializer)["key"]
+        if not signing.valid_key(key):
+            raise InvalidArgumentError("The key must be 32 to 256 printable characters without spaces.")
+        store.install_next(key)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+
+class PromoteKeyView(KeyView):
+    """Step 2: the next key becomes current; the replaced one is accepted for a grace period."""
+
+    @document(
+        operation_id="keys_promote",
+        summary="Make the next signing key the current one",
+        request=s.PromoteKeySerializer,
+        responses=_responses(None, 409, 501, ok_status=204),
+        description="Must be signed with the next key itself (proof that the master has it). "
+        "The replaced key is still accepted for `grace` seconds.",
+    )
+    def post(self, request: Request) -> Response:
+        store = self.store()
+        grace = self.body(request, s.PromoteKeySerializer).get("grace")
+        if grace is None:
+            grace = int(app_settings.HOSTAPI_KEY_GRACE)
+        following = store.next_key()
+        if following is None:
+            from ..errors import IllegalContainerStateError
+
+            raise IllegalContainerStateError("There is no next signing key to promote.")
+        if request.META.get("ipynbsrv.signed_with") != signing.body_digest(following.encode("utf-8")):
+            raise AuthenticationError("Promoting a key needs a request signed with that key.")
+        store.promote(grace)
+        return Response(status=http_status.HTTP_204_NO_CONTENT)
 
 
 class ContainerViewSet(HostAPIView, viewsets.ViewSet):
