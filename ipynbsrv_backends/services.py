@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,6 +68,13 @@ __all__ = [
 ]
 
 S = Container.Status
+
+#: The short database writes of a creation (the placement transaction, the record after the
+#: node answered) take turns in this process. Threads then wait here and are woken as soon as
+#: the turn is free; waiting in the database instead, SQLite's busy handler sleeps between
+#: tries (up to 100 ms), and a spawn storm spent most of its time there (docs/benchmarks.md).
+#: Other processes still take turns through the database's own locks.
+_write_turn = threading.RLock()
 
 
 # ---------------------------------------------------------------------------- nodes
@@ -179,7 +187,7 @@ def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clon
             "No node can take a new container: every node is disabled, draining, full or not answering. "
             "Ask an administrator to check the nodes."
         )
-    with transaction.atomic():
+    with _write_turn, transaction.atomic():
         locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
         loads = _active_counts(n.pk for n in locked)
         roomy = [n for n in locked if loads.get(n.pk, 0) < n.capacity]
@@ -295,7 +303,8 @@ def create_container(
         break
     try:
         _apply_record(container, record)
-        container.save()
+        with _write_turn:
+            container.save()
     except Exception:
         logger.exception("Recording %s failed; removing it from %s", record.get("pk"), target.name)
         try:
