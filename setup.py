@@ -42,6 +42,8 @@ setup(
             "django-stubs>=5.0",
             "djangorestframework-stubs>=3.15",
             "types-requests",
+            # schema-driven fuzzing of the host API and the users' API (tests/test_fuzz.py)
+            "schemathesis>=4.0,<5",
         ],
     },
     entry_points={
