@@ -45,6 +45,11 @@ setup(
             # schema-driven fuzzing of the host API and the users' API (tests/test_fuzz.py)
             "schemathesis>=4.0,<5",
         ],
+        # make bench: profilers for when a benchmark target is missed (never needed at run time)
+        "bench": [
+            "pyinstrument>=4.6",
+            "py-spy>=0.3",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,237 @@
+"""Section 1: per-operation overhead of ``Docker`` and of ``HttpRemote`` -> host API ->
+``Docker``, against docker-py making the same engine calls itself.
+
+Two baselines run in the same repetitions, interleaved with the backends:
+
+- *same calls*: docker-py sends exactly the requests the backend sends (the ownership
+  inspect before each action, the name check and image check before a create, the snapshot
+  listing and image prune after a delete). The targets apply here: this is the cost of the
+  abstraction itself.
+- *minimal*: what a hand-written docker-py script needs for the same effect (no checks).
+  The gap between the two is the engine's time for the backend's safety checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from ipynbsrv_backends.backends import Docker, HttpRemote
+from ipynbsrv_backends.backends.docker import CONTAINER_LABELS, L_CONTAINER, L_INSTANCE, L_KIND
+
+from .common import (
+    BENCH_LABEL,
+    IMAGE,
+    INSTANCE_OPS,
+    INSTANCE_RAW,
+    INSTANCE_REMOTE,
+    HostAPIProcess,
+    Row,
+    purge_local,
+    row,
+    timed,
+)
+
+logger = logging.getLogger(__name__)
+
+OPS = ("create+start", "stop", "start", "suspend", "resume", "exec", "delete")
+UID = 4242
+USER = "bencher"
+PORTS = [{"address": "127.0.0.1", "external": None, "internal": 8888}]
+EXEC = ["echo", "bench"]
+STOP_TIMEOUT = 3
+LOCAL = "unix://var/run/docker.sock"
+
+
+class Cycle:
+    """One way of doing the seven operations; each method returns after the engine has."""
+
+    def create(self, name: str) -> str: ...
+    def stop(self, pk: str) -> None: ...
+    def start(self, pk: str) -> None: ...
+    def suspend(self, pk: str) -> None: ...
+    def resume(self, pk: str) -> None: ...
+    def exec(self, pk: str) -> None: ...
+    def delete(self, pk: str) -> None: ...
+
+
+class BackendCycle(Cycle):
+    """Through a contract backend (``Docker`` or ``HttpRemote``)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def create(self, name: str) -> str:
+        return self.backend.create_container(USER, UID, name, PORTS, [], image=IMAGE)["pk"]
+
+    def stop(self, pk: str) -> None:
+        self.backend.stop_container(pk)
+
+    def start(self, pk: str) -> None:
+        self.backend.start_container(pk)
+
+    def suspend(self, pk: str) -> None:
+        self.backend.suspend_container(pk)
+
+    def resume(self, pk: str) -> None:
+        self.backend.resume_container(pk)
+
+    def exec(self, pk: str) -> None:
+        self.backend.exec_in_container(pk, EXEC)
+
+    def delete(self, pk: str) -> None:
+        self.backend.delete_container(pk)
+
+
+class RawSameCycle(Cycle):
+    """docker-py sending the very requests ``Docker`` sends, in the same order."""
+
+    def __init__(self, api: docker.APIClient, prefix: str, instance: str) -> None:
+        self.api, self.prefix, self.instance = api, prefix, instance
+
+    def _host_config(self) -> dict[str, Any]:
+        return self.api.create_host_config(port_bindings={8888: ("127.0.0.1",)}, binds=[],
+                                           security_opt=["no-new-privileges"], init=True)
+
+    def create(self, name: str) -> str:
+        pk = f"{self.prefix}-u{UID}-{name}"
+        self.api.inspect_image(IMAGE)
+        self.api.containers(all=True, filters={"name": f"^/{re.escape(pk)}$"})
+        labels = {key: "" for key in CONTAINER_LABELS}
+        labels.update({L_INSTANCE: self.instance, L_KIND: "container", "org.ipynbsrv.owner": USER,
+                       "org.ipynbsrv.uid": str(UID), "org.ipynbsrv.name": name, "org.ipynbsrv.image": IMAGE,
+                       "org.ipynbsrv.ports": '[{"address": "127.0.0.1", "external": null, "internal": 8888}]',
+                       "org.ipynbsrv.volumes": "[]", BENCH_LABEL: "1"})
+        self.api.create_container(IMAGE, command=None, name=pk, environment={"OWNER": USER, "BASE_URL": "/"},
+                                  labels=labels, ports=[8888], host_config=self._host_config())
+        self.api.start(pk)
+        self.api.inspect_container(pk)
+        return pk
+
+    def _id(self, pk: str) -> str:
+        return self.api.inspect_container(pk)["Id"]
+
+    def stop(self, pk: str) -> None:
+        self.api.stop(self._id(pk), timeout=STOP_TIMEOUT)
+
+    def start(self, pk: str) -> None:
+        self.api.start(self._id(pk))
+
+    def suspend(self, pk: str) -> None:
+        self.api.pause(self._id(pk))
+
+    def resume(self, pk: str) -> None:
+        self.api.unpause(self._id(pk))
+
+    def exec(self, pk: str) -> None:
+        exec_id = self.api.exec_create(self._id(pk), EXEC, stdout=True, stderr=True)
+        self.api.exec_start(exec_id)
+
+    def delete(self, pk: str) -> None:
+        self.api.remove_container(self._id(pk), force=True, v=False)
+        self.api.images(filters={"label": [f"{L_INSTANCE}={self.instance}", f"{L_KIND}=snapshot",
+                                           f"{L_CONTAINER}={pk}"]})
+        try:
+            self.api.prune_images(filters={"dangling": True, "label": f"{L_INSTANCE}={self.instance}"})
+        except docker.errors.APIError as exc:  # another prune runs on this engine: Docker logs and goes on too
+            logger.debug("prune refused: %s", exc)
+
+
+class RawMinimalCycle(Cycle):
+    """What a hand-written docker-py script needs for the same effect: no checks."""
+
+    def __init__(self, api: docker.APIClient, prefix: str) -> None:
+        self.api, self.prefix = api, prefix
+
+    def create(self, name: str) -> str:
+        pk = f"{self.prefix}-{name}"
+        host_config = self.api.create_host_config(port_bindings={8888: ("127.0.0.1",)},
+                                                  security_opt=["no-new-privileges"], init=True)
+        self.api.create_container(IMAGE, name=pk, labels={L_INSTANCE: INSTANCE_RAW, BENCH_LABEL: "1"},
+                                  ports=[8888], host_config=host_config)
+        self.api.start(pk)
+        return pk
+
+    def stop(self, pk: str) -> None:
+        self.api.stop(pk, timeout=STOP_TIMEOUT)
+
+    def start(self, pk: str) -> None:
+        self.api.start(pk)
+
+    def suspend(self, pk: str) -> None:
+        self.api.pause(pk)
+
+    def resume(self, pk: str) -> None:
+        self.api.unpause(pk)
+
+    def exec(self, pk: str) -> None:
+        self.api.exec_start(self.api.exec_create(pk, EXEC, stdout=True, stderr=True))
+
+    def delete(self, pk: str) -> None:
+        self.api.remove_container(pk, force=True, v=False)
+
+
+def run_cycle(cycle: Cycle, name: str) -> dict[str, float]:
+    """The seven operations on one fresh container; seconds per operation."""
+    times: dict[str, float] = {}
+    pk: str = ""
+    try:
+        times["create+start"], pk = timed(lambda: cycle.create(name))
+        for op, call in (("stop", cycle.stop), ("start", cycle.start), ("suspend", cycle.suspend),
+                         ("resume", cycle.resume), ("exec", cycle.exec)):
+            times[op], _ = timed(lambda call=call: call(pk))
+        times["delete"], _ = timed(lambda: cycle.delete(pk))
+        pk = ""
+    finally:
+        if pk:
+            logger.warning("a cycle failed part-way; its container %s is removed by the final purge", pk)
+    return times
+
+
+def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
+    """Interleave the four ways for ``reps`` repetitions (plus warm-up) and compare."""
+    api = docker.APIClient(base_url=LOCAL, version="auto", timeout=120)
+    options = {"stop_timeout": STOP_TIMEOUT, "pull_policy": "never"}
+    direct = Docker(LOCAL, instance=INSTANCE_OPS, name_prefix="bench-ops", **options)
+    node = HostAPIProcess(logdir, {"base_url": LOCAL, "instance": INSTANCE_REMOTE, "name_prefix": "bench-rem",
+                                   **options}).start()
+    remote = HttpRemote(node.url, token=node.token, timeout=60, long_timeout=300)
+    cycles: dict[str, Cycle] = {
+        "raw-same": RawSameCycle(api, "bench-raw", INSTANCE_RAW),
+        "raw-min": RawMinimalCycle(api, "bench-min"),
+        "docker": BackendCycle(direct),
+        "remote": BackendCycle(remote),
+    }
+    samples: dict[str, dict[str, list[float]]] = {way: {op: [] for op in OPS} for way in cycles}
+    order = list(cycles)
+    try:
+        for rep in range(warmup + reps):
+            # rotate who goes first, so drift in the engine's speed hits every way alike
+            shift = rep % len(order)
+            for way in order[shift:] + order[:shift]:
+                times = run_cycle(cycles[way], f"op{rep}")
+                if rep >= warmup:
+                    for op, seconds in times.items():
+                        samples[way][op].append(seconds)
+            logger.info("per-operation repetition %d/%d done", rep + 1, warmup + reps)
+    finally:
+        remote.close()
+        node.stop()
+        purge_local()
+        api.close()
+    rows = []
+    for op in OPS:
+        base = samples["raw-same"][op]
+        rows.append(row("1 per-operation", f"{op}: Docker vs docker-py (same calls)", samples["docker"][op], base,
+                        target=1.05))
+        rows.append(row("1 per-operation", f"{op}: HttpRemote→host API→Docker vs docker-py (same calls)",
+                        samples["remote"][op], base, target=1.15))
+        rows.append(row("1 per-operation", f"{op}: Docker vs docker-py (minimal calls)", samples["docker"][op],
+                        samples["raw-min"][op],
+                        note="informative: the engine's time for the backend's checks"))
+    return rows
+
