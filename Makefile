@@ -5,12 +5,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The second leg of the test matrix: the newest Django on the newest Python 3.12+ found here.
+PYTHON_NEW ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3) \
+                $(shell command -v python3.13 python3.12 2>/dev/null))
+VENV_NEW   ?= .venv-newest
+# What that leg runs: the unit tests, the users' API and the contract suite against Docker.
+MATRIX_TESTS ?= tests/test_errors.py tests/test_checks.py tests/test_hostapi_wire.py tests/test_http_remote.py \
+                tests/test_api.py tests/test_contract.py -k "not http_remote"
+LINTED ?= ipynbsrv_backends testproject tests/test_browser.py tests/test_packaging.py
 
-.PHONY: help venv packages engine images test demo cluster cluster-down clean
+.PHONY: help venv packages engine images test lint matrix screenshots demo cluster cluster-down clean
 
 help:
 	@echo "make demo    set up the master here, start a demo container and serve the admin until Ctrl-C"
-	@echo "make test    run every test (starts the engine and builds the test images first)"
+	@echo "make test    run every test (starts the engine and builds the test images first), then lint and matrix"
+	@echo "make lint    ruff and mypy (with django-stubs) on the package"
+	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
+	@echo "make screenshots   run the browser test and keep its screenshots in docs/screenshots/"
 	@echo "make cluster a two-node test bed (namespaces, registry, host APIs) and its admin"
 	@echo "make cluster-down   remove every trace of the test bed"
 
@@ -33,6 +44,29 @@ images: engine packages
 
 test: venv images
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) matrix
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
+
+$(VENV_NEW)/.installed: setup.py
+	@test -n "$(PYTHON_NEW)" || { echo "no Python 3.12+ found for the matrix (set PYTHON_NEW)"; exit 1; }
+	rm -rf $(VENV_NEW)
+	$(PYTHON_NEW) -m venv $(VENV_NEW)
+	$(VENV_NEW)/bin/pip install -q --upgrade pip
+	$(VENV_NEW)/bin/pip install -q -e . "pytest>=8" "pytest-django>=4.8" "pytest-timeout>=2.3"
+	$(VENV_NEW)/bin/pip install -q --upgrade Django djangorestframework drf-spectacular
+	touch $@
+
+matrix: $(VENV_NEW)/.installed images
+	@$(VENV_NEW)/bin/python -c 'import sys, django; print(f"matrix: Django {django.get_version()} on Python {sys.version.split()[0]}")'
+	$(VENV_NEW)/bin/python testproject/manage.py check
+	$(VENV_NEW)/bin/python testproject/manage.py makemigrations --check --dry-run ipynbsrv_backends
+	$(VENV_NEW)/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_TESTS)
+
+screenshots: venv images
+	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 demo: venv images
 	$(PY) scripts/demo.py
@@ -45,7 +79,7 @@ cluster-down:
 	scripts/cluster.sh down
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_NEW) build dist *.egg-info .pytest_cache
 
 # make bench: what the abstraction costs next to the engine, written to docs/benchmarks.md.
 # Not part of make test. Brings the cluster test bed up (IPYNBSRV_CLUSTER_ID) and down again.

@@ -112,6 +112,7 @@ def test_rest_framework_must_be_installed():
         assert [m.id for m in check_settings()] == ["ipynbsrv_backends.E012"]
 
 
+@pytest.mark.django_db  # Django 6's `check` command also asks the database (JSONField support)
 def test_the_settings_checks_run_with_manage_py_check():
     with override_settings(IPYNBSRV_BACKENDS={"HOSTAPI_INSECURE_NO_TOKEN": True}):
         from django.core.checks import run_checks
