@@ -18,6 +18,7 @@ LINTED ?= ipynbsrv_backends testproject tests/test_browser.py tests/test_packagi
 
 help:
 	@echo "make demo    set up the master here, start a demo container and serve the admin until Ctrl-C"
+	@echo "make image   build the real Jupyter Notebook image (no registry; FORCE=1 builds it again)"
 	@echo "make test    run every test (starts the engine and builds the test images first), then lint and matrix"
 	@echo "make lint    ruff and mypy (with django-stubs) on the package"
 	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
@@ -39,8 +40,18 @@ packages:
 engine:
 	scripts/engine.sh
 
-images: engine packages
+# The small busybox stand-in (seconds to build).
+stand-in: engine packages
 	scripts/images.sh
+
+# The real Jupyter Notebook image: a couple of minutes the first time, then reused (rebuilt by
+# itself when images/notebook/ changes); FORCE=1 builds it again.
+image: engine packages
+	scripts/notebook-image.sh $(if $(FORCE),--force)
+
+images: stand-in image
+
+.PHONY: stand-in image
 
 test: venv images
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -68,10 +79,11 @@ matrix: $(VENV_NEW)/.installed images
 screenshots: venv images
 	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
-demo: venv images
+# The demo builds the notebook image itself (and says so if it must fall back to the stand-in).
+demo: venv stand-in
 	$(PY) scripts/demo.py
 
-cluster: venv images
+cluster: venv stand-in
 	scripts/cluster.sh up 2
 	$(PY) scripts/cluster_master.py
 

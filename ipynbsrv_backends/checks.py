@@ -94,6 +94,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_options(value["CONTAINER_OPTIONS"])
     messages += _check_base_url(value["CONTAINER_BASE_URL"])
     messages += _check_hostapi(value)
+    messages += _check_proxy(value)
     return messages
 
 
@@ -242,6 +243,19 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
             1, f"{_setting('HOSTAPI_INSECURE_NO_TOKEN')} is on: the host API serves anyone who can reach it.",
             hint="Use it for local development only; set HOSTAPI_TOKEN (or IPYNBSRV_HOSTAPI_TOKEN) on real nodes.",
         ))
+    return messages
+
+
+def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if not isinstance(value["PROXY_STAFF_ACCESS"], bool):
+        messages.append(_error(13, f"{_setting('PROXY_STAFF_ACCESS')} must be True or False."))
+    port = value["PROXY_PORT"]
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
+        messages.append(_error(13, f"{_setting('PROXY_PORT')} must be None or a port number, not {port!r}."))
+    elif port is not None and isinstance(value["CONTAINER_PORTS"], (list, tuple)) and port not in value["CONTAINER_PORTS"]:
+        messages.append(_error(13, f"{_setting('PROXY_PORT')} is {port}, which is not in {_setting('CONTAINER_PORTS')}.",
+                               hint="The proxy can only reach a port the containers publish."))
     return messages
 
 

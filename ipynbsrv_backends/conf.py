@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_BASE_URL": "/notebooks/{username}/{name}/",
     # The most containers one user may have (None: no limit).
     "MAX_CONTAINERS_PER_USER": None,
+    # --- The reverse proxy in front of containers (ipynbsrv_backends.proxy, docs/proxy.md) ---
+    # Whether staff may open every user's container through the proxy (else owners only).
+    "PROXY_STAFF_ACCESS": False,
+    # The container port the proxy forwards to; None: the container's first published port.
+    "PROXY_PORT": None,
     # The host API: which local backend a node serves, and with which options.
     "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": {},

@@ -4,6 +4,7 @@
 #   docker-registry  a real registry the tests push to and pull from
 #   file             to tell a static busybox from a dynamic one
 #   openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
+#   nginx            the proxy tests start their own nginx (the system service is not started)
 #   chromium, chromium-driver   the browser tests drive Debian's Chromium (no browser download)
 set -euo pipefail
 log() { printf '[packages] %s\n' "$*" >&2; }
@@ -16,6 +17,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make
 command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
 command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/sbin/nginx ] || need+=(nginx)                      # the proxy tests
 [ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
@@ -28,6 +30,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 log "installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages that come with a service (nginx, docker-registry) must not start it: the tests run
+# their own. Debian's way is a policy-rc.d that says no, for the duration of the install.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 if ! apt-get install -y -qq "${need[@]}" >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
     apt-get install -y -qq "${need[@]}" >/dev/null

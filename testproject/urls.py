@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("hostapi/", include("ipynbsrv_backends.hostapi.urls")),
     path("api/", include("ipynbsrv_backends.api.urls")),
+    path("proxy/", include("ipynbsrv_backends.proxy_urls")),
 ]

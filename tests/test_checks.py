@@ -40,6 +40,8 @@ GOOD = {
     "CONTAINER_OPTIONS": {"mem_limit": "1g", "cpu_limit": 1.5, "pids_limit": 256, "env": {"TZ": "UTC"}},
     "CONTAINER_BASE_URL": "/u/{uid}/{username}/{name}/",
     "MAX_CONTAINERS_PER_USER": 3,
+    "PROXY_STAFF_ACCESS": True,
+    "PROXY_PORT": 8889,
     "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": {"instance": "node1"},
     "HOSTAPI_TOKEN": "from-a-secret-store",
@@ -96,6 +98,9 @@ def test_a_misspelt_key_is_named_with_a_suggestion():
     ({"HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Nothing"}, "E011"),
     ({"HOSTAPI_BACKEND_OPTIONS": ["instance"]}, "E011"),
     ({"HOSTAPI_TOKEN": 1234}, "E011"),
+    ({"PROXY_STAFF_ACCESS": "yes"}, "E013"),
+    ({"PROXY_PORT": 0}, "E013"),
+    ({"PROXY_PORT": 22}, "E013"),
     ({"HOSTAPI_INSECURE_NO_TOKEN": True}, "W001"),
     ({"CONTAINER_OPTIONS": {"privileged": True}}, "W002"),
 ])

@@ -1,0 +1,260 @@
+"""What the tests of real notebooks share: the notebook image, a real nginx in front of the
+master (``docs/proxy-nginx.conf`` as it is), signed-in visitors, and a small client of
+Jupyter's own REST and websocket APIs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .utils import wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
+TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _missing(message: str) -> None:
+    if _in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def notebook_image(raw_docker) -> str:
+    """The real notebook image (``make image`` builds it; ``make test`` does too)."""
+    import docker
+
+    try:
+        raw_docker.images.get(NOTEBOOK_IMAGE)
+    except docker.errors.ImageNotFound:
+        _missing(f"the notebook image {NOTEBOOK_IMAGE} is missing: run `make image` (or `make test`)")
+    return NOTEBOOK_IMAGE
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Nginx:
+    """Debian's nginx on 127.0.0.1 with its own prefix directory, serving the template."""
+
+    process: subprocess.Popen
+    prefix: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return "\n".join((self.prefix / name).read_text(errors="replace")[-4000:]
+                         for name in ("error.log", "access.log") if (self.prefix / name).exists())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)  # graceful: finish open requests, then exit
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_nginx(prefix: Path, master: str) -> Nginx:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        _missing("nginx is needed (scripts/packages.sh installs Debian's package)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "tmp").mkdir(exist_ok=True)
+    port = _free_port()
+    site = TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
+    (prefix / "ipynbsrv.conf").write_text(site)
+    temp = prefix / "tmp"
+    (prefix / "nginx.conf").write_text(f"""
+{"user root;" if os.geteuid() == 0 else ""}
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {prefix}/ipynbsrv.conf;
+}}
+""")
+    check = subprocess.run([binary, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, f"nginx refuses the template:\n{check.stderr}"
+    process = subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Nginx(process, prefix, port)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"nginx exited at start:\n{server.log()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=15, what="nginx to listen")
+    return server
+
+
+@pytest.fixture(scope="session")
+def nginx(live_server, tmp_path_factory):
+    """nginx in front of the test server (pytest-django's ``live_server``)."""
+    master = live_server.url.split("://", 1)[1]
+    server = start_nginx(tmp_path_factory.mktemp("nginx"), master)
+    yield server
+    server.stop()
+
+
+def signed_in(user: Any) -> dict[str, str]:
+    """The cookies of a Django session for ``user`` (as after signing in)."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+class Jupyter:
+    """A browser's view of one notebook server under ``base`` (a full URL ending in "/"):
+    its cookies (the master's session, Jupyter's ``_xsrf``), REST and kernel websockets."""
+
+    def __init__(self, base: str, cookies: dict[str, str] | None = None) -> None:
+        self.base = base
+        self.http = requests.Session()
+        host = base.split("://", 1)[1].split("/", 1)[0].split(":")[0]
+        for name, value in (cookies or {}).items():
+            self.http.cookies.set(name, value, domain=host, path="/")
+
+    def close(self) -> None:
+        self.http.close()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(self.base + path, timeout=10, allow_redirects=False, **kwargs)
+
+    def _send(self, method: str, path: str, body: Any = None) -> requests.Response:
+        headers = {"X-XSRFToken": self.http.cookies.get("_xsrf", "")}
+        return self.http.request(method, self.base + path, json=body, headers=headers, timeout=30)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until the server answers its status, then open the notebook page (as a browser
+        does first; it sets the ``_xsrf`` cookie the API calls need)."""
+
+        def ready() -> bool:
+            try:
+                answer = self.get("api/status")
+            except requests.RequestException:
+                return False
+            return answer.status_code == 200 and "started" in answer.json()
+
+        wait_for(ready, timeout=timeout, interval=0.3, what=f"{self.base} to answer")
+        page = self.get("tree")
+        assert page.status_code == 200 and "Jupyter" in page.text, page.text[:500]
+        assert self.http.cookies.get("_xsrf"), "Jupyter set no _xsrf cookie"
+
+    def start_kernel(self) -> str:
+        answer = self._send("POST", "api/kernels", {"name": "python3"})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["id"]
+
+    def stop_kernel(self, kernel: str) -> None:
+        self._send("DELETE", f"api/kernels/{kernel}")
+
+    def execute(self, kernel: str, code: str, timeout: float = 60.0) -> str:
+        """Run ``code`` in the kernel over its websocket; returns what it printed."""
+        import websocket
+
+        url = "ws" + self.base[len("http"):] + f"api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
+        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        ws = websocket.create_connection(url, cookie=cookie, timeout=timeout)
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                            "allow_stdin": False, "stop_on_error": True},
+            }))
+            printed, reply = [], None
+            deadline = time.monotonic() + timeout
+            while reply is None or not printed_done(printed, reply):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no execute_reply within {timeout} s (printed {printed!r})")
+                message = json.loads(ws.recv())
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = message["header"]["msg_type"]
+                if kind == "stream":
+                    printed.append(message["content"]["text"])
+                elif kind == "error":
+                    raise AssertionError(f"the kernel raised: {message['content'].get('evalue')}")
+                elif kind == "execute_reply":
+                    reply = message["content"]
+                elif kind == "status" and message["content"].get("execution_state") == "idle":
+                    printed.append(None)  # the kernel is done with the request
+            assert reply["status"] == "ok", reply
+            return "".join(text for text in printed if text)
+        finally:
+            ws.close()
+
+    def save(self, path: str, notebook: dict[str, Any]) -> None:
+        answer = self._send("PUT", f"api/contents/{path}", {"type": "notebook", "format": "json",
+                                                            "content": notebook})
+        assert answer.status_code in (200, 201), answer.text
+
+    def load(self, path: str) -> dict[str, Any] | None:
+        answer = self.get(f"api/contents/{path}?content=1")
+        if answer.status_code == 404:
+            return None
+        assert answer.status_code == 200, answer.text
+        return answer.json()["content"]
+
+
+def printed_done(printed: list[str | None], reply: dict[str, Any] | None) -> bool:
+    """Both the reply and the kernel's "idle" have come (the output arrives before idle)."""
+    return reply is not None and None in printed
+
+
+def a_notebook(source: str, output: str) -> dict[str, Any]:
+    """A one-cell notebook (nbformat 4.5) with the cell's printed output."""
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [{
+            "id": "cell-1", "cell_type": "code", "execution_count": 1, "metadata": {}, "source": source,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": output}],
+        }],
+    }
