@@ -62,7 +62,6 @@ lint: venv
 	$(VENV)/bin/mypy
 
 $(VENV_NEW)/.installed: setup.py
-	@test -n "$(PYTHON_NEW)" || { echo "no Python 3.12+ found for the matrix (set PYTHON_NEW)"; exit 1; }
 	rm -rf $(VENV_NEW)
 	$(PYTHON_NEW) -m venv $(VENV_NEW)
 	$(VENV_NEW)/bin/pip install -q --upgrade pip
@@ -70,11 +69,17 @@ $(VENV_NEW)/.installed: setup.py
 	$(VENV_NEW)/bin/pip install -q --upgrade Django djangorestframework drf-spectacular
 	touch $@
 
+ifeq ($(strip $(PYTHON_NEW)),)
+matrix:
+	@echo "matrix: no Python 3.12+ found (set PYTHON_NEW=/path/to/python3.12)"; \
+	 case "$$CI" in 1|true|yes) exit 1;; *) echo "matrix: skipped";; esac
+else
 matrix: $(VENV_NEW)/.installed images
 	@$(VENV_NEW)/bin/python -c 'import sys, django; print(f"matrix: Django {django.get_version()} on Python {sys.version.split()[0]}")'
 	$(VENV_NEW)/bin/python testproject/manage.py check
 	$(VENV_NEW)/bin/python testproject/manage.py makemigrations --check --dry-run ipynbsrv_backends
 	$(VENV_NEW)/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_TESTS)
+endif
 
 screenshots: venv images
 	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
