@@ -524,7 +524,10 @@ def move_interrupted(container: Container) -> bool:
             return True
         except PermissionError:
             return False
-        return False
+        try:  # a killed process its parent has not reaped yet is dead too
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            return False
     try:
         at = datetime.fromisoformat(move["at"])
     except (KeyError, TypeError, ValueError):

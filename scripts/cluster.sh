@@ -49,7 +49,14 @@ wait_until() {
     done
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive, and not a zombie nobody reaped yet (a killed daemon's parent may be a lax init)
+pid_alive() {
+    [ -f "$1" ] || return 1
+    local pid
+    pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]
+}
 
 stop_pidfile() {
     local pidfile=$1 what=$2 seconds=${3:-30}
@@ -138,6 +145,8 @@ up_node() {
     # the node's own engine (nsenter, not `ip netns exec`: dockerd needs the host's mounts)
     if ! pid_alive "$dir/docker.pid"; then
         rm -f "$dir/docker.pid"
+        # a killed engine's containerd may linger as a zombie: dockerd would wait for it
+        pid_alive "$dir/exec/containerd/containerd.pid" || rm -f "$dir/exec/containerd/containerd.pid"
         setsid nsenter --net="/run/netns/$ns" dockerd \
             --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
             -H "unix://$(node_sock "$i")" --insecure-registry "$REGISTRY_ADDR" \

@@ -1,7 +1,9 @@
 """``manage.py ipynbsrv_reconcile``: compare the records with what the nodes really run.
 
 Reports drift per node — records whose container is gone (*missing*), labelled containers
-without a record (*orphans*), nodes that cannot be reached — and repairs it on request:
+without a record (*orphans*), nodes that cannot be reached — and repairs it on request.
+Moves a master did not live to finish are always resolved: finished when the record already
+names the new copy, rolled back otherwise. Otherwise it repairs only on request:
 ``--mark-lost`` marks missing records ``lost``; ``--adopt`` records orphans for their
 owners, ``--remove-orphans`` deletes them from their node. Statuses that merely changed
 (a container stopped behind the master's back) are always brought up to date.
@@ -84,6 +86,8 @@ class Command(AuditedCommand):
             self.stdout.write(self.style.ERROR(f"{report.node}: unreachable: {report.error}"))
             return
         summary = "drift remains" if left else "in step"
+        if report.moves:
+            summary += f", {len(report.moves)} interrupted move(s) resolved"
         if report.updated:
             summary += f", {report.updated} record(s) brought up to date"
         style = self.style.WARNING if left else self.style.SUCCESS
@@ -96,6 +100,7 @@ class Command(AuditedCommand):
               for pk in report.orphans if pk not in report.adopted and pk not in report.removed),
             *((f"adopted      {pk}", "") for pk in report.adopted),
             *((f"removed      {pk}", "") for pk in report.removed),
+            *((f"move         {move}", "") for move in report.moves),
             *((f"problem      {problem}", "") for problem in report.problems),
         ]
         for text, hint in lines:
