@@ -1,19 +1,22 @@
 #!/usr/bin/env python
 """`make demo`: the master on this machine, from nothing to the admin in one command.
 
-It creates (or migrates) a SQLite database, registers the local Docker engine as the node
-``local``, registers the test image as a public base image, makes an ``admin`` account with
-a generated password, starts one container for the user ``demo`` through the service layer,
-checks that it answers, and serves the admin until Ctrl-C. On Ctrl-C it stops the server
-and removes every container of the demo node, so nothing is left running.
+It builds the real notebook image (``scripts/notebook-image.sh``: a couple of minutes the
+first time, then reused), creates (or migrates) a SQLite database, registers the local Docker
+engine as the node ``local``, registers the image as a public base image, makes an ``admin``
+account with a generated password, starts one Jupyter Notebook for the user ``demo`` through
+the service layer, checks that Jupyter answers, and serves the admin until Ctrl-C. On Ctrl-C
+it stops the server and removes every container of the demo node, so nothing is left running.
+
+When the notebook image cannot be built (no root, no Debian mirror, no wheels), it says why
+and starts the small test image instead, whose busybox httpd stands in for a notebook server.
 
 Everything lives in ``$IPYNBSRV_DEMO_DIR`` (default ``/tmp/ipynbsrv-demo``): the database
 ``db.sqlite3``, the admin password ``admin-password``, the session key ``secret-key`` and the
 server's ``server.log``. Running it again reuses them. Other knobs (for tests):
 ``IPYNBSRV_DEMO_PORT`` (default 8000; 0 picks a free port), ``IPYNBSRV_DEMO_INSTANCE`` and
-``IPYNBSRV_DEMO_PREFIX`` (the Docker backend's label and name prefix), ``IPYNBSRV_DEMO_IMAGE``.
-
-The container is the small test image: busybox's httpd stands in for a notebook server.
+``IPYNBSRV_DEMO_PREFIX`` (the Docker backend's label and name prefix), ``IPYNBSRV_DEMO_IMAGE``
+(an image to start instead, built by nobody), ``IPYNBSRV_DEMO_BUILD`` (the build script).
 """
 
 from __future__ import annotations
@@ -35,15 +38,49 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = Path(os.environ.get("IPYNBSRV_DEMO_DIR", "/tmp/ipynbsrv-demo"))
-IMAGE = os.environ.get("IPYNBSRV_DEMO_IMAGE", "ipynbsrv-test/busybox:latest")
+NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
+STAND_IN = os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest")
+BUILD = os.environ.get("IPYNBSRV_DEMO_BUILD", str(ROOT / "scripts" / "notebook-image.sh"))
 INSTANCE = os.environ.get("IPYNBSRV_DEMO_INSTANCE", "demo")
 PREFIX = os.environ.get("IPYNBSRV_DEMO_PREFIX", "ipynbsrv-demo")
 PORT = int(os.environ.get("IPYNBSRV_DEMO_PORT", "8000"))
 NODE, BACKEND, ADMIN, USER, CONTAINER = "local", "local-docker", "admin", "demo", "notebook"
 
-#: The master's settings for the demo: the test image serves "/", and no named volumes are
-#: made, so Ctrl-C leaves nothing behind.
-MASTER_SETTINGS = {"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": [], "CONTAINER_BASE_URL": "/"}
+#: The master's settings for the demo: no named volumes are made, so Ctrl-C leaves nothing
+#: behind. Jupyter serves under the usual base URL; the stand-in's httpd only serves "/".
+MASTER_SETTINGS = {"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": []}
+STAND_IN_SETTINGS = {**MASTER_SETTINGS, "CONTAINER_BASE_URL": "/"}
+
+
+class Choice:
+    """The image the demo starts, and how to tell that it answers."""
+
+    def __init__(self, ref: str, jupyter: bool) -> None:
+        self.ref, self.jupyter = ref, jupyter
+
+    @property
+    def name(self) -> str:
+        return "jupyter-notebook" if self.jupyter else "busybox-notebook"
+
+    @property
+    def description(self) -> str:
+        if self.jupyter:
+            return "Jupyter Notebook (images/notebook/): runs as its owner, keeps the work in /data."
+        return "The test image: busybox's httpd on port 8888 stands in for a notebook server."
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return MASTER_SETTINGS if self.jupyter else STAND_IN_SETTINGS
+
+    @property
+    def options(self) -> dict[str, Any]:
+        if self.jupyter:  # a server and a kernel need more room than busybox
+            return {"mem_limit": "1g", "cpu_limit": 1, "pids_limit": 512}
+        return {"mem_limit": "128m", "cpu_limit": 0.5, "pids_limit": 64}
+
+    def ready_url(self, url: str) -> str:
+        """What answers 200 once the server is up: Jupyter's own status for a notebook."""
+        return url + "api/status" if self.jupyter else url
 
 
 class DemoError(Exception):
@@ -64,14 +101,38 @@ def _kept_secret(path: Path, make: Any) -> str:
     return value
 
 
-def environment() -> dict[str, str]:
+def choose_image(interrupted: threading.Event) -> Choice | None:
+    """The real notebook image, built when it is missing; the stand-in if it cannot be.
+    ``None`` when Ctrl-C came during the build."""
+    override = os.environ.get("IPYNBSRV_DEMO_IMAGE")
+    if override:
+        return Choice(override, jupyter=override == NOTEBOOK_IMAGE)
+    if subprocess.run([BUILD, "--check"], cwd=ROOT, capture_output=True).returncode != 0:
+        say(f"Building the notebook image {NOTEBOOK_IMAGE}: this takes a couple of minutes the first time "
+            "(a Debian root filesystem and Jupyter's wheels, no registry) ...")
+        build = subprocess.Popen([BUILD], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        assert build.stdout is not None
+        for line in build.stdout:
+            say(f"    {line.rstrip()}")
+        if build.wait() != 0 and interrupted.is_set():
+            return None
+        if build.returncode != 0:
+            say(f"The notebook image could not be built (see above), so the demo falls back to the small "
+                f"stand-in {STAND_IN}: busybox's httpd answers instead of Jupyter. Fix the cause and run "
+                "`make image`, then `make demo` again, for a real notebook.")
+            return Choice(STAND_IN, jupyter=False)
+    return Choice(NOTEBOOK_IMAGE, jupyter=True)
+
+
+def environment(choice: Choice) -> dict[str, str]:
     """The environment of this process and of the server: the same database and settings."""
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "testproject.settings",
         "TESTPROJECT_DB": str(DEMO_DIR / "db.sqlite3"),
-        "IPYNBSRV_BACKENDS_JSON": json.dumps(MASTER_SETTINGS),
+        "IPYNBSRV_BACKENDS_JSON": json.dumps(choice.settings),
         "DJANGO_SECRET_KEY": _kept_secret(DEMO_DIR / "secret-key", lambda: secrets.token_urlsafe(50)),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
@@ -142,7 +203,7 @@ def remove_everything(node: Any) -> list[str]:
     return problems
 
 
-def set_up() -> tuple[Any, Any, str]:
+def set_up(choice: Choice) -> tuple[Any, Any, str]:
     """Database, node, image, accounts and the demo container; returns (node, container, password)."""
     import django
 
@@ -163,9 +224,8 @@ def set_up() -> tuple[Any, Any, str]:
     if services.check_node_health(node) != BACKEND_STATUS_OK:
         raise DemoError(f"The local Docker engine does not answer ({node.last_error}). "
                         "Run `make engine` as root, or start dockerd, and try again.")
-    image, _ = Image.objects.update_or_create(ref=IMAGE, node=None, defaults={
-        "name": "busybox-notebook", "public": True, "owner": None,
-        "description": "The test image: busybox's httpd on port 8888 stands in for a notebook server."})
+    image, _ = Image.objects.update_or_create(ref=choice.ref, node=None, defaults={
+        "name": choice.name, "public": True, "owner": None, "description": choice.description})
     password = admin_password()
     user, _ = get_user_model().objects.get_or_create(username=USER)
     if user.has_usable_password():
@@ -176,8 +236,7 @@ def set_up() -> tuple[Any, Any, str]:
     if leftovers:
         raise DemoError("Could not remove what an earlier demo left: " + "; ".join(leftovers))
     try:
-        container = services.create_container(user, CONTAINER, image=image, node=node,
-                                              options={"mem_limit": "128m", "cpu_limit": 0.5, "pids_limit": 64})
+        container = services.create_container(user, CONTAINER, image=image, node=node, options=choice.options)
     except errors.BackendError as exc:
         raise DemoError(f"Could not start the demo container: {exc}") from exc
     return node, container, password
@@ -214,18 +273,22 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: interrupted.set())
 
-    env = environment()
+    choice = choose_image(interrupted)
+    if choice is None:
+        return 0
+    env = environment(choice)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     node = server = None
     try:
         say(f"Setting up the master in {DEMO_DIR} ...")
-        node, container, password = set_up()
+        node, container, password = set_up(choice)
         url = container.url
-        if not url or not answers(url, alive=lambda: not interrupted.is_set()):
+        if not url or not answers(choice.ready_url(url), timeout=90, alive=lambda: not interrupted.is_set()):
             if interrupted.is_set():
                 return 0
-            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}.")
+            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}; "
+                            f"`docker logs {container.backend_pk}` says why.")
         port = free_port(PORT)
         server = serve(env, port)
         admin_url = f"http://127.0.0.1:{port}/admin/"
@@ -237,10 +300,14 @@ def main() -> int:
         say(f"  database   {env['TESTPROJECT_DB']}")
         say(f"  node       {node.name} (the local Docker engine, instance {INSTANCE!r}): healthy")
         say(f"  container  {container} on {container.node}: {container.status}")
+        say(f"  image      {choice.ref}" + ("" if choice.jupyter else " (the stand-in: no Jupyter)"))
         say(f"  notebook   {url}")
         say(f"  admin      {admin_url}")
         say(f"  log in as  {ADMIN} / {password}")
         say()
+        if choice.jupyter:
+            say("Open the notebook URL: Jupyter Notebook runs there as the user 'demo' (no password: the port")
+            say("is bound to 127.0.0.1 only). Make a notebook with New > Notebook and run a cell.")
         say("Press Ctrl-C to stop the admin and remove the demo's containers.")
         while not interrupted.wait(0.5):
             if server.poll() is not None:

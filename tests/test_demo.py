@@ -1,6 +1,8 @@
-"""`make demo` end to end: scripts/demo.py sets up the master on the real engine, prints a
-container URL that answers and an admin one can log in to, and Ctrl-C (SIGINT) removes the
-container and stops the server. A second run reuses the database and the password.
+"""`make demo` end to end: scripts/demo.py sets up the master on the real engine, prints the
+URL of a real Jupyter notebook that runs code and an admin one can log in to, and Ctrl-C
+(SIGINT) removes the container and stops the server. A second run reuses the database and
+the password. When the notebook image cannot be built, the demo says so and starts the
+stand-in instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import EXTRA_INSTANCES, INSTANCE, PREFIX
+from .notebook import Jupyter, notebook_image  # noqa: F401
 from .utils import http_answers, http_get
 
 pytestmark = [pytest.mark.engine]
@@ -104,16 +107,22 @@ def engine_has(raw_docker, instance: str) -> list[str]:
     return [c.name for c in raw_docker.containers.list(all=True, filters={"label": label})]
 
 
-def test_make_demo_sets_up_serves_and_cleans_up(engine, tmp_path):
+def demo_env(tmp_path, **more: str) -> dict[str, str]:
     instance = f"{INSTANCE}-demo"
     EXTRA_INSTANCES.add(instance)
-    env = {
+    return {
         **os.environ,
         "IPYNBSRV_DEMO_DIR": str(tmp_path / "demo"),
         "IPYNBSRV_DEMO_PORT": "0",
         "IPYNBSRV_DEMO_INSTANCE": instance,
         "IPYNBSRV_DEMO_PREFIX": f"{PREFIX}demo",
+        **more,
     }
+
+
+def test_make_demo_sets_up_serves_and_cleans_up(engine, notebook_image, tmp_path):
+    env = demo_env(tmp_path)
+    instance = env["IPYNBSRV_DEMO_INSTANCE"]
     passwords = []
     for run in range(2):  # the second run reuses the database and the password
         demo = Demo(env)
@@ -123,7 +132,16 @@ def test_make_demo_sets_up_serves_and_cleans_up(engine, tmp_path):
             username, _, password = field(output, "log in as").partition(" / ")
             passwords.append(password)
             assert notebook.startswith("http://127.0.0.1:") and admin_url.startswith("http://127.0.0.1:")
-            assert b"ipynbsrv test page" in http_answers(notebook)
+            assert field(output, "image") == notebook_image and "Building" not in output
+            assert notebook.endswith("/notebooks/demo/notebook/")
+            if run == 0:  # what a new user does: open the URL, run a cell
+                jupyter = Jupyter(notebook)
+                try:
+                    jupyter.wait_ready(timeout=30)
+                    kernel = jupyter.start_kernel()
+                    assert jupyter.execute(kernel, "print(6 * 7)").strip() == "42"
+                finally:
+                    jupyter.close()
             assert len(engine_has(engine, instance)) == 1
             html = log_in(admin_url, username, password)
             assert "notebook" in html and notebook in html
@@ -138,3 +156,17 @@ def test_make_demo_sets_up_serves_and_cleans_up(engine, tmp_path):
     assert passwords[0] == passwords[1]
     assert (tmp_path / "demo" / "db.sqlite3").exists()
     assert oct((tmp_path / "demo" / "admin-password").stat().st_mode & 0o777) == "0o600"
+
+
+def test_make_demo_falls_back_to_the_stand_in_when_the_image_cannot_be_built(engine, tmp_path):
+    env = demo_env(tmp_path, IPYNBSRV_DEMO_BUILD="/bin/false")  # a build that fails, and says nothing
+    demo = Demo(env)
+    try:
+        output = demo.wait_for("Press Ctrl-C")
+        assert "Building the notebook image" in output and "falls back to the small stand-in" in output
+        assert "(the stand-in: no Jupyter)" in field(output, "image")
+        assert b"ipynbsrv test page" in http_answers(field(output, "notebook"))
+        assert demo.interrupt() == 0, "".join(demo.output)
+    finally:
+        demo.kill()
+    assert engine_has(engine, env["IPYNBSRV_DEMO_INSTANCE"]) == []
