@@ -253,8 +253,8 @@ def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:
     port = value["PROXY_PORT"]
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535):
         messages.append(_error(13, f"{_setting('PROXY_PORT')} must be None or a port number, not {port!r}."))
-    elif port is not None and isinstance(value["CONTAINER_PORTS"], (list, tuple)) and port not in value["CONTAINER_PORTS"]:
-        messages.append(_error(13, f"{_setting('PROXY_PORT')} is {port}, which is not in {_setting('CONTAINER_PORTS')}.",
+    elif port is not None and isinstance(ports := value["CONTAINER_PORTS"], (list, tuple)) and port not in ports:
+        messages.append(_error(13, f"{_setting('PROXY_PORT')} is {port}, not one of {_setting('CONTAINER_PORTS')}.",
                                hint="The proxy can only reach a port the containers publish."))
     return messages
 
