@@ -221,11 +221,16 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 log "adding the entrypoint and the health check (images/notebook/Dockerfile)"
+previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$BASE_IMAGE" \
     --label "org.ipynbsrv.notebook.recipe=$RECIPE_KEY" -t "$IMAGE" "$RECIPE_DIR" >"$CACHE/docker-build.log" 2>&1 \
     || { tail -20 "$CACHE/docker-build.log" >&2; die "docker build of $RECIPE_DIR failed"; }
 
-# Root filesystems of older recipes are no longer needed (the image keeps its own layers).
+# The image this one replaces (unless a container still uses it), and root filesystems of
+# older recipes, are no longer needed.
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$BASE_REPO" 2>/dev/null); do
     [ "$old" = "$BASE_IMAGE" ] || docker image rm "$old" >/dev/null 2>&1 || true
 done
