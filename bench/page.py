@@ -40,21 +40,27 @@ docker-py baselines:
   checks. The gap between the two is the engine's time for the backend's safety checks
   (one inspect is a few milliseconds), shown for information.
 
-Targets: `Docker` within 5 % of docker-py, `HttpRemote` within 15 %.
+Suspend, resume and exec take the engine about 10–50 ms, so each cycle does them five times
+and counts their median. Targets: `Docker` within 5 % of docker-py, `HttpRemote` within 15 %.
 """
 
 SECTION_1_WHY = """\
-**Where a target is missed, and why.** `Docker` adds almost nothing in Python (a CPU profile
-of `exec_in_container` with pyinstrument: about 0.3 ms of our own code per call, the rest
-waiting on the engine), so its rows sit at 1.0 within the engine's own jitter; on this
-2-core machine, shared with other engine users, single operations vary by 10–30 % from one
-repetition to the next, which the spread column shows. `HttpRemote` adds one HTTP round trip
-per operation — the request through gunicorn, the token check, Django REST framework, the
-JSON record back — about 2–4 ms whatever the operation. That is invisible next to a create
-(hundreds of ms) but not next to the engine's fastest operations: pausing or unpausing a
-container takes the engine about 10 ms, so the same few milliseconds are 20–35 % there. That
-part is ours, a fixed cost of crossing the network to a node; the engine's part of those
-operations is unchanged.
+**Where a target is missed, and why.** `Docker` adds almost nothing of its own: a CPU profile
+of `exec_in_container` (pyinstrument) found about 0.3 ms of our code per call, the rest waiting
+on the engine's socket, so its rows sit at 1.0 within the engine's jitter. This machine has 2
+cores and an engine shared with other users, and single operations vary by 10–30 % from one
+repetition to the next; a miss whose spread includes 1 is that jitter, not a cost.
+
+`HttpRemote` adds one HTTP round trip per operation: `requests` on the master, gunicorn's
+threaded worker and Django REST framework on the node, the JSON answer back. Measured alone on
+an idle host API it is about **1.5 ms** a call (a state read: 2.2 ms through the host API
+against 0.73 ms direct); a wall-clock profile of the host API worker (py-spy) during a run of
+suspends and resumes put 96 % of each request's time inside the backend's own engine calls,
+so the node's Python side is not where the time goes. That fixed cost disappears next to a
+create, a stop or a delete (100–250 ms), but the engine pauses or unpauses a container in
+about 10 ms, so there the same round trip is 15–35 % and the 15 % target is missed. That part
+is ours — the price of reaching a node over the network, not the engine's — and in absolute
+terms it is a millisecond or two per call.
 """
 
 SECTION_2 = """\
@@ -92,9 +98,9 @@ SECTION_3_WHY = """\
 The master does more per container than the baseline: a placement transaction in the
 database, the backend's checks on the node (image, name, the record read back), one HTTP hop to
 the node and the record saved afterwards — and on two cores its Python threads and the nodes'
-host APIs compete with the two engines for the CPU. The later a container is created, the more
-of that queue it waits behind, which is why the first container answers later than the
-baseline's while the last one is closer.
+host APIs compete with the two engines for the CPU. Since the fix below, that extra work
+overlaps with the engines' and the throughput is the engines' own; before it, the threads
+queued for SQLite's write lock and left the engines idle (see *Profiled and fixed*).
 """
 
 SECTION_4 = """\
@@ -107,10 +113,12 @@ connection; 40 calls each). Spread: medians of five equal slices of the calls.
 """
 
 SECTION_4_WHY = """\
-No target: a status call is not a ping. Against the same engine calls the host API adds one
-HTTP request through gunicorn (2 workers × 8 threads here) and Django REST framework, a few
-milliseconds; at 32 clients the calls queue for the 16 worker threads and the engine, and the
-ratio falls because the engine is then the slower part.
+No target: a status call is not a ping. It does two engine calls (a ping, and a list for the
+container counts), so against a bare ping it costs several times more; against the same two
+engine calls made directly, the host API adds its HTTP round trip (about 1.5 ms, see section
+1). At 32 clients every call waits its turn for the host API's 16 worker threads (2 gunicorn
+workers × 8 threads) and for the engine, so both latencies grow; the engine's own list call
+slows down under that load as much as the host API does.
 """
 
 SECTION_5 = """\
@@ -168,7 +176,12 @@ def misses(rows: list[Row]) -> list[str]:
             extra = ""
             if item.ours is not None and item.base is not None and item.unit == "ms":
                 extra = f" ({fmt(item.ours, 1)} ms against {fmt(item.base, 1)} ms, {item.ours - item.base:+.1f} ms)"
-            found.append(f"- {item.name}: ratio {fmt(item.ratio, 3)}, target {item.target}{extra}")
+            noise = ""
+            if item.low is not None and item.high is not None and item.low <= 1.0 <= item.high \
+                    and not item.target.startswith("≥"):
+                noise = (f"; the spread ({fmt(item.low, 3)}–{fmt(item.high, 3)}) includes 1: in this run "
+                         "not told apart from the engine's own jitter")
+            found.append(f"- {item.name}: ratio {fmt(item.ratio, 3)}, target {item.target}{extra}{noise}")
     return found
 
 
