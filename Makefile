@@ -53,8 +53,12 @@ images: stand-in image
 
 .PHONY: stand-in image
 
+# A private PostgreSQL runs for the length of the tests (the concurrency tests' second pass).
 test: venv images
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@port=$$(scripts/postgres.sh start) || exit 1; \
+	export $$port; \
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	scripts/postgres.sh stop; exit $$status
 	$(MAKE) matrix
 
 lint: venv

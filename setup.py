@@ -29,6 +29,8 @@ setup(
             "pytest>=8",
             "pytest-django>=4.8",
             "pytest-timeout>=2.3",
+            # the master's concurrency tests also run on a real PostgreSQL (scripts/postgres.sh)
+            "psycopg[binary]>=3.1",
             # the notebook tests talk to Jupyter kernels over their websocket
             "websocket-client>=1.6",
             # browser tests (Debian's chromium + chromium-driver, no browser download)

@@ -62,6 +62,20 @@ DATABASES = {
     }
 }
 
+# The master's concurrency tests also run on PostgreSQL (scripts/postgres.sh starts one):
+# TESTPROJECT_DB_ENGINE=postgresql with TESTPROJECT_PG_PORT (and optionally _HOST, _USER).
+if os.environ.get("TESTPROJECT_DB_ENGINE") == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("TESTPROJECT_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ["TESTPROJECT_PG_PORT"],
+            "USER": os.environ.get("TESTPROJECT_PG_USER", "postgres"),
+            "NAME": os.environ.get("TESTPROJECT_PG_NAME", "ipynbsrv"),
+            "TEST": {"NAME": f"ipynbsrv_test_{os.getpid()}"},
+        }
+    }
+
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
