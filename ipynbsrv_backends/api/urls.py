@@ -29,7 +29,11 @@ See ``docs/api.md``.
 
 from __future__ import annotations
 
-from django.urls import path
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import SimpleRouter
 
 from . import views
@@ -42,7 +46,17 @@ router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("nodes", views.NodeViewSet, basename="node")
 
+
+
+@csrf_exempt  # it changes nothing, and a POST must get the same JSON 404
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other path below the API (such as ``containers/1.5/``) is a JSON 404 like the
+    API's own, never the project's HTML page."""
+    return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+
+
 urlpatterns = [
     *router.urls,
     path("schema/", views.SchemaView.as_view(), name="schema"),
+    re_path(r"^", not_found),
 ]

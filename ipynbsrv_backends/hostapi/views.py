@@ -97,6 +97,15 @@ class HostAPISchema(AutoSchema):
     def get_tags(self) -> list[str]:
         return list(getattr(self.view, "schema_tags", None) or super().get_tags())
 
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        # A pk that is not encoded (or empty) matches no route: 404 ``not_found``, so every
+        # operation with a pk in its path documents 404.
+        operation = super().get_operation(*args, **kwargs)
+        responses = (operation or {}).get("responses", {})
+        if "{" in self.path and "404" not in responses and "401" in responses:
+            responses["404"] = {**responses["401"], "description": "not_found (no such endpoint: a malformed pk)"}
+        return operation
+
 
 def document(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``extend_schema`` for a view method, built on :class:`HostAPISchema`.
