@@ -144,6 +144,7 @@ class ServiceDeleteMixin:
             return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
         except _DeleteFailed as failure:  # the transaction (and its log entry) was rolled back
             logger.warning("Admin delete of %s by %s failed: %s", failure.obj, request.user, failure.error)
+            audit.record(f"{self.model._meta.model_name}.delete", failure.obj, error=failure.error)
             self.message_user(request, self.delete_failed % {"object": failure.obj, "reason": failure.error},
                               level=messages.ERROR)
             return HttpResponseRedirect(_change_url(self, failure.obj))
@@ -152,9 +153,13 @@ class ServiceDeleteMixin:
         """Delete object by object: each with its log entry, in its own transaction."""
 
         def delete(obj: Any) -> None:
-            with transaction.atomic(using=router.db_for_write(self.model)):
-                self.log_deletions(request, [obj])
-                self.service_delete(obj)  # a BackendError rolls the log entry back
+            try:
+                with transaction.atomic(using=router.db_for_write(self.model)):
+                    self.log_deletions(request, [obj])
+                    self.service_delete(obj)  # a BackendError rolls the log entry back
+            except BackendError as exc:  # ... and the audit entry with it: record it again
+                audit.record(f"{self.model._meta.model_name}.delete", obj, error=exc)
+                raise
 
         run_each(self, request, list(queryset), delete, self.delete_done, self.delete_failed)
 

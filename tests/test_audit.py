@@ -148,3 +148,16 @@ def test_the_admin_shows_the_log_read_only(admin_client, alice):
     assert answer.status_code == 403
     entry.refresh_from_db()
     assert entry.action == "container.stop"
+
+
+def test_a_failed_admin_delete_is_recorded(make_node, alice, admin_client, admin_user):
+    node = make_node("n1", base_url="unix:///nonexistent/docker.sock")  # the engine cannot be reached
+    container = Container.objects.create(owner=alice, name="nb", node=node, backend_pk="ipynbsrv-gone",
+                                         status="running")
+    answer = admin_client.post(reverse("admin:ipynbsrv_backends_container_changelist"), {
+        "action": "delete_selected", "_selected_action": [container.pk], "post": "yes"})
+    assert answer.status_code in (200, 302)
+    assert Container.objects.filter(pk=container.pk).exists()  # kept: it may still run
+    entry = only_entry(action="container.delete")
+    assert (entry.result, entry.via, entry.actor, entry.target) == ("error", "admin", admin_user, "alice/nb")
+    assert "BackendUnavailableError" in entry.message
