@@ -33,7 +33,14 @@ from django.utils.translation import ngettext_lazy
 from . import audit, services
 from .contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 from .errors import BackendError
-from .forms import BackendForm, ContainerCloneForm, ContainerCommitForm, ContainerCreateForm, ContainerMoveForm, NodeForm
+from .forms import (
+    BackendForm,
+    ContainerCloneForm,
+    ContainerCommitForm,
+    ContainerCreateForm,
+    ContainerMoveForm,
+    NodeForm,
+)
 from .models import AuditEntry, Backend, Container, Image, Node, Snapshot
 from .registry import mask_config
 

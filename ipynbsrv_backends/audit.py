@@ -79,13 +79,13 @@ def describe(obj: Any) -> dict[str, str]:
         return {}
     if isinstance(obj, Container):
         return {"target_type": "container", "target_id": str(obj.pk or ""), "target": str(obj),
-                "node": obj.node.name if obj.node_id else ""}
+                "node": getattr(obj.node, "name", "")}
     if isinstance(obj, Snapshot):
         return {"target_type": "snapshot", "target_id": str(obj.pk or ""), "target": str(obj),
                 "node": obj.container.node.name if obj.container_id else ""}
     if isinstance(obj, Image):
         return {"target_type": "image", "target_id": str(obj.pk or ""), "target": obj.ref or obj.name,
-                "node": obj.node.name if obj.node_id else ""}
+                "node": getattr(obj.node, "name", "")}
     if isinstance(obj, Node):
         return {"target_type": "node", "target_id": str(obj.pk or ""), "target": obj.name, "node": obj.name}
     return {"target_type": type(obj).__name__.lower(), "target": str(obj)[:512]}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from ipynbsrv_backends import errors, registry, services
 from ipynbsrv_backends.models import AuditEntry, Backend, Container, Image
@@ -181,7 +181,7 @@ def test_host_api_killed(cluster, nodes, base_image, alice):
     assert on_node(cluster, 0, running_only=True) == {mine.backend_pk: "running"}
     assert Container.objects.filter(pk=mine.pk).exists()
     out = StringIO()
-    with pytest.raises(Exception):
+    with pytest.raises(CommandError):
         call_command("ipynbsrv_reconcile", stdout=out)
     assert "n1: unreachable" in out.getvalue()
     cluster.heal()
@@ -255,7 +255,7 @@ def test_registry_down_during_a_pull(cluster, nodes, base_image, alice, bob):
     assert not Container.objects.filter(name="child").exists()
     assert on_node(cluster, 1) == {}
     out = StringIO()
-    with pytest.raises(Exception):
+    with pytest.raises(CommandError):
         call_command("ipynbsrv_distribute", image.ref, "--node", "n2", stdout=out)
     assert "n2: FAILED" in out.getvalue()
     cluster.heal()

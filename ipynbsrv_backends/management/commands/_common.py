@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import audit
-
 from ...models import Node
 
 #: Exit statuses, the same for every command of the app (see docs/commands.md).

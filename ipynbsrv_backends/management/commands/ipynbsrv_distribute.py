@@ -11,7 +11,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import audit, errors
 from ...registry import get_backend
-from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
+from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes
 
 
 class Command(AuditedCommand):

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import errors, services
 from ...models import Container
-from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
+from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes
 
 
 class Command(AuditedCommand):

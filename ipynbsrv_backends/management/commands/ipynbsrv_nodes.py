@@ -16,7 +16,7 @@ from django.db.models import Count
 from ... import services
 from ...contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 from ...models import Container
-from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes, when
+from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes, when
 
 logger = logging.getLogger(__name__)
 

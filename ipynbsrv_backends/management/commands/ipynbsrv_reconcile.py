@@ -22,7 +22,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ._common import AuditedCommand, EXIT_PROBLEM, select_nodes
+from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes
 
 logger = logging.getLogger(__name__)
 
