@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 #: Examples per operation; ``IPYNBSRV_FUZZ_EXAMPLES`` raises it for a longer local run.
-MAX_EXAMPLES = int(os.environ.get("IPYNBSRV_FUZZ_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("IPYNBSRV_FUZZ_EXAMPLES", "15"))
 
 
 @dataclass
@@ -61,12 +61,7 @@ def fuzz(
     session = requests.Session()
     session.trust_env = False
     session.auth = auth
-    operations = [result.ok() for result in schema.get_all_operations()]
-    for operation, mode in [(op, mode) for mode in GenerationMode for op in operations]:
-        operation_id = operation.definition.raw.get("operationId", operation.label)
-        if operation_id in skip:
-            continue
-
+    def make_run(operation: Any, mode: Any) -> Callable[[], None]:
         @settings(
             max_examples=max_examples,
             deadline=None,
@@ -76,7 +71,7 @@ def fuzz(
             derandomize=True,
         )
         @given(case=operation.as_strategy(generation_mode=mode))
-        def run(case: Any, mode: Any = mode) -> None:
+        def run(case: Any) -> None:
             if prepare is not None:
                 prepare(case, report.cases)
             extra = headers(case) if callable(headers) else headers
@@ -91,10 +86,18 @@ def fuzz(
                     f"{str(exc)[:600]}\n  body: {response.text[:300]!r}"
                 )
 
-        try:
-            run()
-        except Unsatisfiable:
-            # Nothing in this operation can be made invalid (e.g. no parameters at all).
-            report.unsatisfiable.append(f"[{mode.value}] {operation_id}")
+        return run
+
+    operations = [result.ok() for result in schema.get_all_operations()]
+    for mode in GenerationMode:
+        for operation in operations:
+            operation_id = operation.definition.raw.get("operationId", operation.label)
+            if operation_id in skip:
+                continue
+            try:
+                make_run(operation, mode)()
+            except Unsatisfiable:
+                # Nothing in this operation can be made invalid (e.g. no parameters at all).
+                report.unsatisfiable.append(f"[{mode.value}] {operation_id}")
     session.close()
     return report

@@ -6,7 +6,7 @@ test instance; the users' API under pytest-django's ``live_server``, signed in a
 user who owns a real container, snapshot and image, so the generated cases reach real
 objects too. Every answer must be below 500 and conform to the schema (status code, content
 type, body). Each test prints its case count; ``IPYNBSRV_FUZZ_EXAMPLES`` sets the examples per
-operation (25 by default, which keeps both under a few minutes).
+operation and mode (15 by default, which keeps both under a few minutes).
 """
 
 from __future__ import annotations
