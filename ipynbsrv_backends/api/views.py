@@ -11,7 +11,8 @@ changed. Other users' things are answered with 404, as if they did not exist.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
@@ -21,7 +22,6 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -31,6 +31,7 @@ from rest_framework.reverse import reverse
 from .. import __version__, audit, services
 from ..errors import ContainerNotFoundError
 from ..models import Container, Image, Node, Snapshot
+from ..parsers import SafeJSONParser
 from . import serializers as s
 from .exceptions import api_exception_handler
 from .permissions import OwnerOrStaff, StaffOnly
@@ -47,7 +48,7 @@ class UserAPIView:
     authentication_classes = [BasicAuthentication, SessionAuthentication]
     permission_classes = [OwnerOrStaff]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     pagination_class = None
     filter_backends: list[Any] = []
     schema = UserAPISchema()

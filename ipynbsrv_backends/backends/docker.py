@@ -577,7 +577,12 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
                 "(set allowed_volume_roots, or use a named volume)."
             )
-        real = os.path.realpath(source)
+        try:
+            real = os.path.realpath(source)
+        except OSError as exc:  # e.g. /proc/1/root: a link this process may not even read
+            raise errors.InvalidArgumentError(
+                f"Host path {source[:200]!r} cannot be mounted: {exc.strerror or exc}."
+            ) from exc
         for root in self.allowed_volume_roots:
             if real == root or real.startswith(root.rstrip("/") + "/"):
                 if not os.path.isdir(real) and not os.path.isfile(real):
@@ -749,7 +754,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         labels = {key: "" for key in CONTAINER_LABELS}
         labels.update({
             L_INSTANCE: self.instance, L_KIND: KIND_CONTAINER, L_OWNER: username, L_UID: str(uid),
-            L_NAME: name, L_CREATED: iso_utc(dt.datetime.now(dt.timezone.utc)),
+            L_NAME: name, L_CREATED: iso_utc(dt.datetime.now(dt.UTC)),
             L_PORTS: json.dumps(port_specs), L_VOLUMES: json.dumps(volume_specs),
         })
         environment = {**env, "OWNER": username, "OWNER_UID": str(uid),
@@ -922,7 +927,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 self._api().commit(info["Id"], repository=repo, tag=tag, conf={"Labels": {
                     L_INSTANCE: self.instance, L_KIND: KIND_IMAGE, L_CONTAINER: info["Name"].lstrip("/"),
                     L_IMAGE_NAME: name if ":" in name else f"{name}:latest",
-                    L_CREATED: iso_utc(dt.datetime.now(dt.timezone.utc)),
+                    L_CREATED: iso_utc(dt.datetime.now(dt.UTC)),
                 }})
         if self.registry:
             try:

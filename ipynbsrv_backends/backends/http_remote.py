@@ -40,6 +40,7 @@ from ..contract import (
 )
 from ..hostapi import signing
 from ..hostapi.wire import OPTIONS_PARAM, encode_pk
+from ..validation import validate_pk
 
 logger = logging.getLogger(__name__)
 
@@ -435,10 +436,10 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     @staticmethod
     def _pk(value: Any, what: str = "container") -> str:
-        if not isinstance(value, str):
-            raise errors.InvalidArgumentError(
-                f"Invalid {what} id {str(value)[:80]!r}: pass the pk the backend returned."
-            )
+        # The same rule as Docker's (an empty pk travels, and the node refuses it), checked
+        # here so a huge pk is not turned into a URL the node's server refuses as too long.
+        if value != "":
+            validate_pk(value, what)
         return encode_pk(value)
 
     @staticmethod

@@ -22,7 +22,6 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status as http_status
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -40,6 +39,7 @@ from ..contract import (
     SuspendableContainerBackend,
 )
 from ..errors import AuthenticationError, CapabilityNotSupportedError, InvalidArgumentError
+from ..parsers import SafeJSONParser
 from . import serializers as s
 from . import signing
 from .auth import HostAPITokenAuthentication, IsHostAPIClient, PayloadTooLarge, get_keystore
@@ -155,7 +155,7 @@ class HostAPIView:
     authentication_classes = [HostAPITokenAuthentication]
     permission_classes = [IsHostAPIClient]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     throttle_classes: list[Any] = []
     schema = HostAPISchema()
     schema_tags: list[str] = []
