@@ -85,6 +85,16 @@ def main(facts_path: str) -> int:
         raise RuntimeError(f"not every node is healthy: {statuses}")
     connection.close()
 
+    # when each placement (the reservation transaction) was done: measurement only
+    reserved: list[float] = []
+    original_reserve = services._reserve
+
+    def timed_reserve(*args: Any, **kwargs: Any) -> Any:
+        result = original_reserve(*args, **kwargs)
+        reserved.append(time.monotonic())
+        return result
+
+    services._reserve = timed_reserve  # type: ignore[assignment]
     barrier = threading.Barrier(count)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -144,6 +154,7 @@ def main(facts_path: str) -> int:
         "first_http": min(answered) if answered else None,
         "last_http": max(answered) if len(answered) == count else None,
         "answered": len(answered),
+        "last_placed": max(reserved) - start if reserved else None,
         "per_node": per_node,
         "peak_rss_kib": peak,
         "cleanup_errors": cleanup_errors[:5],

@@ -98,9 +98,13 @@ SECTION_3_WHY = """\
 The master does more per container than the baseline: a placement transaction in the
 database, the backend's checks on the node (image, name, the record read back), one HTTP hop to
 the node and the record saved afterwards — and on two cores its Python threads and the nodes'
-host APIs compete with the two engines for the CPU. Since the fix below, that extra work
-overlaps with the engines' and the throughput is the engines' own; before it, the threads
-queued for SQLite's write lock and left the engines idle (see *Profiled and fixed*).
+host APIs compete with the two engines for the CPU and the disk. The database part is serial:
+the placements and the records after creation take turns (see *Profiled and fixed*), and each
+SQLite commit waits for the disk, which the two engines keep busy here. The row *time until
+the master had placed every container* shows how long that serial part took. It is why the
+first container answers HTTP later than the baseline's: its record waits its turn behind
+placements still coming in, and only then does `create_container` return. The engines stay
+busy meanwhile, so the throughput (until the last creation) stays close to theirs.
 """
 
 SECTION_4 = """\
