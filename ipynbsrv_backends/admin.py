@@ -232,7 +232,7 @@ class NodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ["enabled", "draining", "last_status", "backend"]
     search_fields = ["name", "address"]
     list_select_related = ["backend"]
-    actions = ["check_health", "enable", "disable", "drain", "undrain", "refresh_containers"]
+    actions = ["check_health", "enable", "disable", "drain", "undrain", "refresh_containers", "rotate_signing_key"]
     fieldsets = [
         (None, {"fields": ["name", "address", "backend", "backend_config", "effective_config"]}),
         (_("Placement"), {"fields": ["enabled", "draining", "capacity"]}),
@@ -310,6 +310,15 @@ class NodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
         self._set_flags(request, queryset, ngettext_lazy(
             "%(count)d node takes new containers again.", "%(count)d nodes take new containers again.", "count"),
             draining=False)
+
+    @admin.action(permissions=["change"], description=_("Rotate the signing key"))
+    def rotate_signing_key(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """A new request-signing key for each node, without downtime (docs/security.md)."""
+        from .keys import rotate_signing_key
+
+        run_each(self, request, queryset.select_related("backend"), rotate_signing_key, ngettext_lazy(
+            "The signing key of %(count)d node was rotated.", "The signing keys of %(count)d nodes were rotated.",
+            "count"), _("Could not rotate the signing key of %(object)s: %(reason)s"))
 
     @admin.action(permissions=["change"], description=_("Refresh container statuses"))
     def refresh_containers(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -20,7 +20,7 @@ import logging
 
 from django.db import transaction
 
-from . import errors, registry
+from . import audit, errors, registry
 from .backends.http_remote import HttpRemote
 from .hostapi.signing import new_key
 from .models import Node
@@ -31,7 +31,17 @@ __all__ = ["rotate_signing_key"]
 
 
 def rotate_signing_key(node: Node, grace: int | None = None) -> None:
-    """Give ``node`` a new signing key and switch the master to it (see the module)."""
+    """Give ``node`` a new signing key and switch the master to it (see the module); the
+    audit log records the rotation (never the key) and any failure."""
+    try:
+        _rotate(node, grace)
+    except errors.BackendError as exc:
+        audit.record("node.rotate_signing_key", node, error=exc)
+        raise
+    audit.record("node.rotate_signing_key", node, details={"grace": grace})
+
+
+def _rotate(node: Node, grace: int | None) -> None:
     backend = registry.get_backend(node)
     if not isinstance(backend, HttpRemote):
         raise errors.CapabilityNotSupportedError(

@@ -254,3 +254,36 @@ def test_the_cli_needs_a_state_dir_with_a_signing_key(tmp_path):
     result = subprocess.run([*hostapi_command(), "--port", "1", "--state-dir", str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "32 to 256" in result.stderr and "short" not in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rotation_from_the_admin(raw_docker, workdir, engine, admin_client, make_node):
+    from ipynbsrv_backends.models import AuditEntry, Backend, Node
+
+    key = signing.new_key()
+    process = HostAPINode(workdir, backend_args=backend_options(), signing_key=key,
+                          state_dir=workdir / f"state-{secrets.token_hex(4)}")
+    registry.forget_backend()
+    with process:
+        backend = Backend.objects.create(name="remote", kind="HttpRemote",
+                                         config={"url": process.url, "token": process.token})
+        node = Node.objects.create(name="signed", address="127.0.0.1", backend=backend,
+                                   backend_config={"signing_key": key})
+        local = make_node("local")
+        url = "/admin/ipynbsrv_backends/node/"
+        response = admin_client.post(url, {"action": "rotate_signing_key", "_selected_action": [node.pk, local.pk]},
+                                     follow=True)
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert "The signing key of 1 node was rotated." in text
+        assert "Could not rotate the signing key of local" in text
+        rotated = Node.objects.get(pk=node.pk).backend_config["signing_key"]
+        assert rotated != key
+        assert registry.get_backend(Node.objects.select_related("backend").get(pk=node.pk)).get_containers() == []
+        for page in (url, f"{url}{node.pk}/change/"):
+            content = admin_client.get(page).content.decode()
+            assert rotated not in content and key not in content and process.token not in content
+        entries = AuditEntry.objects.filter(action="node.rotate_signing_key")
+        assert entries.count() == 2
+        assert rotated not in json.dumps(list(entries.values()), default=str)
+    registry.forget_backend()
