@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 from . import errors
 from .conf import DEFAULTS, SETTING_NAME
 from .contract import ContainerBackend
+from .hostapi.signing import valid_key
 from .placement import ALGORITHMS, ServerSelectionAlgorithm
 from .validation import validate_cpu_limit, validate_env, validate_mem_limit, validate_pids_limit, validate_volumes
 
@@ -227,6 +228,7 @@ def _check_base_url(template: Any) -> list[CheckMessage]:
     return []
 
 
+
 def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     path = value["HOSTAPI_BACKEND"]
@@ -238,6 +240,19 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
     token = value["HOSTAPI_TOKEN"]
     if token is not None and not isinstance(token, str):
         messages.append(_error(11, f"{_setting('HOSTAPI_TOKEN')} must be a string or None."))
+    key = value["HOSTAPI_SIGNING_KEY"]
+    if key is not None and (not isinstance(key, str) or (key and not valid_key(key))):
+        # Never echo the value: it is a secret.
+        messages.append(_error(14, f"{_setting('HOSTAPI_SIGNING_KEY')} must be None, empty, or 32 to 256 "
+                                   "printable characters without spaces."))
+    state_dir = value["HOSTAPI_STATE_DIR"]
+    if state_dir is not None and not isinstance(state_dir, str):
+        messages.append(_error(14, f"{_setting('HOSTAPI_STATE_DIR')} must be a directory path or None."))
+    for name, low, high in (("HOSTAPI_SIGNATURE_WINDOW", 1, 3600), ("HOSTAPI_KEY_GRACE", 0, 86400)):
+        number = value[name]
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            messages.append(_error(14, f"{_setting(name)} must be a whole number of seconds from {low} to {high}, "
+                                       f"not {number!r}."))
     if value["HOSTAPI_INSECURE_NO_TOKEN"]:
         messages.append(_warning(
             1, f"{_setting('HOSTAPI_INSECURE_NO_TOKEN')} is on: the host API serves anyone who can reach it.",

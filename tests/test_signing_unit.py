@@ -84,3 +84,24 @@ def test_in_a_project_without_a_state_dir(project_node):
                                  HTTP_AUTHORIZATION="Bearer " + "t" * 40,
                                  **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()})
     assert response.status_code == 501 and response.json()["code"] == "not_supported"
+
+
+@pytest.mark.parametrize("setting,value", [
+    ("HOSTAPI_SIGNING_KEY", "short-secret"), ("HOSTAPI_SIGNING_KEY", 42), ("HOSTAPI_STATE_DIR", 1),
+    ("HOSTAPI_SIGNATURE_WINDOW", 0), ("HOSTAPI_SIGNATURE_WINDOW", "60"), ("HOSTAPI_KEY_GRACE", -1),
+])
+def test_bad_signing_settings_are_e014(settings, setting, value):
+    from django.core.checks import run_checks
+
+    settings.IPYNBSRV_BACKENDS = {setting: value}
+    found = [m for m in run_checks(tags=["ipynbsrv_backends"]) if m.id == "ipynbsrv_backends.E014"]
+    assert len(found) == 1 and setting in found[0].msg
+    assert "short-secret" not in found[0].msg
+
+
+def test_good_signing_settings_pass(settings):
+    from django.core.checks import run_checks
+
+    settings.IPYNBSRV_BACKENDS = {"HOSTAPI_SIGNING_KEY": KEY, "HOSTAPI_STATE_DIR": "/var/lib/x",
+                                  "HOSTAPI_SIGNATURE_WINDOW": 30, "HOSTAPI_KEY_GRACE": 0}
+    assert not [m for m in run_checks(tags=["ipynbsrv_backends"]) if m.id == "ipynbsrv_backends.E014"]
