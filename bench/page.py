@@ -169,8 +169,11 @@ def machine() -> str:
         client.close()
     except Exception:  # noqa: BLE001 - the page is written anyway
         engine = "?"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPU cores, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, Docker engine {engine}.")
+            f"Linux {platform.release()}, Python {platform.python_version()}, Docker engine {engine}; "
+            f"load average at the end {load} (above the number of cores, other work shared the machine "
+            "and its engine, and the spreads widen accordingly).")
 
 
 def misses(rows: list[Row]) -> list[str]:
