@@ -148,7 +148,13 @@ waiter slept, and the nodes' engines were left idle at the start. The fix
 (`ipynbsrv_backends/services.py`): those two short writes take turns on a lock in the process,
 where a waiting thread is woken the moment the turn is free; other processes still take turns
 through the database. After it: **0.90** of docker-py's throughput (14.6 s against 13.1 s),
-first container answering after 1.46× the baseline's time instead of 3.3×. Run again with
+first container answering after 1.46× the baseline's time instead of 3.3×. The same profile after the fix: about two
+thirds of the threads' time waiting on the nodes (`HttpRemote.create_container`, the engines at
+work), a quarter waiting for the turn; the thread holding the turn spends half its time in
+SQLite's commit, that is waiting for the disk the two engines also write to. On a machine where
+that matters, SQLite's WAL journal (`PRAGMA journal_mode=WAL`; a commit measured here took
+0.17 ms against 0.73 ms with the default journal, on an idle disk) or PostgreSQL makes each
+turn shorter; the benchmark keeps testproject's settings. Run again with
 `BENCH_PROFILE_DIR=DIR python -m bench --only storm` to write the profile (collapsed stacks) to
 `DIR`.
 
