@@ -9,6 +9,7 @@ import json
 import secrets
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -77,6 +78,9 @@ def test_httpremote_with_the_key_passes_and_without_it_is_refused(signing_node, 
                 remote.create_container("alice", 4242, "unsigned", [], [], image=TEST_IMAGE)
     assert engine_state(engine) == before == ([], [], [])
     assert signing_node.signing_key not in signing_node.log()
+    state = Path(signing_node.args[signing_node.args.index("--state-dir") + 1])
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "hostapi-state.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
 def test_bad_signatures_are_refused_and_change_nothing(signing_node, docker_backend, engine):

@@ -188,6 +188,10 @@ def _check_signing(args: argparse.Namespace) -> None:
     state_dir = os.path.abspath(args.state_dir)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        if os.stat(state_dir).st_mode & 0o077:
+            # It holds the signing keys (SQLite's -wal and -shm files too): owner only.
+            os.chmod(state_dir, 0o700)
+            logger.info("--state-dir %s is now readable by its owner only (0700).", state_dir)
         probe = os.path.join(state_dir, ".write-test")
         with open(probe, "w", encoding="utf-8"):
             pass
