@@ -46,6 +46,7 @@ setup(
             "django-stubs>=5.0",
             "djangorestframework-stubs>=3.15",
             "types-requests",
+            "types-gunicorn",
             # schema-driven fuzzing of the host API and the users' API (tests/test_fuzz.py)
             "schemathesis>=4.0,<5",
         ],
