@@ -133,8 +133,10 @@ pip_on_host() {
         "$HERE/.venv/bin/python" -m pip "$@"
     elif python3 -m pip --version >/dev/null 2>&1; then
         python3 -m pip "$@"
-    else
-        die "pip is needed on this machine to fetch the wheels (make venv, or apt-get install python3-pip)"
+    else  # a fresh Debian has no pip outside a virtualenv: make one for fetching
+        [ -x "$CACHE/pip/bin/pip" ] || python3 -m venv "$CACHE/pip" \
+            || die "pip is needed to fetch the wheels: apt-get install python3-venv (or python3-pip)"
+        "$CACHE/pip/bin/python" -m pip "$@"
     fi
 }
 

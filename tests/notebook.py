@@ -208,25 +208,27 @@ class Jupyter:
                 "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                             "allow_stdin": False, "stop_on_error": True},
             }))
-            printed, reply = [], None
+            printed: list[str] = []
+            reply: dict[str, Any] | None = None
+            idle = False  # the kernel's "idle" comes after the output and the reply
             deadline = time.monotonic() + timeout
-            while reply is None or not printed_done(printed, reply):
+            while reply is None or not idle:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"no execute_reply within {timeout} s (printed {printed!r})")
                 message = json.loads(ws.recv())
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
-                kind = message["header"]["msg_type"]
+                kind, content = message["header"]["msg_type"], message["content"]
                 if kind == "stream":
-                    printed.append(message["content"]["text"])
+                    printed.append(content["text"])
                 elif kind == "error":
-                    raise AssertionError(f"the kernel raised: {message['content'].get('evalue')}")
+                    raise AssertionError(f"the kernel raised {content.get('ename')}: {content.get('evalue')}")
                 elif kind == "execute_reply":
-                    reply = message["content"]
-                elif kind == "status" and message["content"].get("execution_state") == "idle":
-                    printed.append(None)  # the kernel is done with the request
+                    reply = content
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
             assert reply["status"] == "ok", reply
-            return "".join(text for text in printed if text)
+            return "".join(printed)
         finally:
             ws.close()
 
@@ -241,11 +243,6 @@ class Jupyter:
             return None
         assert answer.status_code == 200, answer.text
         return answer.json()["content"]
-
-
-def printed_done(printed: list[str | None], reply: dict[str, Any] | None) -> bool:
-    """Both the reply and the kernel's "idle" have come (the output arrives before idle)."""
-    return reply is not None and None in printed
 
 
 def a_notebook(source: str, output: str) -> dict[str, Any]:
