@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .cluster import REPO
+from .cluster import REPO, cluster  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 
