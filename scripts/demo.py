@@ -242,6 +242,18 @@ def set_up(choice: Choice) -> tuple[Any, Any, str]:
     return node, container, password
 
 
+def last_logs(container: Any) -> str:
+    """The container's last log lines (before Ctrl-C's clean-up removes it)."""
+    from ipynbsrv_backends import errors
+    from ipynbsrv_backends.registry import get_backend
+
+    try:
+        lines = get_backend(container.node).get_container_logs(container.backend_pk, tail=20)
+    except errors.BackendError as exc:
+        return f"  (none: {exc})"
+    return "\n".join(f"  {line}" for line in lines) or "  (none)"
+
+
 # ---------------------------------------------------------------------------- serving
 
 def serve(env: dict[str, str], port: int) -> subprocess.Popen:
@@ -287,8 +299,8 @@ def main() -> int:
         if not url or not answers(choice.ready_url(url), timeout=90, alive=lambda: not interrupted.is_set()):
             if interrupted.is_set():
                 return 0
-            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}; "
-                            f"`docker logs {container.backend_pk}` says why.")
+            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}. "
+                            "Its last log lines:\n" + last_logs(container))
         port = free_port(PORT)
         server = serve(env, port)
         admin_url = f"http://127.0.0.1:{port}/admin/"
