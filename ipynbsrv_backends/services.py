@@ -437,7 +437,11 @@ def move_container(container: Container, node: Node | None = None) -> Container:
     # enough behind for ipynbsrv_reconcile to finish the move or roll it back.
     _move_progress(container, {"stage": "copying", "source": source.pk, "target": target.pk, "old_pk": pk,
                                "state": state, "ref": None, "new_pk": None})
-    old_backend.stop_container(pk)
+    try:
+        old_backend.stop_container(pk)
+    except Exception:
+        _move_progress(container, None)
+        raise
     ref: str | None = None
     record: dict[str, Any] | None = None
     try:
@@ -473,10 +477,15 @@ def move_container(container: Container, node: Node | None = None) -> Container:
                 logger.error("Could not remove the half-moved copy of %s on %s: %s", container, target.name, exc)
         if ref is not None:
             _drop_transfer_image(ref, [target, source])
-        if state in (S.RUNNING, S.SUSPENDED):
-            old_backend.start_container(pk)
-            if state == S.SUSPENDED and isinstance(old_backend, SuspendableContainerBackend):
-                old_backend.suspend_container(pk)
+        try:
+            if state in (S.RUNNING, S.SUSPENDED):
+                old_backend.start_container(pk)
+                if state == S.SUSPENDED and isinstance(old_backend, SuspendableContainerBackend):
+                    old_backend.suspend_container(pk)
+        except Exception:
+            # the old copy could not be put back: leave the move for reconcile to roll back
+            _move_progress(container, {"abandoned": True})
+            raise
         _move_progress(container, None)
         raise
     _finish_move(container, old_backend, pk, ref, [target, source])
@@ -501,7 +510,8 @@ def _finish_move(container: Container, old_backend: Any, old_pk: str, ref: str |
     except errors.BackendError as exc:
         logger.error("%s now runs on %s, but its old copy (%s) could not be removed (%s): "
                      "ipynbsrv_reconcile will try again", container, container.node, old_pk, exc)
-        return  # the progress stays, so reconcile finishes the job
+        _move_progress(container, {"abandoned": True})  # the progress stays: reconcile finishes the job
+        return
     if ref:
         _drop_transfer_image(ref, nodes)
     _move_progress(container, None)
@@ -514,6 +524,8 @@ MOVE_STALE_AFTER = timedelta(minutes=15)
 def move_interrupted(container: Container) -> bool:
     """True when the process that was moving ``container`` is gone."""
     move = container.pending_move or {}
+    if move.get("abandoned"):  # the moving process gave up and left it to reconcile
+        return True
     host, _, pid = str(move.get("process", "")).rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():

@@ -159,6 +159,19 @@ def test_engine_killed_during_a_create(cluster, nodes, base_image, alice):
     assert AuditEntry.objects.filter(action="container.create", result="error", target="alice/nb").exists()
 
 
+def test_a_creation_whose_answer_was_lost_is_linked_by_reconcile(cluster, nodes, base_image, alice):
+    """The node made the container but the master never heard (a timeout): the record waits
+    as ``error`` without a container id, and reconcile links it to the container by name."""
+    n1, _ = nodes
+    made = services.create_container(alice, "nb", image=base_image, node=n1)
+    Container.objects.filter(pk=made.pk).update(backend_pk="", status="error", ports=[])
+    reconcile_once()
+    linked = Container.objects.get(pk=made.pk)
+    assert (linked.backend_pk, linked.status) == (made.backend_pk, "running")
+    assert linked.ports == made.ports
+    assert_consistent(cluster, nodes)
+
+
 # ---------------------------------------------------------------------------- host API
 
 def test_host_api_killed(cluster, nodes, base_image, alice):
