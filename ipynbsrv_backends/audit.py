@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -124,14 +125,22 @@ def audited(action: str, *, target: Callable[..., Any] | None = None,
     ended); a failed one falls back on ``details["target"]``."""
 
     def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             depth = _depth.get()
             token = _depth.set(depth + 1)
             try:
-                subject = target(*args, **kwargs) if target else (args[0] if args else None)
-                before = describe(subject)  # before the call: a delete leaves no pk behind
-                extra = details(*args, **kwargs) if details else {}
+                try:
+                    bound = signature.bind(*args, **kwargs)  # keyword calls look like positional ones
+                    pargs, pkwargs = bound.args, bound.kwargs
+                    subject = target(*pargs, **pkwargs) if target else (pargs[0] if pargs else None)
+                    before = describe(subject)  # before the call: a delete leaves no pk behind
+                    extra = details(*pargs, **pkwargs) if details else {}
+                except Exception:  # describing the call must never stop the action
+                    logger.exception("Could not describe %s for the audit log", action)
+                    subject, before, extra = None, {}, {}
                 try:
                     result = func(*args, **kwargs)
                 except Exception as exc:

@@ -161,3 +161,14 @@ def test_a_failed_admin_delete_is_recorded(make_node, alice, admin_client, admin
     entry = only_entry(action="container.delete")
     assert (entry.result, entry.via, entry.actor, entry.target) == ("error", "admin", admin_user, "alice/nb")
     assert "BackendUnavailableError" in entry.message
+
+
+def test_keyword_calls_are_recorded_too(make_node, image, alice):
+    make_node("n1")
+    container = services.create_container(owner=alice, name="nb", image=image)
+    services.create_snapshot(container=container, name="s1")
+    services.stop_container(container=container)
+    snapshot = only_entry(action="snapshot.create")
+    assert (snapshot.result, snapshot.target_type, snapshot.details["name"]) == ("ok", "container", "s1")
+    stop = only_entry(action="container.stop")
+    assert (stop.result, stop.target) == ("ok", "alice/nb")
