@@ -62,5 +62,8 @@ def _rotate(node: Node, grace: int | None) -> None:
         locked.save(update_fields=["backend_config", "updated_at"])
     node.backend_config = locked.backend_config
     registry.forget_backend(node.pk)
-    registry.get_backend(node).promote_signing_key(grace)
+    rotated = registry.get_backend(node)
+    if not isinstance(rotated, HttpRemote):  # the node's backend changed kind meanwhile
+        raise errors.CapabilityNotSupportedError(f"The node {node.name!r} is no longer reached through HttpRemote.")
+    rotated.promote_signing_key(grace)
     logger.info("The signing key of node %s was rotated.", node.name)
