@@ -105,3 +105,17 @@ def test_good_signing_settings_pass(settings):
     settings.IPYNBSRV_BACKENDS = {"HOSTAPI_SIGNING_KEY": KEY, "HOSTAPI_STATE_DIR": "/var/lib/x",
                                   "HOSTAPI_SIGNATURE_WINDOW": 30, "HOSTAPI_KEY_GRACE": 0}
     assert not [m for m in run_checks(tags=["ipynbsrv_backends"]) if m.id == "ipynbsrv_backends.E014"]
+
+
+def test_httpremote_checks_and_hides_its_signing_key():
+    from ipynbsrv_backends import errors, registry
+    from ipynbsrv_backends.backends import HttpRemote
+
+    for bad in ("short", "k" * 40 + " ", 42):
+        with pytest.raises(errors.InvalidArgumentError) as info:
+            HttpRemote("http://127.0.0.1:1", token="t", signing_key=bad)
+        assert str(bad) not in str(info.value)
+    remote = HttpRemote("http://127.0.0.1:1", token="t", signing_key=KEY)
+    assert KEY not in repr(remote) and "signing_key='***'" in repr(remote)
+    assert "signing_key" in HttpRemote.SECRET_OPTIONS
+    assert registry.mask_config("HttpRemote", {"signing_key": KEY})["signing_key"] != KEY
