@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -42,7 +43,7 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text=_("A machine code: no_node_available, already_exists, invalid, ..."))
     detail = serializers.CharField(help_text=_("What went wrong, for people."))
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # a field named like Serializer.fields
         required=False, child=serializers.ListField(child=serializers.CharField()),
         help_text=_("Only for code 'invalid': the messages per field of the body."),
     )
@@ -113,7 +114,7 @@ class ImageSerializer(serializers.ModelSerializer):
     owner = serializers.SerializerMethodField(help_text=_("Who committed it; null for a base image."))
     node = serializers.SerializerMethodField(help_text=_("The node that holds it; null when every node can get it."))
     base = serializers.SerializerMethodField(help_text=_("A base image an administrator registered."))
-    source = serializers.SerializerMethodField(
+    source = serializers.SerializerMethodField(  # type: ignore[assignment]  # named like Field.source
         help_text=_("The id of the container it was committed from (shown to its owner and staff)."))
 
     class Meta:
@@ -122,10 +123,10 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_owner(self, image: Image) -> str | None:
-        return image.owner.get_username() if image.owner_id else None
+        return image.owner.get_username() if image.owner is not None else None
 
     def get_node(self, image: Image) -> str | None:
-        return image.node.name if image.node_id else None
+        return image.node.name if image.node is not None else None
 
     def get_base(self, image: Image) -> bool:
         return image.owner_id is None
@@ -137,7 +138,7 @@ class ImageSerializer(serializers.ModelSerializer):
         return image.source_id if mine else None
 
 
-_HEALTH = {BACKEND_STATUS_OK: "ok", BACKEND_STATUS_STOPPED: "stopped", BACKEND_STATUS_ERROR: "error"}
+_HEALTH: dict[int | None, str] = {BACKEND_STATUS_OK: "ok", BACKEND_STATUS_STOPPED: "stopped", BACKEND_STATUS_ERROR: "error"}
 
 
 class NodeSerializer(serializers.ModelSerializer):
@@ -213,7 +214,7 @@ class ContainerCreateSerializer(StrictSerializer):
 
 
 class CloneSerializer(StrictSerializer):
-    name = NameField(help_text=_("The name of the new container. ") + NAME_HELP)
+    name = NameField(help_text=format_lazy("{}{}", _("The name of the new container. "), NAME_HELP))
 
 
 class SnapshotCreateSerializer(StrictSerializer):
