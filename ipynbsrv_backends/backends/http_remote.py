@@ -182,6 +182,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
         if (
             parsed is None
+            or not isinstance(url, str)
             or parsed.scheme not in ("http", "https")
             or not parsed.hostname
             or parsed.query
