@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.apps import apps
@@ -42,7 +42,7 @@ OBJ = SETTING_NAME
 VOLUME_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 BASE_URL_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 #: Container options every backend understands (the contract); others are passed on.
-CONTRACT_OPTIONS = {
+CONTRACT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "env": validate_env,
     "mem_limit": validate_mem_limit,
     "cpu_limit": validate_cpu_limit,
