@@ -9,7 +9,7 @@ place, and a mask sent back unchanged keeps the stored value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -67,7 +67,8 @@ class BackendForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """The backend's own configuration is validated by ``Backend.clean``; here each node
         that uses it is checked with its overrides, so a change cannot break a node."""
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         kind, config = cleaned.get("kind"), cleaned.get("config")
         if not self.instance.pk or kind is None or config is None:
             return cleaned
@@ -135,7 +136,7 @@ class ContainerCreateForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = _users()  # evaluated per form, not at import
+        cast(forms.ModelChoiceField, self.fields["owner"]).queryset = _users()  # evaluated per form, not at import
 
     def clean_options(self) -> dict[str, Any]:
         value = self.cleaned_data.get("options")
@@ -158,7 +159,7 @@ class ContainerCloneForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = _users()
+        cast(forms.ModelChoiceField, self.fields["owner"]).queryset = _users()
 
 
 class ContainerMoveForm(forms.Form):
