@@ -71,8 +71,9 @@ def hostapi_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if isinstance(exc, exceptions.APIException):
         body = {"code": str(exc.default_code), "detail": flatten_detail(exc.detail)}
         headers = {}
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)  # Throttled
+        if wait:
+            headers["Retry-After"] = str(int(wait))
         return Response(body, status=exc.status_code, headers=headers)
     view = context.get("view")
     logger.exception("Unexpected error in the host API view %s", type(view).__name__ if view else "?")
