@@ -138,7 +138,8 @@ class PortRecordSerializer(StrictSerializer):
 
 class VolumeRecordSerializer(StrictSerializer):
     keep_unknown = True
-    source = TextField(help_text="Absolute host path (bind mount) or a volume name (no '/').")
+    source = TextField(  # type: ignore[assignment]  # a field named like Field.source
+        help_text="Absolute host path (bind mount) or a volume name (no '/').")
     target = TextField(help_text="Path inside the container.")
     mode = serializers.ChoiceField(choices=["rw", "ro"], required=False)
 
@@ -260,7 +261,7 @@ class PortRecordResponse(serializers.Serializer):
 
 
 class VolumeRecordResponse(serializers.Serializer):
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.source
     target = serializers.CharField()
     mode = serializers.ChoiceField(choices=["rw", "ro"], required=False)
 
