@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +30,7 @@ from .conf import app_settings
 from .contract import (
     BACKEND_STATUS_ERROR,
     BACKEND_STATUS_OK,
+    ContainerRecord,
     SnapshotableContainerBackend,
     SuspendableContainerBackend,
 )
@@ -120,7 +121,7 @@ def check_nodes_health(nodes: Iterable[Node]) -> dict[str, int]:
         return {}
     with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
         statuses = list(pool.map(check_node_health, nodes))
-    return {node.name: status for node, status in zip(nodes, statuses)}
+    return {node.name: status for node, status in zip(nodes, statuses, strict=True)}
 
 
 def _stale(node: Node) -> bool:
@@ -158,7 +159,7 @@ def _fill(template: Any, **names: Any) -> Any:
     return template
 
 
-def _apply_record(container: Container, record: dict[str, Any]) -> None:
+def _apply_record(container: Container, record: Mapping[str, Any]) -> None:
     container.backend_pk = record["pk"]
     container.status = record.get("status") or S.ERROR
     container.ports = record.get("ports") or []
@@ -261,7 +262,7 @@ def create_container(
             raise errors.IllegalContainerStateError(f"{clone_of} has not been created yet.")
     elif image_obj is not None and image_obj.node_id is not None:
         node = node or image_obj.node
-        if node.pk != image_obj.node_id:
+        if node is None or node.pk != image_obj.node_id:
             raise errors.InvalidArgumentError(f"The image {image_obj} exists only on the node {image_obj.node}.")
     merged_options = {**(app_settings.CONTAINER_OPTIONS or {}), **(options or {})}
     uid = _uid(owner)
@@ -274,7 +275,7 @@ def create_container(
         container = _reserve(owner, name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
                              exclude=excluded, base_url=base_url, options=merged_options)
         target = container.node
-        ports = [{"address": target.address, "external": None, "internal": int(p)}
+        ports: list[Any] = [{"address": target.address, "external": None, "internal": int(p)}
                  for p in app_settings.CONTAINER_PORTS or []]
         try:
             backend = get_backend(target)
@@ -443,11 +444,11 @@ def move_container(container: Container, node: Node | None = None) -> Container:
         _move_progress(container, None)
         raise
     ref: str | None = None
-    record: dict[str, Any] | None = None
+    record: ContainerRecord | None = None
     try:
         ref = _transfer_image(container, "move")
         _move_progress(container, {"ref": ref})
-        ports = [{"address": target.address, "external": None, "internal": p["internal"]}
+        ports: list[Any] = [{"address": target.address, "external": None, "internal": p["internal"]}
                  for p in container.ports or []]
         owner = container.owner
         try:
@@ -552,8 +553,8 @@ def resume_interrupted_move(container: Container) -> str:
     the master did not live to complete. Returns what was done; raises
     :class:`errors.BackendError` when a node involved cannot be reached (the progress stays)."""
     move = container.pending_move or {}
-    source = Node.objects.filter(pk=move.get("source")).first()
-    target = Node.objects.filter(pk=move.get("target")).first()
+    source = Node.objects.filter(pk=move.get("source")).first()  # type: ignore[misc]  # None finds none
+    target = Node.objects.filter(pk=move.get("target")).first()  # type: ignore[misc]
     if source is None or target is None:
         _move_progress(container, None)
         return "forgotten (a node of the move no longer exists)"
