@@ -106,7 +106,7 @@ def validate_ports(ports: Any) -> list[PortRecord]:
             raise InvalidArgumentError(f"Unknown keys in a port record: {', '.join(sorted(unknown))}.")
         address = port.get("address")
         try:
-            address = str(ipaddress.ip_address(address))
+            address = str(ipaddress.ip_address(address if address is not None else ""))
         except ValueError:
             raise InvalidArgumentError(
                 f"Invalid port address {address!r}: use an IP address such as 127.0.0.1 or the node's internal address."
@@ -159,7 +159,8 @@ def validate_volumes(volumes: Any) -> list[VolumeRecord]:
             or ".." in target.split("/")
         ):
             raise InvalidArgumentError(
-                f"Invalid volume target {str(target)[:80]!r}: use an absolute path inside the container other than '/', without '..' or ':'."
+                f"Invalid volume target {str(target)[:80]!r}: use an absolute path inside the container "
+                "other than '/', without '..' or ':'."
             )
         target = "/" + "/".join(p for p in target.split("/") if p and p != ".")
         if target in targets:
@@ -257,7 +258,7 @@ def parse_since(value: Any) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(value, dt.UTC)
     elif isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -268,13 +269,13 @@ def parse_since(value: Any) -> dt.datetime | None:
     else:
         raise InvalidArgumentError("since must be a datetime, an ISO 8601 string or a Unix time.")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment
 
 
 def iso_utc(moment: dt.datetime) -> str:
     """``2026-11-27T16:40:00Z``."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -283,7 +284,7 @@ _FRACTION = re.compile(r"\.(\d+)")
 def parse_engine_time(value: Any) -> str:
     """The engine's times (RFC 3339 with nanoseconds, or a Unix time) as :func:`iso_utc`."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return iso_utc(dt.datetime.fromtimestamp(value, dt.timezone.utc))
+        return iso_utc(dt.datetime.fromtimestamp(value, dt.UTC))
     if isinstance(value, str) and value:
         text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip())
         try:
