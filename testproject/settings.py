@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -81,7 +82,7 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-IPYNBSRV_BACKENDS = {
+IPYNBSRV_BACKENDS: dict[str, Any] = {
     "HOSTAPI_BACKEND_OPTIONS": {},
 }
 # The demo and the tests' helper processes pass their settings as JSON.
