@@ -131,6 +131,29 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
     first call, so building a backend never blocks and never fails on a down engine.
     """
 
+    # Set by the constructor from OPTIONS (declared here for type checkers).
+    instance: str
+    name_prefix: str
+    version: str | None
+    timeout: float
+    max_pool_size: int
+    tls_verify: bool
+    tls_ca_cert: str | None
+    tls_client_cert: str | None
+    tls_client_key: str | None
+    stop_timeout: int
+    default_mem_limit: int | str | None
+    default_cpu_limit: float | None
+    default_pids_limit: int | None
+    pull_policy: str
+    registry_username: str | None
+    registry_password: str | None
+    registry_insecure: bool
+    registry_ca_cert: str | None
+    allowed_images: tuple[str, ...]
+    no_new_privileges: bool
+    use_init: bool
+
     #: Constructor options and their defaults (besides the three positional ones).
     OPTIONS: dict[str, Any] = {
         "instance": "default",
@@ -423,7 +446,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         managed = self._is_ours(labels, KIND_IMAGE)
         return {  # type: ignore[typeddict-unknown-key]
             "pk": pk,
-            "name": labels.get(L_IMAGE_NAME) if managed else pk,
+            "name": (labels.get(L_IMAGE_NAME) or pk) if managed else pk,
             "created": parse_engine_time(info.get("Created")),
             "size": int(info.get("Size") or 0),
             "owner": labels.get(L_OWNER) if managed else None,
