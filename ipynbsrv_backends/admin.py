@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -82,12 +82,18 @@ def run_each(
     return count
 
 
-class AuditedAdminMixin:
+if TYPE_CHECKING:  # the mixins below are for ModelAdmin subclasses; typed as one
+    _AdminBase = admin.ModelAdmin
+else:
+    _AdminBase = object
+
+
+class AuditedAdminMixin(_AdminBase):
     """Every view of this model admin acts as the signed-in staff member, through the admin,
     for the audit log; saving a row through a form is recorded too (field names, no values)."""
 
     def get_urls(self) -> list:
-        urls = super().get_urls()  # type: ignore[misc]
+        urls = super().get_urls()
         for pattern in urls:
             callback = getattr(pattern, "callback", None)
             if callback is not None:
@@ -95,17 +101,17 @@ class AuditedAdminMixin:
         return urls
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        super().save_model(request, obj, form, change)
         audit.record(f"{obj._meta.model_name}.{'change' if change else 'add'}", obj,
                      details={"fields": sorted(form.changed_data)})
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         if hasattr(self, "service_delete"):  # the service records it
-            super().delete_model(request, obj)  # type: ignore[misc]
+            super().delete_model(request, obj)
             return
         described = audit.describe(obj)
-        super().delete_model(request, obj)  # type: ignore[misc]
-        audit.record(f"{obj._meta.model_name}.delete", None, **described)
+        super().delete_model(request, obj)
+        audit.record(f"{obj._meta.model_name}.delete", None, **described)  # type: ignore[arg-type]
 
 
 def _acting_in_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -128,7 +134,7 @@ class _DeleteFailed(Exception):
         self.obj, self.error = obj, error
 
 
-class ServiceDeleteMixin:
+class ServiceDeleteMixin(_AdminBase):
     """Deleting from the admin goes through a service that removes the real thing first.
 
     The admin's own delete (the change page's "Delete" and the "delete selected" action)
@@ -148,7 +154,7 @@ class ServiceDeleteMixin:
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
         try:
-            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+            return super().delete_view(request, object_id, extra_context)
         except _DeleteFailed as failure:  # the transaction (and its log entry) was rolled back
             logger.warning("Admin delete of %s by %s failed: %s", failure.obj, request.user, failure.error)
             audit.record(f"{self.model._meta.model_name}.delete", failure.obj, error=failure.error)
@@ -162,7 +168,7 @@ class ServiceDeleteMixin:
         def delete(obj: Any) -> None:
             try:
                 with transaction.atomic(using=router.db_for_write(self.model)):
-                    self.log_deletions(request, [obj])
+                    self.log_deletions(request, [obj])  # type: ignore[arg-type]  # Django only iterates it
                     self.service_delete(obj)  # a BackendError rolls the log entry back
             except BackendError as exc:  # ... and the audit entry with it: record it again
                 audit.record(f"{self.model._meta.model_name}.delete", obj, error=exc)
@@ -206,7 +212,7 @@ class BackendAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("nodes"), ordering="node_count")
     def node_count(self, obj: Backend) -> int:
-        return obj.node_count
+        return getattr(obj, "node_count", 0)
 
     @admin.display(description=_("configuration"))
     def masked_config(self, obj: Backend) -> str:
@@ -339,7 +345,7 @@ class NodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 # ---------------------------------------------------------------------------- containers
 
-_STATUS_TONES = {
+_STATUS_TONES: dict[str, str] = {
     Container.Status.RUNNING: "ok",
     Container.Status.STOPPED: "none",
     Container.Status.SUSPENDED: "warn",
@@ -442,7 +448,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Container | None = None) -> list[str]:
         # The record mirrors the node: it changes only through the lifecycle steps.
-        return [name for _title, options in self.fieldsets for name in options["fields"]]
+        return [str(name) for _title, options in self.fieldsets for name in options["fields"]]
 
     def get_inlines(self, request: HttpRequest, obj: Container | None) -> list[type]:
         return [SnapshotInline] if obj is not None else []
@@ -486,7 +492,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
                 self.log_addition(request, container, [{"added": {}}])
                 return self.response_add(request, container)
         fieldsets = [(None, {"fields": list(form.fields)})]
-        adminform = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
+        adminform = helpers.AdminForm(form, fieldsets, {}, model_admin=self)  # type: ignore[arg-type]
         context = {
             **self.admin_site.each_context(request),
             "title": _("Add container"),
@@ -498,7 +504,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
             "to_field": None,
             "media": self.media + adminform.media,
             "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
+            "errors": helpers.AdminErrorList(form, []),  # type: ignore[arg-type]
             "preserved_filters": self.get_preserved_filters(request),
             **(extra_context or {}),
         }
@@ -520,7 +526,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     def _get_or_redirect(self, request: HttpRequest, object_id: str) -> Container | HttpResponse:
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id)
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         return obj
@@ -602,7 +609,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
         if not self.has_change_permission(request, container):
             raise PermissionDenied
         form = ContainerMoveForm(request.POST or None)
-        form.fields["node"].queryset = form.fields["node"].queryset.exclude(pk=container.node_id)
+        node_field: Any = form.fields["node"]  # a ModelChoiceField
+        node_field.queryset = node_field.queryset.exclude(pk=container.node_id)
         if request.method == "POST" and form.is_valid():
             origin = container.node
             try:
@@ -642,8 +650,8 @@ class SnapshotInline(admin.TabularInline):
     model = Snapshot
     extra = 0
     can_delete = False
-    fields = ["name", "description", "created_at", "restore_button"]
-    readonly_fields = fields
+    readonly_fields = ["name", "description", "created_at", "restore_button"]
+    fields = tuple(readonly_fields)
     show_change_link = True
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -680,7 +688,7 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     def _committed(obj: Image | None) -> bool:
         return obj is not None and (obj.owner_id is not None or obj.source_id is not None)
 
-    def get_fields(self, request: HttpRequest, obj: Image | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Image | None = None) -> list[Any]:
         return self.committed_fields if self._committed(obj) else self.base_fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Image | None = None) -> list[str]:
