@@ -20,7 +20,9 @@ from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes, when
 
 logger = logging.getLogger(__name__)
 
-HEALTH = {BACKEND_STATUS_OK: "ok", BACKEND_STATUS_STOPPED: "stopped", BACKEND_STATUS_ERROR: "error"}
+HEALTH: dict[int | None, str] = {
+    BACKEND_STATUS_OK: "ok", BACKEND_STATUS_STOPPED: "stopped", BACKEND_STATUS_ERROR: "error",
+}
 
 
 class Command(AuditedCommand):
@@ -90,10 +92,11 @@ class Command(AuditedCommand):
         widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header) - 1)]
 
         def render(line: list[str]) -> str:
-            return ("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1]).rstrip()
+            # the last cell has no width: zip stops before it
+            return ("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]).rstrip()
 
         self.stdout.write(render(header))
-        for row, line in zip(rows, lines):
+        for row, line in zip(rows, lines, strict=True):
             text = render(line)
             if row["health"] != "ok":
                 text = self.style.ERROR(text) if row["enabled"] else self.style.WARNING(text)
