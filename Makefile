@@ -59,6 +59,7 @@ test: venv images
 	export $$port; \
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	scripts/postgres.sh stop; exit $$status
+	$(MAKE) lint
 	$(MAKE) matrix
 
 lint: venv
