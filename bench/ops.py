@@ -21,6 +21,7 @@ from typing import Any
 
 import docker
 
+from ipynbsrv_backends import errors
 from ipynbsrv_backends.backends import Docker, HttpRemote
 from ipynbsrv_backends.backends.docker import CONTAINER_LABELS, L_CONTAINER, L_INSTANCE, L_KIND
 
@@ -221,15 +222,27 @@ def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
     samples: dict[str, dict[str, list[float]]] = {way: {op: [] for op in OPS} for way in cycles}
     order = list(cycles)
     try:
-        for rep in range(warmup + reps):
+        done = failed = attempt = 0
+        while done < warmup + reps:
+            attempt += 1
             # rotate who goes first, so drift in the engine's speed hits every way alike
-            shift = rep % len(order)
-            for way in order[shift:] + order[:shift]:
-                times = run_cycle(cycles[way], f"op{rep}")
-                if rep >= warmup:
-                    for op, seconds in times.items():
+            shift = attempt % len(order)
+            try:
+                times = {way: run_cycle(cycles[way], f"op{attempt}") for way in order[shift:] + order[:shift]}
+            except (docker.errors.DockerException, errors.BackendError) as exc:
+                # a shared engine hiccuped: drop the whole repetition (ratios are paired), a few times at most
+                failed += 1
+                logger.warning("per-operation repetition failed (%s); %s", exc, "retrying" if failed <= 3 else "giving up")
+                if failed > 3:
+                    raise
+                purge_local()
+                continue
+            if done >= warmup:
+                for way, ops in times.items():
+                    for op, seconds in ops.items():
                         samples[way][op].append(seconds)
-            logger.info("per-operation repetition %d/%d done", rep + 1, warmup + reps)
+            done += 1
+            logger.info("per-operation repetition %d/%d done", done, warmup + reps)
     finally:
         remote.close()
         node.stop()
