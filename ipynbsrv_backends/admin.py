@@ -456,6 +456,9 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Container) -> str:
         badge = _badge(obj.get_status_display(), _STATUS_TONES.get(obj.status, "none"))
+        progress = obj.progress
+        if progress:
+            badge = format_html('{} <small class="ipynbsrv-progress">{}…</small>', badge, progress)
         if obj.last_error:
             return format_html('{} <span title="{}">⚠</span>', badge, obj.last_error)
         return badge

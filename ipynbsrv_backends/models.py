@@ -235,6 +235,28 @@ class Container(models.Model):
 
         return int(app_settings.UID_OFFSET) + int(self.owner_id)
 
+    #: What each recorded stage of a move is doing, for people.
+    MOVE_STAGES = {
+        "copying": _("copying to {target}"),
+        "created": _("starting on {target}"),
+        "switched": _("removing the old copy"),
+    }
+
+    @property
+    def progress(self) -> str:
+        """What a long operation on this container is doing now ('' when none runs)."""
+        if self.status == self.Status.CREATING:
+            return str(_("creating on {node} (the node pulls the image if it lacks it)")).format(node=self.node)
+        move = self.pending_move or {}
+        if move:
+            if move.get("abandoned"):
+                return str(_("an interrupted move: run ipynbsrv_reconcile"))
+            target_pk = move.get("target")
+            target = (Node.objects.filter(pk=target_pk).values_list("name", flat=True).first() if target_pk else None) or "?"
+            template = self.MOVE_STAGES.get(move.get("stage", ""), _("moving to {target}"))
+            return str(template).format(target=target)
+        return ""
+
     @property
     def url(self) -> str | None:
         """``http://address:port/base_url`` of the first published port, when bound."""

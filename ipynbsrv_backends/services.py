@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -388,8 +388,12 @@ def _clone_across(source: Container, owner: Any, name: str, node: Node, **kwargs
 
 
 @audit.audited("container.move", from_result=True, details=_move_details)
-def move_container(container: Container, node: Node | None = None) -> Container:
+def move_container(container: Container, node: Node | None = None,
+                   on_progress: Callable[[str], None] | None = None) -> Container:
     """Move ``container`` to another node (``node``, or one placement picks).
+
+    ``on_progress`` is called with a short sentence as each step starts (the commands
+    print them); the admin and the API read the step from ``Container.progress``.
 
     The container is stopped, committed and pushed to the registry, recreated on the
     target with the same name, base URL, environment and limits, and brought back to the
@@ -431,9 +435,14 @@ def move_container(container: Container, node: Node | None = None) -> Container:
             raise errors.NoNodeAvailableError(f"Every node that could take {container} is full.")
         target = roomy[0] if node is not None else get_algorithm().choose_node(roomy, loads)
 
+    def step(text: str) -> None:
+        if on_progress is not None:
+            on_progress(text)
+
     old_backend = get_backend(source)
     new_backend = get_backend(target)
     state = old_backend.get_container(pk)["status"]
+    step(f"stopping it on {source.name}")
     # Each step is written down before the next, so a master that dies part-way leaves
     # enough behind for ipynbsrv_reconcile to finish the move or roll it back.
     _move_progress(container, {"stage": "copying", "source": source.pk, "target": target.pk, "old_pk": pk,
@@ -446,8 +455,10 @@ def move_container(container: Container, node: Node | None = None) -> Container:
     ref: str | None = None
     record: ContainerRecord | None = None
     try:
+        step("committing it and pushing the image to the registry")
         ref = _transfer_image(container, "move")
         _move_progress(container, {"ref": ref})
+        step(f"creating it on {target.name} (which pulls the image)")
         ports: list[Any] = [{"address": target.address, "external": None, "internal": p["internal"]}
                  for p in container.ports or []]
         owner = container.owner
@@ -469,6 +480,7 @@ def move_container(container: Container, node: Node | None = None) -> Container:
             _apply_record(container, record)
             container.pending_move = {**(container.pending_move or {}), "stage": "switched"}
             container.save()
+        step(f"removing the old copy from {source.name}")
     except Exception:
         logger.exception("Moving %s from %s to %s failed; putting it back", container, source.name, target.name)
         if record is not None:

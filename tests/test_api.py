@@ -113,7 +113,7 @@ def test_create_list_retrieve_and_delete(alice, make_node, image, engine):
     assert response.status_code == 201, body(response)
     data = body(response)
     assert set(data) == {"id", "name", "owner", "node", "status", "image", "clone_of", "ports", "url",
-                         "base_url", "created_at", "last_error"}
+                         "base_url", "created_at", "last_error", "progress"}
     assert data["name"] == "nb" and data["owner"] == "alice" and data["node"] == "n1"
     assert data["status"] == "running" and data["image"] == image.pk and data["clone_of"] is None
     assert data["url"].startswith("http://127.0.0.1:") and data["base_url"] == "/notebooks/alice/nb/"

@@ -236,6 +236,9 @@ def test_move_command_empties_a_node(cluster, cluster_nodes, base_image, alice, 
     out = StringIO()
     call_command("ipynbsrv_move", "--from", "n1", stdout=out)
     assert "alice/one: moved from n1 to n2" in out.getvalue()
+    # each step is shown as it starts
+    assert "alice/one: committing it and pushing the image to the registry ..." in out.getvalue()
+    assert "alice/one: creating it on n2 (which pulls the image) ..." in out.getvalue()
     assert "bob/two: moved from n1 to n2" in out.getvalue()
     assert on_engine(cluster, n1) == []
     assert Container.objects.filter(node=n2).count() == 2

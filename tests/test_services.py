@@ -429,3 +429,20 @@ def test_direct_backend_and_service_agree(make_node, image, alice):
     container = services.create_container(alice, "nb", image=image)
     direct = Docker(**node.effective_config()).get_container(container.backend_pk)
     assert direct["ports"] == container.ports and direct["status"] == container.status
+
+
+def test_progress_of_long_operations(make_node, alice):
+    """What a creation or a move is doing, for the admin and the users' API."""
+    from ipynbsrv_backends.api.serializers import ContainerSerializer
+
+    n1, n2 = make_node("n1"), make_node("n2")
+    pending = Container.objects.create(owner=alice, name="pending", node=n1, status=Container.Status.CREATING)
+    assert "creating on n1" in pending.progress
+    assert "creating on n1" in ContainerSerializer(pending).data["progress"]
+    moving = Container.objects.create(owner=alice, name="moving", node=n1, status=Container.Status.RUNNING,
+                                      pending_move={"stage": "copying", "target": n2.pk})
+    assert moving.progress == "copying to n2"
+    moving.pending_move = {"stage": "copying", "target": n2.pk, "abandoned": True}
+    assert "ipynbsrv_reconcile" in moving.progress
+    idle = Container.objects.create(owner=alice, name="idle", node=n1, status=Container.Status.RUNNING)
+    assert idle.progress == "" and ContainerSerializer(idle).data["progress"] == ""

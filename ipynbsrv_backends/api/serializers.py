@@ -87,8 +87,8 @@ class ContainerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Container
-        fields = ["id", "name", "owner", "node", "status", "image", "clone_of", "ports", "url", "base_url",
-                  "created_at", "last_error"]
+        fields = ["id", "name", "owner", "node", "status", "progress", "image", "clone_of", "ports", "url",
+                  "base_url", "created_at", "last_error"]
         read_only_fields = fields
         extra_kwargs = {
             "image": {"help_text": _("The id of the image it was started from (null for a clone).")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -40,7 +41,7 @@ class Command(AuditedCommand):
         for container in chosen:
             origin = container.node.name
             try:
-                services.move_container(container, target_node)
+                services.move_container(container, target_node, on_progress=self._reporter(container))
             except errors.BackendError as exc:
                 failures += 1
                 self.stdout.write(self.style.ERROR(f"{container}: not moved from {origin}: {exc}"))
@@ -48,6 +49,12 @@ class Command(AuditedCommand):
             self.stdout.write(self.style.SUCCESS(f"{container}: moved from {origin} to {container.node.name}"))
         if failures:
             raise CommandError(f"{failures} of {len(chosen)} container(s) were not moved.", returncode=EXIT_PROBLEM)
+
+    def _reporter(self, container: Container) -> Callable[[str], None]:
+        def report(text: str) -> None:
+            self.stdout.write(f"{container}: {text} ...")
+
+        return report
 
     def _find(self, ref: str) -> Container:
         owner, _, name = ref.partition("/")
