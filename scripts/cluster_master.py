@@ -16,13 +16,12 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("IPYNBSRV_CLUSTER_DIR", "/tmp/ipynbsrv-cluster"))
+STATE = Path(os.environ.get("IPYNBSRV_CLUSTER_DIR", "/tmp/ipynbsrv-cluster"))  # cluster.sh's own replaces it
 PORT = int(os.environ.get("IPYNBSRV_CLUSTER_ADMIN_PORT", "8001"))
 IMAGE = os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest")
 
 sys.path.insert(0, str(REPO))
 os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
-os.environ["TESTPROJECT_DB"] = str(STATE / "master.sqlite3")
 
 
 def facts() -> dict[str, str]:
@@ -32,6 +31,10 @@ def facts() -> dict[str, str]:
 
 
 def main() -> int:
+    global STATE
+    info = facts()
+    STATE = Path(info.get("CLUSTER_DIR") or STATE)  # honours IPYNBSRV_CLUSTER_ID like cluster.sh
+    os.environ["TESTPROJECT_DB"] = str(STATE / "master.sqlite3")
     import django
 
     django.setup()
@@ -41,7 +44,6 @@ def main() -> int:
     from ipynbsrv_backends import services
     from ipynbsrv_backends.models import Backend, Image, Node
 
-    info = facts()
     count = int(info.get("CLUSTER_NODES") or 0)
     if not count:
         print("The cluster is not up: run scripts/cluster.sh up first.", file=sys.stderr)

@@ -145,7 +145,7 @@ def traces(info: Cluster) -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(info.directory) in cmdline:
+        if f"{info.directory}/" in cmdline or cmdline.rstrip().endswith(str(info.directory)):
             found.append(f"process {entry.name}: {cmdline[:120]}")
     if info.directory.exists():
         found.append(f"directory {info.directory}")
