@@ -239,3 +239,20 @@ def alice(django_user_model):
 @pytest.fixture
 def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-password")
+
+
+@pytest.fixture
+def master_settings(settings):
+    """The master's settings for tests: least-loaded placement, port 8888 published, no
+    volumes; cached backend instances dropped before and after."""
+    from ipynbsrv_backends import registry
+
+    settings.IPYNBSRV_BACKENDS = {
+        "SERVER_SELECTION_ALGORITHM": "least-loaded",
+        "CONTAINER_PORTS": [8888],
+        "CONTAINER_VOLUMES": [],
+        "HEALTH_TTL": 30,
+    }
+    registry.forget_backend()
+    yield settings
+    registry.forget_backend()

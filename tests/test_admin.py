@@ -25,16 +25,9 @@ DOWN = "unix:///nonexistent/docker.sock"
 
 
 @pytest.fixture(autouse=True)
-def master_settings(settings):
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    registry.forget_backend()
-    yield settings
-    registry.forget_backend()
+def _master(master_settings):
+    """Every test here runs with the master's test settings (conftest's ``master_settings``)."""
+    return master_settings
 
 
 @pytest.fixture
