@@ -27,18 +27,11 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "carol": "carol-p
 
 
 @pytest.fixture(autouse=True)
-def api_settings(settings):
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    # Basic authentication hashes the password on every request: keep that cheap here.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    registry.forget_backend()
-    yield settings
-    registry.forget_backend()
+def _api(master_settings):
+    """The master's test settings (conftest), with a cheap password hasher: Basic
+    authentication hashes the password on every request."""
+    master_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return master_settings
 
 
 @pytest.fixture
@@ -343,14 +336,14 @@ def test_no_node_is_a_503_with_a_helpful_message(alice, make_node, image):
     assert Container.objects.count() == 0
 
 
-def test_a_taken_name_is_a_409_and_the_quota_a_429(alice, make_node, image, api_settings):
+def test_a_taken_name_is_a_409_and_the_quota_a_429(alice, make_node, image, master_settings):
     make_node("n1")
     api = client_for(alice)
     assert create(api, "nb", image).status_code == 201
     response = create(api, "nb", image)
     assert response.status_code == 409 and body(response)["code"] == "already_exists"
     assert "nb" in body(response)["detail"]
-    api_settings.IPYNBSRV_BACKENDS = {**api_settings.IPYNBSRV_BACKENDS, "MAX_CONTAINERS_PER_USER": 1}
+    master_settings.IPYNBSRV_BACKENDS = {**master_settings.IPYNBSRV_BACKENDS, "MAX_CONTAINERS_PER_USER": 1}
     response = create(api, "second", image)
     assert response.status_code == 429 and body(response)["code"] == "quota_exceeded"
     assert Container.objects.count() == 1

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from ipynbsrv_backends import audit, errors, registry, services
+from ipynbsrv_backends import audit, errors, services
 from ipynbsrv_backends.models import AuditEntry, Backend, Container, Node
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
@@ -22,17 +22,11 @@ SECRET = "tok-9f3c-not-for-logs"
 
 
 @pytest.fixture(autouse=True)
-def master_settings(settings):
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    registry.forget_backend()
-    yield settings
-    registry.forget_backend()
+def _master(master_settings):
+    """The master's test settings (conftest), with a cheap password hasher: Basic
+    authentication hashes the password on every request."""
+    master_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return master_settings
 
 
 def api_as(username: str, password: str) -> APIClient:
