@@ -15,7 +15,7 @@ import pytest
 
 from ipynbsrv_backends.models import Container, Image, Snapshot
 
-from .test_api import API, api_settings, body, carol, client_for, create  # noqa: F401 - fixtures
+from .test_api import API, _api, body, carol, client_for, create  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
