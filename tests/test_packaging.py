@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -71,6 +72,13 @@ def test_the_wheel_carries_migrations_templates_and_static_files(dist):
     assert "ipynbsrv_backends/hostapi/cli.py" in names
     metadata = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "ipynbsrv_hostapi" in zipfile.ZipFile(artefact(dist, "*.whl")).read(metadata).decode()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
+
+
+def test_the_sdist_carries_the_license_changelog_and_docs(dist):
+    with tarfile.open(artefact(dist, "*.tar.gz")) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"LICENSE", "README.md", "CHANGELOG.md", "docs/contract.md", "setup.py"} <= names
 
 
 def readme_blocks(language: str) -> list[str]:
