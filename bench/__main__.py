@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (1 if args.quick else 9)
     sections = args.only or list(SECTIONS)
     rows: list[Row] = []
-    facts: dict[str, object] = {}
+    facts: dict[str, object] = {"load_before": os.getloadavg()}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ipynbsrv-bench-") as tmp:
         logdir = Path(tmp)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -138,40 +138,39 @@ def hostapi_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ipynbsrv_backends.hostapi"]
 
 
-class HostAPIProcess:
-    """A real ``ipynbsrv_hostapi`` on 127.0.0.1 serving ``Docker`` with ``backend_args``."""
+class ServerProcess:
+    """A server process on 127.0.0.1 for the length of a measurement, in its own session."""
 
-    def __init__(self, logdir: Path, backend_args: dict[str, Any], workers: int = 2, threads: int = 8) -> None:
-        self.token = secrets.token_urlsafe(32)
+    #: What a GET of ``ready_path`` answers once the server is up.
+    ready_path = "/"
+    ready_status = 200
+
+    def __init__(self, logdir: Path, name: str, args: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
-        self.log_path = logdir / f"hostapi-{self.port}.log"
-        self.args = [*hostapi_command(), "--listen", "127.0.0.1", "--port", str(self.port),
-                     "--container-backend-args", json.dumps(backend_args),
-                     "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10"]
+        self.log_path = logdir / f"{name}-{self.port}.log"
+        self.args = [arg.replace("{port}", str(self.port)) for arg in args]
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> HostAPIProcess:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DJANGO_SETTINGS_MODULE", "IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN")}
-        env["IPYNBSRV_HOSTAPI_TOKEN"] = self.token
+    def start(self) -> Self:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
                                             start_new_session=True)
 
-        def healthy() -> bool:
+        def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"ipynbsrv_hostapi exited with {self.process.returncode}: {self.log_path}")
+                raise RuntimeError(f"{self.args[0]} exited with {self.process.returncode}: {self.log_path}")
             try:
-                return requests.get(f"{self.url}/health/", timeout=1).status_code == 200
+                return requests.get(f"{self.url}{self.ready_path}", timeout=1).status_code == self.ready_status
             except requests.RequestException:
                 return False
 
-        wait_for(healthy, 30, "the host API to answer", 0.2)
+        wait_for(ready, 30, f"{self.log_path.stem} to answer", 0.2)
         return self
 
     def stop(self) -> None:
@@ -183,6 +182,38 @@ class HostAPIProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+def _environment(drop: Iterable[str] = ()) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", *drop)}
+
+
+class HostAPIProcess(ServerProcess):
+    """A real ``ipynbsrv_hostapi`` on 127.0.0.1 serving ``Docker`` with ``backend_args``."""
+
+    ready_path = "/health/"
+
+    def __init__(self, logdir: Path, backend_args: dict[str, Any], workers: int = 2, threads: int = 8) -> None:
+        self.token = secrets.token_urlsafe(32)
+        env = _environment(["IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN"])
+        env["IPYNBSRV_HOSTAPI_TOKEN"] = self.token
+        super().__init__(logdir, "hostapi", [
+            *hostapi_command(), "--listen", "127.0.0.1", "--port", "{port}",
+            "--container-backend-args", json.dumps(backend_args),
+            "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10"], env)
+
+
+class BareHopProcess(ServerProcess):
+    """:mod:`bench.hop_app` under gunicorn with the host API's worker settings (gthread,
+    ``workers`` × ``threads``, keep-alive 5 s): the floor of one HTTP hop."""
+
+    ready_status = 404
+
+    def __init__(self, logdir: Path, workers: int = 2, threads: int = 8) -> None:
+        super().__init__(logdir, "bare-hop", [
+            sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--worker-class", "gthread",
+            "--workers", str(workers), "--threads", str(threads), "--keep-alive", "5",
+            "--graceful-timeout", "10", "bench.hop_app:app"], _environment())
 
 
 # --------------------------------------------------------------------------- clean-up

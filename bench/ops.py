@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 
 from ipynbsrv_backends import errors
 from ipynbsrv_backends.backends import Docker, HttpRemote
@@ -31,6 +32,7 @@ from .common import (
     INSTANCE_OPS,
     INSTANCE_RAW,
     INSTANCE_REMOTE,
+    BareHopProcess,
     HostAPIProcess,
     Row,
     purge_local,
@@ -47,6 +49,8 @@ PORTS = [{"address": "127.0.0.1", "external": None, "internal": 8888}]
 EXEC = ["echo", "bench"]
 STOP_TIMEOUT = 3
 LOCAL = "unix://var/run/docker.sock"
+#: The operations also measured behind the bare hop (the cheap ones, where a hop shows).
+HOP_OPS = ("suspend", "resume")
 
 
 class Cycle:
@@ -143,6 +147,29 @@ class RawSameCycle(Cycle):
             logger.debug("prune refused: %s", exc)
 
 
+class BareHopCycle(RawSameCycle):
+    """docker-py's same calls, with suspend and resume behind one bare HTTP hop
+    (:mod:`bench.hop_app`): only those two rows are reported for it."""
+
+    def __init__(self, api: docker.APIClient, prefix: str, instance: str, url: str) -> None:
+        super().__init__(api, prefix, instance)
+        self.url = url
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def _hop(self, pk: str, action: str) -> None:
+        response = self.http.post(f"{self.url}/{pk}/{action}", data=b"{}", timeout=60,
+                                  headers={"Content-Type": "application/json"})
+        if response.status_code != 204:
+            raise docker.errors.DockerException(f"bare hop {action}: HTTP {response.status_code} {response.text[:200]}")
+
+    def suspend(self, pk: str) -> None:
+        self._hop(pk, "suspend")
+
+    def resume(self, pk: str) -> None:
+        self._hop(pk, "resume")
+
+
 class RawMinimalCycle(Cycle):
     """What a hand-written docker-py script needs for the same effect: no checks."""
 
@@ -213,11 +240,13 @@ def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
     node = HostAPIProcess(logdir, {"base_url": LOCAL, "instance": INSTANCE_REMOTE, "name_prefix": "bench-rem",
                                    **options}).start()
     remote = HttpRemote(node.url, token=node.token, timeout=60, long_timeout=300)
+    hop = BareHopProcess(logdir).start()
     cycles: dict[str, Cycle] = {
         "raw-same": RawSameCycle(api, "bench-raw", INSTANCE_RAW),
         "raw-min": RawMinimalCycle(api, "bench-min"),
         "docker": BackendCycle(direct),
         "remote": BackendCycle(remote),
+        "bare-hop": BareHopCycle(api, "bench-hop", INSTANCE_RAW, hop.url),
     }
     samples: dict[str, dict[str, list[float]]] = {way: {op: [] for op in OPS} for way in cycles}
     order = list(cycles)
@@ -246,6 +275,7 @@ def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
     finally:
         remote.close()
         node.stop()
+        hop.stop()
         purge_local()
         api.close()
     rows = []
@@ -258,5 +288,12 @@ def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
         rows.append(row("1 per-operation", f"{op}: Docker vs docker-py (minimal calls)", samples["docker"][op],
                         samples["raw-min"][op],
                         note="informative: the engine's time for the backend's checks"))
+        if op in HOP_OPS:
+            rows.append(row("1 per-operation", f"{op}: docker-py behind a bare WSGI app under gunicorn vs docker-py "
+                            "(same calls)", samples["bare-hop"][op], base,
+                            note="informative: the floor of one HTTP hop on this machine"))
+            rows.append(row("1 per-operation", f"{op}: HttpRemote→host API→Docker vs the bare hop",
+                            samples["remote"][op], samples["bare-hop"][op],
+                            note="informative: what our code adds to the hop"))
     return rows
 

@@ -31,6 +31,9 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
         assert f"{op}: Docker vs docker-py (same calls)" in names
         assert f"{op}: HttpRemote→host API→Docker vs docker-py (same calls)" in names
         assert f"{op}: Docker vs docker-py (minimal calls)" in names
+    for op in ("suspend", "resume"):
+        assert f"{op}: docker-py behind a bare WSGI app under gunicorn vs docker-py (same calls)" in names
+        assert f"{op}: HttpRemote→host API→Docker vs the bare hop" in names
     for size in (2, 5):
         assert f"get_containers, {size} containers: time vs one raw list call" in names
     sections = {row["section"][0] for row in rows}
@@ -48,6 +51,7 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
                     "## 4. Host API cost", "## 5. Memory"):
         assert heading in text
     assert "--quick" in text
+    assert "- **suspend**: docker-py" in text and "of which the bare hop took" in text  # computed from the rows
     # nothing left behind on the local engine
     import docker
 

@@ -184,6 +184,42 @@ def test_actions_answer_204(api, action, status):
     assert api.get(PREFIX + f"containers/{pk}/").json()["status"] == status
 
 
+@pytest.mark.parametrize("body,status,options", [
+    (None, 204, {}),
+    ({}, 204, {}),
+    ({"options": {}}, 204, {}),
+    ({"options": {"timeout": 3}}, 204, {"timeout": 3}),
+    ({"options": '{"timeout": 3}'}, 204, {"timeout": 3}),  # JSON text, as in a query string
+    ({"options": ["timeout"]}, 400, None),
+    ({"options": {}, "colour": "blue"}, 400, None),
+    ([{"options": {}}], 400, None),
+])
+def test_an_action_body_holds_only_options(api, body, status, options):
+    """What an action accepts in its body (the common ``{"options": {}}`` takes a shortcut
+    past the serializer: the answers must be the serializer's all the same)."""
+    post(api, "containers/", create_body())
+    pk = encode_pk("fake-alice-nb")
+    response = post(api, f"containers/{pk}/stop/", body)
+    assert response.status_code == status, response.content
+    stops = called("stop_container")
+    if status == 204:
+        assert stops and stops[-1][2] == options
+    else:
+        assert response.json()["code"] == "invalid_argument" and not stops
+
+
+@pytest.mark.parametrize("accept,status", [
+    ("application/json", 200), ("*/*", 200), (None, 200), ("application/json; indent=2", 200),
+    ("text/html, application/json;q=0.9", 200), ("text/html", 406),
+])
+def test_answers_are_json_whatever_is_asked(api, accept, status):
+    extra = {"HTTP_ACCEPT": accept} if accept is not None else {}
+    response = api.get(PREFIX + "containers/", **extra)
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert isinstance(response.json(), list if status == 200 else dict)
+
+
 def test_query_values_are_json_with_a_string_fallback(api):
     post(api, "containers/", create_body())
     pk = encode_pk("fake-alice-nb")

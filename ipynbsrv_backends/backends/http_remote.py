@@ -350,17 +350,28 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         self, method: str, url: str, query: dict[str, str], data: str | None,
         headers: dict[str, str] | None, timeout: tuple[float, float],
     ) -> requests.Response:
-        """One HTTP exchange; signed (with a new nonce each time) when there is a key."""
+        """One HTTP exchange; signed (with a new nonce each time) when there is a key.
+
+        The request is prepared and sent on the pooled adapter directly: the session's
+        cookie jar, hooks, environment merging and redirect handling have nothing to do for a
+        node (it sets no cookies and is never followed elsewhere), and skipping them is a
+        tenth of a millisecond on every call (see docs/benchmarks.md)."""
         session = self._http()
-        prepared = session.prepare_request(
-            requests.Request(method, url, params=query, data=data, headers=headers)
-        )
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.prepare_url(url, query)
+        prepared.prepare_headers({**session.headers, **headers} if headers else session.headers)
+        payload = data.encode("utf-8") if data is not None else None
+        prepared.prepare_body(payload, None)
         if self._signing_key:
-            body = prepared.body.encode("utf-8") if isinstance(prepared.body, str) else prepared.body
             prepared.headers.update(
-                signing.signature_headers(self._signing_key, method, prepared.path_url, body)
+                signing.signature_headers(self._signing_key, method, prepared.path_url, payload)
             )
-        return session.send(prepared, timeout=timeout, allow_redirects=False, verify=self.verify)
+        response = session.get_adapter(url).send(
+            prepared, stream=False, timeout=timeout, verify=self.verify, cert=None, proxies={}
+        )
+        response.content  # noqa: B018 - read it all, so the connection goes back to the pool
+        return response
 
     # ------------------------------------------------------------------ signing keys
 

@@ -153,6 +153,10 @@ else:
     _ViewBase = object
 
 
+#: Accept headers answered with JSON without running DRF's content negotiation.
+_PLAIN_JSON_ACCEPT = frozenset({"application/json", "*/*"})
+
+
 class HostAPIView(_ViewBase):
     """What every protected host API view shares: token authentication, JSON in and out,
     the exception handler and the schema generator — set here, on the views, so the
@@ -168,6 +172,15 @@ class HostAPIView(_ViewBase):
 
     def get_exception_handler(self) -> Callable[..., Response]:
         return hostapi_exception_handler
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        # JSON is all these views speak: what HttpRemote asks for needs no Accept parsing
+        # (anything else still goes through DRF's negotiation, and may be a 406).
+        renderers = self.get_renderers()
+        if (len(renderers) == 1 and isinstance(renderers[0], JSONRenderer)
+                and request.META.get("HTTP_ACCEPT", "*/*") in _PLAIN_JSON_ACCEPT):
+            return renderers[0], renderers[0].media_type
+        return super().perform_content_negotiation(request, force)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Before authentication and parsing: a body larger than Django's
@@ -223,7 +236,14 @@ class HostAPIView(_ViewBase):
 
     @staticmethod
     def body(request: Request, serializer_class: type[Serializer]) -> dict[str, Any]:
-        serializer = serializer_class(data=request.data)
+        data = request.data
+        if serializer_class is s.OptionsOnlySerializer and type(data) is dict and data.keys() <= {OPTIONS_PARAM}:
+            # The body of most calls (``{"options": {}}``): what the serializer would return,
+            # without building it. Anything else gets the serializer and its messages.
+            options = data.get(OPTIONS_PARAM, {})
+            if type(options) is dict:
+                return {OPTIONS_PARAM: dict(options)}
+        serializer = serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
