@@ -104,12 +104,13 @@ clean:
 	rm -rf $(VENV) $(VENV_NEW) build dist *.egg-info .pytest_cache
 
 # make bench: what the abstraction costs next to the engine, written to docs/benchmarks.md.
-# Not part of make test. Brings the cluster test bed up (IPYNBSRV_CLUSTER_ID) and down again.
+# Not part of make test; needs only the stand-in image. Brings the cluster test bed up
+# (IPYNBSRV_CLUSTER_ID) and down again.
 BENCH_ARGS ?=
 .PHONY: bench
 $(VENV)/.bench-installed: $(VENV)/.installed setup.py
 	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed images
+bench: $(VENV)/.bench-installed stand-in
 	$(PY) -m bench $(BENCH_ARGS)
