@@ -51,7 +51,7 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
                     "## 4. Host API cost", "## 5. Memory"):
         assert heading in text
     assert "--quick" in text
-    assert "- **suspend**: docker-py" in text and "of which the bare hop took" in text  # computed from the rows
+    assert "- **suspend**: docker-py" in text and "the bare hop alone" in text  # computed from the rows
     # nothing left behind on the local engine
     import docker
 
