@@ -32,7 +32,7 @@ from .utils import wait_for
 
 logger = logging.getLogger(__name__)
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("master_settings")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -46,19 +46,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1680,1000", "--lang=en-US",
 ]
-
-
-@pytest.fixture(autouse=True)
-def master_settings(settings):
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    backend_registry.forget_backend()
-    yield settings
-    backend_registry.forget_backend()
 
 
 @pytest.fixture

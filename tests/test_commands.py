@@ -20,19 +20,11 @@ from ipynbsrv_backends.models import Container, Node
 
 from .conftest import TEST_IMAGE
 
-pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("master_settings")]
 
 ROOT = Path(__file__).resolve().parent.parent
 DOWN = "unix:///nonexistent/docker.sock"
 SECRET = "registry-password-s3cr3t"
-
-
-@pytest.fixture(autouse=True)
-def master_settings(settings):
-    settings.IPYNBSRV_BACKENDS = {"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": [], "HEALTH_TTL": 30}
-    registry.forget_backend()
-    yield settings
-    registry.forget_backend()
 
 
 def run(name: str, *args: str) -> tuple[int, str, str]:

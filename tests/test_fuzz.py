@@ -83,13 +83,9 @@ def cheap_passwords(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_fuzz_the_users_api(cheap_passwords, live_server, alice, make_node, image, settings, capsys):
+def test_fuzz_the_users_api(cheap_passwords, master_settings, live_server, alice, make_node, image, capsys):
     import schemathesis
 
-    from ipynbsrv_backends import registry
-
-    settings.IPYNBSRV_BACKENDS = {"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": [], "HEALTH_TTL": 30}
-    registry.forget_backend()
     make_node("n1")
     base = f"{live_server.url}/api"
     auth = ("alice", "alice-password")
@@ -113,6 +109,5 @@ def test_fuzz_the_users_api(cheap_passwords, live_server, alice, make_node, imag
     report = fuzz(schema, live_server.url, headers={}, prepare=prepare, auth=auth)
     with capsys.disabled():
         print("\n" + report.summary("users' API"))
-    registry.forget_backend()
     assert report.cases >= 100
     assert not report.failures, "\n".join(report.failures[:10])

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from ipynbsrv_backends import errors, registry, services
+from ipynbsrv_backends import errors, services
 from ipynbsrv_backends.models import Container
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,18 +77,10 @@ def test_the_concurrency_tests_pass_on_postgresql():
 # ---------------------------------------------------------------------------- on PostgreSQL
 
 @pytest.fixture
-def on_postgres(settings, engine):
+def on_postgres(master_settings, engine):
     if connection.vendor != "postgresql":
         pytest.skip("runs in the PostgreSQL pass (test_the_concurrency_tests_pass_on_postgresql)")
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    registry.forget_backend()
-    yield settings
-    registry.forget_backend()
+    return master_settings
 
 
 def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
