@@ -12,7 +12,7 @@ VENV_NEW   ?= .venv-newest
 # What that leg runs: the unit tests, the users' API and the contract suite against Docker.
 MATRIX_TESTS ?= tests/test_errors.py tests/test_checks.py tests/test_hostapi_wire.py tests/test_http_remote.py \
                 tests/test_api.py tests/test_contract.py -k "not http_remote"
-LINTED ?= ipynbsrv_backends testproject tests/test_browser.py tests/test_packaging.py
+LINTED ?= ipynbsrv_backends testproject tests bench scripts
 
 .PHONY: help venv packages engine images test lint matrix screenshots demo cluster cluster-down clean
 

@@ -63,7 +63,7 @@ def test_create_returns_a_complete_record_and_serves_http(backend, engine):
     assert record["owner"] == USER
     assert record["image"] == TEST_IMAGE
     created = dt.datetime.fromisoformat(record["created"].replace("Z", "+00:00"))
-    assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 120
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 120
     [port] = record["ports"]
     assert port["address"] == "127.0.0.1" and port["internal"] == 8888
     assert isinstance(port["external"], int) and port["external"] > 0
@@ -544,8 +544,8 @@ def test_logs_with_tail_and_since(backend, engine):
     assert [line for line in lines if line != "oops"] == ["line1", "line2", "line3", "line4", "line5"]
     assert backend.get_container_logs(pk, tail=2) == lines[-2:]
     assert backend.get_container_logs(pk, tail=0) == []
-    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     assert len(backend.get_container_logs(pk, since=past.isoformat())) == 6
     assert backend.get_container_logs(pk, since=future.isoformat()) == []
     assert backend.get_container_logs(pk, since=int(future.timestamp())) == []

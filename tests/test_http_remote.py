@@ -226,7 +226,7 @@ def test_what_goes_over_the_wire():
         assert client.create_container("alice", 1, "nb", ({"address": "127.0.0.1", "external": None,
                                                            "internal": 8888},), [], image="i",
                                        env={"A": "1"}) == RECORD
-        new_year = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        new_year = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         assert client.get_container_logs("p/x", tail=3, since=new_year) == ["a", "b"]
         assert client.get_containers(only_running=True, colour="blue") == [RECORD]
         assert client.delete_container("p") is None

@@ -79,9 +79,9 @@ def test_the_same_errors_with_the_same_messages(docker_backend, http_remote_back
         lambda b: b.delete_container_image(TEST_IMAGE),
     ]
     for index, call in enumerate(calls):
-        expected = outcome(lambda: call(direct))
+        expected = outcome(lambda call=call: call(direct))
         assert expected[0] != "ok", index
-        assert outcome(lambda: call(remote)) == expected, index
+        assert outcome(lambda call=call: call(remote)) == expected, index
 
 
 def test_concurrent_calls_share_the_pool(http_remote_backend, engine):
