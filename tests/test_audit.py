@@ -10,6 +10,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -109,6 +110,37 @@ def test_a_command_and_reconcile_drift_are_recorded(make_node, image, alice, eng
     # a run that finds nothing records nothing
     call_command("ipynbsrv_reconcile", stdout=StringIO())
     assert AuditEntry.objects.filter(action="reconcile.drift").count() == 2
+
+
+def test_each_entry_is_also_a_log_line(make_node, image, alice, caplog):
+    make_node("n1")
+    client = api_as("alice", "alice-password")
+    with caplog.at_level("INFO", logger="ipynbsrv_backends.audit"):
+        answer = client.post("/api/containers/", {"name": "nb", "image": image.pk}, format="json")
+        assert answer.status_code == 201, answer.content
+        again = client.post("/api/containers/", {"name": "nb", "image": image.pk}, format="json")
+        assert again.status_code == 409
+    lines = [r for r in caplog.records if r.name == "ipynbsrv_backends.audit" and r.getMessage().startswith("audit:")]
+    entries = list(AuditEntry.objects.order_by("pk"))
+    assert len(lines) == len(entries) == 2
+    ok, refused = (line.getMessage() for line in lines)
+    pk = Container.objects.get(name="nb").pk
+    assert ok.startswith(f"audit: container.create by alice via api on container:{pk} 'alice/nb' node=n1: ok")
+    assert "error ContainerAlreadyExistsError" in refused and lines[1].levelname == "WARNING"
+
+
+def test_a_rolled_back_entry_is_still_logged(alice, caplog):
+    """An action inside a caller's transaction that rolls back loses its row with the
+    transaction; its log line stays, and holds no secret either."""
+    with caplog.at_level("INFO", logger="ipynbsrv_backends.audit"), pytest.raises(RuntimeError):
+        with transaction.atomic(), audit.acting(alice, audit.VIA_COMMAND, "test"):
+            audit.record("container.delete", None, target="alice/gone", node="n1",
+                         details={"password": SECRET, "why": "cleanup"})
+            raise RuntimeError("the caller's transaction fails")
+    assert not AuditEntry.objects.exists()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "ipynbsrv_backends.audit"]
+    assert "container.delete by alice via command" in line and "alice/gone" in line and "cleanup" in line
+    assert SECRET not in line and '"password": "***"' in line
 
 
 def test_no_secret_reaches_an_entry(alice):
