@@ -2,8 +2,9 @@
 master's alone): ``python -m bench.master FACTS.json``.
 
 It sets up a file SQLite database (``transaction_mode IMMEDIATE``, as testproject uses),
-registers the cluster's nodes (reached only through ``HttpRemote``), then ``count`` threads
-each call ``services.create_container`` at once and poll their container's HTTP port. It
+registers the cluster's nodes (reached only through ``HttpRemote``, with each node's token
+and signing key), then ``count`` threads each call ``services.create_container`` at once and
+poll their container's HTTP port. It
 prints one JSON line with the timings, the containers per node and its peak RSS, after
 deleting every container it made through the same services.
 """
@@ -76,9 +77,10 @@ def main(facts_path: str) -> int:
     call_command("migrate", verbosity=0, interactive=False)
     backend = Backend.objects.create(name="bench host API", kind="HttpRemote",
                                      config={"url": "http://{address}:8080", "timeout": 60, "long_timeout": 300})
-    for index, (address, token) in enumerate(zip(facts["addresses"], facts["tokens"], strict=True)):
+    per_node = zip(facts["addresses"], facts["tokens"], facts["signing_keys"], strict=True)
+    for index, (address, token, key) in enumerate(per_node):
         Node.objects.create(name=f"n{index + 1}", address=address, backend=backend, capacity=count + 10,
-                            backend_config={"token": token})
+                            backend_config={"token": token, "signing_key": key})
     users = [get_user_model().objects.create(username=f"bench-s{i}") for i in range(count)]
     statuses = services.check_nodes_health(Node.objects.all())
     if any(status != 0 for status in statuses.values()):

@@ -150,9 +150,10 @@ A class logging in at once: {count} threads call `services.create_container` at 
 moment in one master process (a file SQLite database with `transaction_mode: IMMEDIATE`, as
 `testproject` uses), on the two-node cluster test bed (`scripts/cluster.sh up 2`: network
 namespaces, each with its own dockerd and `ipynbsrv_hostapi`), nodes reached only through
-`HttpRemote`, placement `least-loaded`. The baseline: the same number of threads creating the
-same containers with docker-py directly on the nodes' engines (their unix sockets), split
-evenly. Throughput is containers per second until the last creation returned; each thread then
+`HttpRemote` with signed requests (each node's token and signing key, as in production),
+placement `least-loaded`. The baseline: the same number of threads creating the same
+containers with docker-py directly on the nodes' engines (their unix sockets), split evenly.
+Throughput is containers per second until the last creation returned; each thread then
 polls its container's port 8888 (the test image serves HTTP there) and the first and last
 answers are timed from the start. Targets: every creation succeeds, containers per node differ
 by at most one, throughput at least 80 % of docker-py's.

@@ -169,6 +169,7 @@ def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int) -> 
         "image": IMAGE,
         "addresses": [facts[f"CLUSTER_NODE_{i}_ADDRESS"] for i in range(1, count_nodes + 1)],
         "tokens": [(d / "token").read_text().strip() for d in node_dirs],
+        "signing_keys": [(d / "signing_key").read_text().strip() for d in node_dirs],  # the nodes require signatures
     }
     facts_path = workdir / f"storm-{rep}.json"
     facts_path.write_text(json.dumps(payload))
@@ -205,6 +206,8 @@ def measure(count: int, reps: int, workdir: Path, keep_cluster: bool = False) ->
         logger.info("bringing the cluster test bed up (cluster id %s)", facts.get("CLUSTER_ID"))
         cluster_sh("up", "2")
         facts = cluster_facts()
+    else:  # restarts only a host API an older cluster.sh started without a signing key
+        cluster_sh("up", facts["CLUSTER_NODES"])
     sockets = [facts[f"CLUSTER_NODE_{i}_SOCKET"] for i in range(1, int(facts["CLUSTER_NODES"]) + 1)]
     addresses = [facts[f"CLUSTER_NODE_{i}_ADDRESS"] for i in range(1, int(facts["CLUSTER_NODES"]) + 1)]
     runs: list[dict[str, Any]] = []

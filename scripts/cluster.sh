@@ -4,7 +4,9 @@
 #   - a bridge ipynbr0 (10.231.7.1/24) in the root network namespace,
 #   - a registry (Debian's docker-registry) on 10.231.7.1:5000,
 #   - N nodes, each a network namespace ipynN with the address 10.231.7.(10+N), its own
-#     dockerd (trusting the registry) and its own ipynbsrv_hostapi on port 8080.
+#     dockerd (trusting the registry) and its own ipynbsrv_hostapi on port 8080, which
+#     requires the node's token and signed requests (its key in $STATE/nN/signing_key, its
+#     --state-dir $STATE/nN/hostapi-state), as a production node should.
 #
 #   scripts/cluster.sh up [N]     bring it up (default 2 nodes); idempotent
 #   scripts/cluster.sh down       remove every trace: daemons, namespaces, veths, state
@@ -35,6 +37,7 @@ die() { log "$*"; exit 1; }
 node_ip() { echo "$NET.$((10 + $1))"; }
 node_dir() { echo "$STATE/n$1"; }
 node_sock() { echo "$(node_dir "$1")/docker.sock"; }
+node_state() { echo "$(node_dir "$1")/hostapi-state"; }   # the host API's --state-dir
 
 # wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds, bounded in time.
 wait_until() {
@@ -79,6 +82,10 @@ stop_pidfile() {
 
 registry_up() { curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null; }
 engine_up() { docker -H "unix://$(node_sock "$1")" info >/dev/null; }
+# the running host API was started with its state directory (so with the signing key)
+hostapi_signed() {
+    tr '\0' ' ' < "/proc/$(cat "$(node_dir "$1")/hostapi.pid")/cmdline" 2>/dev/null | grep -q -- "--state-dir"
+}
 hostapi_up() { curl -fsS "http://$(node_ip "$1"):$HOSTAPI_PORT/health/" >/dev/null; }
 
 up() {
@@ -160,9 +167,19 @@ up_node() {
         docker save "$IMAGE" | docker -H "unix://$(node_sock "$i")" load >/dev/null
     fi
 
-    # the node's host API, on its own address
+    # the node's host API, on its own address, with its own token and signing key (both
+    # kept for later restarts, never printed) and its state directory (the nonces its
+    # workers have seen, and a key the master rotated in, which outlives a restart)
     if [ ! -f "$dir/token" ]; then
         (umask 077; head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/token")
+    fi
+    if [ ! -f "$dir/signing_key" ]; then
+        (umask 077; head -c 48 /dev/urandom | base64 | tr -d '/+=\n' > "$dir/signing_key")
+    fi
+    # a host API an older cluster.sh started without a signing key: restart it signed
+    if pid_alive "$dir/hostapi.pid" && ! hostapi_signed "$i"; then
+        log "restarting the host API of node $i with its signing key"
+        stop_pidfile "$dir/hostapi.pid" "the host API of node $i" 40
     fi
     if ! pid_alive "$dir/hostapi.pid"; then
         local args
@@ -170,9 +187,10 @@ up_node() {
         mkdir -p "$STATE/shared"
         args=$(printf '{"base_url": "unix://%s", "registry": "%s", "registry_insecure": true, "instance": "cluster", "stop_timeout": 3, "allowed_volume_roots": ["%s"]}' \
             "$(node_sock "$i")" "$REGISTRY_ADDR" "$STATE/shared")
-        IPYNBSRV_HOSTAPI_TOKEN=$(cat "$dir/token") setsid nsenter --net="/run/netns/$ns" \
+        IPYNBSRV_HOSTAPI_TOKEN=$(cat "$dir/token") IPYNBSRV_HOSTAPI_SIGNING_KEY=$(cat "$dir/signing_key") \
+            setsid nsenter --net="/run/netns/$ns" \
             "$VENV_BIN/ipynbsrv_hostapi" --listen "$ip" --port "$HOSTAPI_PORT" \
-            --container-backend-args "$args" --workers 2 --threads 8 \
+            --container-backend-args "$args" --workers 2 --threads 8 --state-dir "$(node_state "$i")" \
             >"$dir/hostapi.log" 2>&1 < /dev/null &
         echo $! > "$dir/hostapi.pid"
     fi
@@ -237,6 +255,7 @@ env_facts() {
         echo "CLUSTER_NODE_${i}_ADDRESS=$(node_ip "$i")"
         echo "CLUSTER_NODE_${i}_URL=http://$(node_ip "$i"):$HOSTAPI_PORT"
         echo "CLUSTER_NODE_${i}_SOCKET=$(node_sock "$i")"
+        echo "CLUSTER_NODE_${i}_STATE_DIR=$(node_state "$i")"
     done
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """`make cluster`, the master's half: a database that knows the test bed's nodes (reached
-only through HttpRemote), an admin account, and the admin served on 127.0.0.1.
+only through HttpRemote, with each node's token and signing key), an admin account, and the
+admin served on 127.0.0.1.
 
 Run after `scripts/cluster.sh up`; `scripts/cluster.sh down` stops the admin again.
 """
@@ -30,6 +31,21 @@ def facts() -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 
 
+def accepted(address: str, token: str, key: str) -> bool:
+    """Whether the node at ``address`` accepts requests signed with ``key``."""
+    from ipynbsrv_backends import errors
+    from ipynbsrv_backends.backends import HttpRemote
+
+    with HttpRemote(f"http://{address}:8080", token=token, signing_key=key, timeout=10, retries=0) as remote:
+        try:
+            remote.get_node_status()
+        except errors.AuthenticationError:
+            return False
+        except errors.BackendError:
+            return True  # some other trouble: the health check below reports it
+    return True
+
+
 def main() -> int:
     global STATE
     info = facts()
@@ -52,9 +68,17 @@ def main() -> int:
     backend, _ = Backend.objects.update_or_create(
         name="host API", defaults={"kind": "HttpRemote", "config": {"url": "http://{address}:8080"}})
     for i in range(1, count + 1):
+        # Each node's token and signing key, as cluster.sh made them: the nodes refuse
+        # unsigned requests. A key rotated in since (the admin's action, ipynbsrv_rotate_key)
+        # is kept while the node still accepts it.
         token = (STATE / f"n{i}" / "token").read_text().strip()
+        address = info[f"CLUSTER_NODE_{i}_ADDRESS"]
+        known = Node.objects.filter(name=f"n{i}").first()
+        candidates = [(known.backend_config or {}).get("signing_key")] if known else []
+        candidates.append((STATE / f"n{i}" / "signing_key").read_text().strip())
+        key = next((k for k in candidates if k and accepted(address, token, k)), candidates[-1])
         Node.objects.update_or_create(name=f"n{i}", defaults={
-            "address": info[f"CLUSTER_NODE_{i}_ADDRESS"], "backend": backend, "backend_config": {"token": token}})
+            "address": address, "backend": backend, "backend_config": {"token": token, "signing_key": key}})
     Image.objects.get_or_create(ref=IMAGE, node=None, defaults={"name": "busybox (test image)", "public": True})
     password_file = STATE / "admin-password"
     if not password_file.exists():

@@ -4,6 +4,11 @@ dockerd and ipynbsrv_hostapi) and a real registry, made by ``scripts/cluster.sh`
 The fixture brings the cluster up unless it already runs (``make cluster``), and takes it
 down again at the end only if it brought it up. Everything a test makes on the nodes
 carries the label ``org.ipynbsrv.instance=cluster`` and is removed after each test.
+
+Every node requires its token and signed requests, as a production node should: its host
+API runs with ``IPYNBSRV_HOSTAPI_SIGNING_KEY`` and ``--state-dir``, and the ``cluster_nodes``
+fixture gives the master each node's ``token`` and ``signing_key``. Anything that calls a
+node's host API directly must sign (:func:`Cluster.signed_headers`).
 """
 
 from __future__ import annotations
@@ -28,13 +33,36 @@ class Cluster:
     urls: list[str]
     sockets: list[str]
     started_here: bool
-    tokens: list[str] = field(default_factory=list)
+    # secrets: kept out of the dataclass's repr, so out of any failure message
+    tokens: list[str] = field(default_factory=list, repr=False)
+    signing_keys: list[str] = field(default_factory=list, repr=False)
+    state_dirs: list[Path] = field(default_factory=list)  # each node's host API --state-dir
     ns_prefix: str = "ipyn"
     bridge: str = "ipynbr0"
     shared: Path | None = None  # a directory every node may bind-mount (stands in for NFS)
 
     def node_dir(self, index: int) -> Path:
         return self.directory / f"n{index + 1}"
+
+    def signed_headers(self, index: int, method: str, path: str, body: bytes | None = None, *,
+                       key: str | None = None) -> dict[str, str]:
+        """The token and a fresh signature (with the node's start-up key unless ``key``) for
+        one direct request to node ``index``'s host API; ``path`` with its query."""
+        from ipynbsrv_backends.hostapi.signing import signature_headers
+
+        return {"Authorization": f"Bearer {self.tokens[index]}",
+                **signature_headers(key or self.signing_keys[index], method, path, body)}
+
+    def reset_signing_key(self, index: int) -> None:
+        """Start node ``index``'s host API over from its start-up key (the documented way:
+        stop it, delete the state file, start it), after a test rotated its key."""
+        try:
+            self.stop_hostapi(index)
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass  # it was not running (a test stopped it and failed before healing)
+        for path in self.state_dirs[index].glob("hostapi-state.sqlite3*"):
+            path.unlink()
+        self.heal()
 
     def run(self, *args: str, timeout: float = 300) -> str:
         out = subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
@@ -101,9 +129,10 @@ def cluster(raw_docker):
     probe = Cluster(Path("/"), "", [], [], [], False)
     facts = _facts(probe.run("env"))
     already = facts.get("CLUSTER_NODES", "0") not in ("", "0") and "up" in probe.run("status")
-    if not already:
-        probe.run("up", "2")
-        facts = _facts(probe.run("env"))
+    # `up` on a running test bed restarts only what is down, or a host API an older
+    # cluster.sh started without a signing key
+    probe.run("up", facts["CLUSTER_NODES"] if already else "2")
+    facts = _facts(probe.run("env"))
     count = int(facts["CLUSTER_NODES"])
     info = Cluster(
         directory=Path(facts["CLUSTER_DIR"]),
@@ -115,8 +144,10 @@ def cluster(raw_docker):
         ns_prefix=facts.get("CLUSTER_NAMESPACE_PREFIX", "ipyn"),
         bridge=facts.get("CLUSTER_BRIDGE", "ipynbr0"),
         shared=Path(facts["CLUSTER_SHARED"]) if facts.get("CLUSTER_SHARED") else None,
+        state_dirs=[Path(facts[f"CLUSTER_NODE_{i}_STATE_DIR"]) for i in range(1, count + 1)],
     )
     info.tokens = [(info.node_dir(i) / "token").read_text().strip() for i in range(count)]
+    info.signing_keys = [(info.node_dir(i) / "signing_key").read_text().strip() for i in range(count)]
     yield info
     _purge(info.sockets)
     if info.started_here:
@@ -153,23 +184,17 @@ def traces(info: Cluster) -> list[str]:
 
 
 @pytest.fixture
-def cluster_nodes(cluster, db, settings):
-    """Node rows on the master for every cluster node, reached through HttpRemote only."""
+def cluster_nodes(cluster, db, master_settings):
+    """Node rows on the master for every cluster node, reached through HttpRemote only, each
+    with its own token and signing key (conftest's master settings)."""
     from ipynbsrv_backends import registry
     from ipynbsrv_backends.models import Backend, Node
 
-    settings.IPYNBSRV_BACKENDS = {
-        "SERVER_SELECTION_ALGORITHM": "least-loaded",
-        "CONTAINER_PORTS": [8888],
-        "CONTAINER_VOLUMES": [],
-        "HEALTH_TTL": 30,
-    }
-    registry.forget_backend()
     backend = Backend.objects.create(name="hostapi", kind="HttpRemote",
                                      config={"url": "http://{address}:8080", "timeout": 10})
     nodes = [
         Node.objects.create(name=f"n{i + 1}", address=address, backend=backend, capacity=20,
-                            backend_config={"token": cluster.tokens[i]})
+                            backend_config={"token": cluster.tokens[i], "signing_key": cluster.signing_keys[i]})
         for i, address in enumerate(cluster.addresses)
     ]
     yield nodes

@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from io import StringIO
 
 import pytest
+import requests
+from django.core.management import call_command
 
 from ipynbsrv_backends import errors, registry, services
+from ipynbsrv_backends.hostapi import signing
 from ipynbsrv_backends.models import Container, Image, Node
 
 from .cluster import cluster, cluster_nodes  # noqa: F401 - fixtures
 from .conftest import TEST_IMAGE
-from .utils import http_answers
+from .utils import http_answers, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
@@ -271,3 +275,92 @@ def test_a_failed_move_in_the_admin_says_why(cluster, cluster_nodes, base_image,
     assert b"snapshot" in answer.content
     container.refresh_from_db()
     assert container.node == n1
+
+
+# ---------------------------------------------------------------------------- signed requests
+
+#: The rotation test's grace period: short, so that it ends within the test.
+GRACE = 5
+
+
+def direct(cluster, index: int, *, key: str | None = None, sign: bool = True,
+           path: str = "/containers/") -> requests.Response:
+    """A GET straight to node ``index``'s host API (a fresh connection), with the node's
+    token; signed with ``key`` (default: the node's start-up key) unless ``sign`` is false."""
+    headers = cluster.signed_headers(index, "GET", path, key=key) if sign \
+        else {"Authorization": f"Bearer {cluster.tokens[index]}"}
+    with requests.Session() as session:
+        return session.get(cluster.urls[index] + path, headers=headers, timeout=10)
+
+
+def refused(response: requests.Response) -> bool:
+    return response.status_code == 401 and response.json().get("code") == "authentication_failed"
+
+
+def test_every_node_requires_signed_requests(cluster):
+    for index in range(len(cluster.urls)):
+        unsigned = direct(cluster, index, sign=False)  # the right token, no signature
+        assert refused(unsigned), unsigned.text
+        assert "requires signed requests" in unsigned.json()["detail"]
+        wrong = direct(cluster, index, key=signing.new_key())
+        assert refused(wrong) and "Invalid request signature" in wrong.json()["detail"], wrong.text
+        signed = direct(cluster, index)
+        assert signed.status_code == 200, signed.text
+        # the secrets stay the node's: owner-only files, never in its log or the script's output
+        directory = cluster.node_dir(index)
+        for name in ("token", "signing_key"):
+            assert (directory / name).stat().st_mode & 0o777 == 0o600, name
+        assert cluster.state_dirs[index].stat().st_mode & 0o777 == 0o700
+        key = cluster.signing_keys[index]
+        assert key not in (directory / "hostapi.log").read_text(errors="replace")
+        assert key not in cluster.run("env") + cluster.run("status")
+
+
+def test_rotating_a_node_key_on_the_test_bed(cluster, cluster_nodes, base_image, alice):
+    """What the test bed adds to tests/test_hostapi_signing.py's rotation tests: the command
+    rotates a real node's key across the node network, the master keeps managing that node's
+    containers, the old key ends with its (short) grace period, a restart by cluster.sh keeps
+    the rotated key, and the other node is untouched."""
+    n1, n2 = cluster_nodes
+    start_key = cluster.signing_keys[0]
+    before = services.create_container(alice, "before", image=base_image, node=n1)
+    try:
+        out = StringIO()
+        call_command("ipynbsrv_rotate_key", "n1", "--grace", str(GRACE), stdout=out)
+        rotated_at = time.monotonic()
+        assert "n1: signing key rotated" in out.getvalue()
+        # within the grace period the old key still passes (requests already under way)
+        assert direct(cluster, 0, key=start_key).status_code == 200
+        n1.refresh_from_db()
+        rotated = n1.backend_config["signing_key"]
+        assert rotated != start_key and rotated not in out.getvalue()
+
+        # the master manages n1's containers with the new key (a backend built afresh)
+        registry.forget_backend()
+        services.stop_container(Container.objects.get(pk=before.pk))
+        services.start_container(Container.objects.get(pk=before.pk))
+        after = services.create_container(alice, "after", image=base_image, node=n1)
+        assert on_engine(cluster, n1) == sorted([before.backend_pk, after.backend_pk])
+
+        # the old key is refused once its grace period is over, and not before
+        wait_for(lambda: refused(direct(cluster, 0, key=start_key)), timeout=GRACE + 30, interval=0.5,
+                 what="the node to refuse the replaced key")
+        assert time.monotonic() - rotated_at >= GRACE - 0.5
+        assert direct(cluster, 0, key=rotated).status_code == 200
+        services.delete_container(Container.objects.get(pk=after.pk))
+        assert on_engine(cluster, n1) == [before.backend_pk]
+        # the other node still takes its own start-up key
+        assert direct(cluster, 1).status_code == 200
+        assert services.check_nodes_health([n1, n2]) == {"n1": 0, "n2": 0}
+
+        # cluster.sh restarts the host API with the same key file and state directory: the
+        # rotated key, kept there, is still the current one
+        cluster.stop_hostapi(0)
+        cluster.heal()
+        assert refused(direct(cluster, 0, key=start_key))
+        registry.forget_backend()
+        services.stop_container(Container.objects.get(pk=before.pk))
+        assert Container.objects.get(pk=before.pk).status == "stopped"
+    finally:
+        cluster.reset_signing_key(0)  # the start-up key again, for the tests that follow
+    assert direct(cluster, 0).status_code == 200
