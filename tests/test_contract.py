@@ -752,3 +752,208 @@ def test_clone_name_taken_makes_nothing(backend, engine):
     with pytest.raises(errors.ContainerAlreadyExistsError):
         make(backend, "source", clone_of=source["pk"])
     assert engine.images.list(all=True, filters={"label": LABEL}) == []
+
+
+# --------------------------------------------------------------------------- snapshots between nodes
+#
+# ``export_container_snapshot`` and ``import_container_snapshot`` (not in the contract): two
+# "nodes" on the same engine, each its own backend instance and name prefix, sharing the
+# suite's registry; for the ``http_remote`` kind each node is a host API process.
+
+TRANSFER_NODES = ("xa", "xb")
+
+
+def transfer_options(node, registry):
+    from .conftest import EXTRA_INSTANCES, PREFIX, backend_options
+
+    EXTRA_INSTANCES.add(f"{INSTANCE}-{node}")
+    return backend_options(instance=f"{INSTANCE}-{node}", name_prefix=f"{PREFIX}{node}", registry=registry,
+                           registry_insecure=True)
+
+
+@pytest.fixture(scope="module")
+def transfer_hostapi_nodes(raw_docker, workdir, registry):
+    from .hostapi_process import HostAPINode
+
+    nodes = [HostAPINode(workdir, backend_args=transfer_options(node, registry)) for node in TRANSFER_NODES]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.process is not None and node.process.poll() is None:
+                assert node.terminate() == 0, node.log()
+
+
+@pytest.fixture(params=["docker", "http_remote"])
+def nodes(request, engine, registry):
+    """(node a, node b, Docker of a, Docker of b): the backends under test and, to look
+    behind them, the same backends called directly."""
+    from ipynbsrv_backends.backends import Docker, HttpRemote
+
+    direct = [Docker(**transfer_options(node, registry)) for node in TRANSFER_NODES]
+    if request.param == "docker":
+        yield (*direct, *direct)
+        return
+    remotes = [HttpRemote(node.url, token=node.token, timeout=60, long_timeout=300)
+               for node in request.getfixturevalue("transfer_hostapi_nodes")]
+    yield (*remotes, *direct)
+    for remote in remotes:
+        remote.close()
+
+
+def manifest_status(registry, ref):
+    import requests
+
+    repo, tag = ref[len(registry) + 1:].rsplit(":", 1)
+    return requests.head(f"http://{registry}/v2/{repo}/manifests/{tag}", timeout=10, headers={
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).status_code
+
+
+def helpers_left(engine):
+    """Transfer helper containers, and transfer images that are still tagged, of this run."""
+    containers = [c.name for c in engine.containers.list(all=True, filters={"label": "org.ipynbsrv.kind=transfer-helper"})
+                  if c.labels.get("org.ipynbsrv.instance", "").startswith(INSTANCE)]
+    return containers
+
+
+def tags_of(engine, instance):
+    return sorted(tag for image in engine.images.list(filters={"label": f"org.ipynbsrv.instance={instance}"})
+                  for tag in image.tags)
+
+
+def test_a_snapshot_travels_to_another_node(nodes, engine, registry):
+    a, b, direct_a, direct_b = nodes
+    source = make(a, "nb")
+    a.exec_in_container(source["pk"], ["sh", "-c", "echo in-the-snapshot > /state.txt"])
+    snap = a.create_container_snapshot(source["pk"], "s1")
+    a.exec_in_container(source["pk"], ["sh", "-c", "echo later > /state.txt"])
+
+    image = a.export_container_snapshot(snap["pk"])
+
+    prefix_a = direct_a.name_prefix
+    assert image["pk"].startswith(f"{registry}/{prefix_a}-u{UID}/transfer-s1-")  # the container's uid
+    assert image["managed"] is True and image["registry"] == registry
+    assert image["container"] == source["pk"] and image["owner"] == USER
+    assert image["name"] == image["pk"].rsplit("/", 1)[1]
+    assert len(image["name"]) <= 120
+    assert a.get_container_image(image["pk"]) == image
+    assert [i["pk"] for i in a.get_container_images()] == [image["pk"]]
+    labels = engine.api.inspect_image(image["pk"])["Config"]["Labels"]
+    assert labels["org.ipynbsrv.instance"] == direct_a.instance and labels["org.ipynbsrv.kind"] == "image"
+    assert manifest_status(registry, image["pk"]) == 200
+    assert helpers_left(engine) == []
+    assert [c["pk"] for c in a.get_containers()] == [source["pk"]]
+    assert a.get_container_snapshots() == [snap]  # the snapshot itself stays
+    # a second export of the same snapshot is another image
+    again = a.export_container_snapshot(snap["pk"])
+    assert again["pk"] != image["pk"]
+    a.delete_container_image(again["pk"])
+
+    # The other node has its own engine: it must pull the image from the registry.
+    engine.images.remove(image["pk"])
+    target = make(b, "nb")
+    assert target["pk"] != source["pk"]
+    b.exec_in_container(target["pk"], ["sh", "-c", "echo target > /state.txt"])
+
+    moved = b.import_container_snapshot(target["pk"], "s1", image["pk"])
+
+    assert moved["pk"] == f"{direct_b.name_prefix}-snapshots/{target['pk']}:s1"
+    assert moved["name"] == "s1" and moved["container"] == target["pk"] and moved["created"]
+    assert b.get_container_snapshot(moved["pk"]) == moved
+    assert b.get_containers_snapshots(target["pk"]) == [moved]
+    assert b.get_container_snapshots() == [moved]
+    assert b.get_container_images() == []
+    labels = engine.api.inspect_image(moved["pk"])["Config"]["Labels"]
+    assert labels["org.ipynbsrv.instance"] == direct_b.instance
+    assert labels["org.ipynbsrv.kind"] == "snapshot"
+    assert labels["org.ipynbsrv.container"] == target["pk"] and labels["org.ipynbsrv.snapshot"] == "s1"
+    # the pulled transfer tag is gone here, but not from the registry (the caller deletes it)
+    assert not direct_a.container_image_exists(image["pk"])
+    assert manifest_status(registry, image["pk"]) == 200
+    assert helpers_left(engine) == []
+    assert tags_of(engine, direct_b.instance) == [moved["pk"]]
+
+    restored = b.restore_container_snapshot(target["pk"], moved["pk"])
+    assert restored["pk"] == target["pk"] and restored["status"] == "running"
+    assert b.exec_in_container(target["pk"], ["cat", "/state.txt"]).strip() == "in-the-snapshot"
+    assert b.get_containers_snapshots(target["pk"]) == [moved]
+
+    # deleted like any snapshot: by itself, and with its container
+    second = b.import_container_snapshot(target["pk"], "s2", image["pk"])  # pulled again
+    b.delete_container_snapshot(moved["pk"])
+    assert not b.container_snapshot_exists(moved["pk"])
+    assert b.get_containers_snapshots(target["pk"]) == [second]
+    b.delete_container(target["pk"])
+    assert b.get_container_snapshots() == []
+    assert engine.images.list(all=True, filters={"label": f"org.ipynbsrv.instance={direct_b.instance}"}) == []
+
+    # the image is deleted like one from create_container_image: here and in the registry
+    a.delete_container_image(image["pk"])
+    assert manifest_status(registry, image["pk"]) == 404
+    assert manifest_status(registry, again["pk"]) == 404
+    assert a.get_container_images() == []
+    assert tags_of(engine, direct_a.instance) == [snap["pk"]]
+    assert helpers_left(engine) == []
+
+
+def test_import_of_a_snapshot_name_taken_is_already_exists(nodes, engine, registry):
+    a, b, direct_a, direct_b = nodes
+    source = make(a, "nb")
+    image = a.export_container_snapshot(a.create_container_snapshot(source["pk"], "s1")["pk"])
+    target = make(b, "nb")
+    taken = b.create_container_snapshot(target["pk"], "s1")
+    with pytest.raises(errors.ContainerAlreadyExistsError):
+        b.import_container_snapshot(target["pk"], "s1", image["pk"])
+    assert b.get_containers_snapshots(target["pk"]) == [taken]
+    # On a shared engine the image is not pulled, so the node's tag stays where it is.
+    other = b.import_container_snapshot(target["pk"], "s2", image["pk"])
+    assert {s["pk"] for s in b.get_containers_snapshots(target["pk"])} == {taken["pk"], other["pk"]}
+    assert a.get_container_image(image["pk"]) == image
+    assert tags_of(engine, direct_b.instance) == sorted([taken["pk"], other["pk"]])
+    assert helpers_left(engine) == []
+    a.delete_container_image(image["pk"])
+    assert manifest_status(registry, image["pk"]) == 404
+    assert b.get_container_snapshot(other["pk"]) == other  # an imported snapshot keeps its layers
+
+
+def test_snapshot_transfer_errors(nodes, engine, registry):
+    a, b, direct_a, direct_b = nodes
+    source = make(a, "nb")
+    snap = a.create_container_snapshot(source["pk"], "s1")
+    target = make(b, "nb")
+    absent = f"{registry}/{direct_a.name_prefix}-u{UID}/transfer-nothing:latest"
+    for call, error in [
+        (lambda: a.export_container_snapshot("nope/nope:nope"), errors.ContainerSnapshotNotFoundError),
+        (lambda: a.export_container_snapshot(TEST_IMAGE), errors.ContainerSnapshotNotFoundError),
+        (lambda: b.export_container_snapshot(snap["pk"]), errors.ContainerSnapshotNotFoundError),  # a's
+        (lambda: a.export_container_snapshot(""), errors.InvalidArgumentError),
+        (lambda: a.export_container_snapshot(snap["pk"], colour="blue"), errors.InvalidArgumentError),
+        (lambda: b.import_container_snapshot("ipynbsrv-u1-ghost", "s1", absent), errors.ContainerNotFoundError),
+        (lambda: b.import_container_snapshot(source["pk"], "s1", absent), errors.ContainerNotFoundError),  # a's
+        (lambda: b.import_container_snapshot(target["pk"], "s1", absent), errors.ContainerImageNotFoundError),
+        (lambda: b.import_container_snapshot(target["pk"], "Bad Name", absent), errors.InvalidArgumentError),
+        (lambda: b.import_container_snapshot(target["pk"], "s1", ""), errors.InvalidArgumentError),
+        (lambda: b.import_container_snapshot(target["pk"], "s1", TEST_IMAGE), errors.InvalidArgumentError),
+        (lambda: b.import_container_snapshot(target["pk"], "s1", absent, colour="blue"), errors.InvalidArgumentError),
+    ]:
+        with pytest.raises(error):
+            call()
+    assert b.get_container_snapshots() == []
+    assert a.get_container_images() == []
+    assert helpers_left(engine) == []
+    assert [c["pk"] for c in b.get_containers()] == [target["pk"]]
+
+
+def test_snapshot_transfer_needs_a_registry(backend, engine):
+    """The contract suite's backends have no registry."""
+    record = make(backend)
+    snap = backend.create_container_snapshot(record["pk"], "s1")
+    with pytest.raises(errors.CapabilityNotSupportedError, match="registry"):
+        backend.export_container_snapshot(snap["pk"])
+    with pytest.raises(errors.CapabilityNotSupportedError, match="registry"):
+        backend.import_container_snapshot(record["pk"], "s2", "127.0.0.1:5000/x/y:z")
+    assert backend.get_container_images() == []
+    assert backend.get_containers_snapshots(record["pk"]) == [snap]
+    assert helpers_left(engine) == []

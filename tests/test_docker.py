@@ -294,3 +294,81 @@ def test_an_image_only_in_the_registry_is_deleted_there(engine, registry):
     engine.images.remove(image["pk"], force=True)
     backend.delete_container_image(image["pk"])
     assert _manifest_status(registry, image["pk"]) == 404
+
+
+# --------------------------------------------------------------------------- snapshots between nodes
+
+def _transfer_leftovers(engine):
+    helpers = engine.containers.list(all=True, filters={"label": [LABEL, "org.ipynbsrv.kind=transfer-helper"]})
+    tags = [t for i in engine.images.list(filters={"label": [LABEL, "org.ipynbsrv.kind=image"]}) for t in i.tags]
+    return [c.name for c in helpers], tags
+
+
+def test_a_failed_export_push_leaves_no_image(engine, workdir):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    backend = Docker(**backend_options(registry=dead))
+    record = make(backend)
+    snap = backend.create_container_snapshot(record["pk"], "s")
+    with pytest.raises(errors.ContainerBackendError) as info:
+        backend.export_container_snapshot(snap["pk"])
+    assert dead in str(info.value)
+    assert backend.get_container_images() == []
+    assert _transfer_leftovers(engine) == ([], [])
+    assert backend.get_container_snapshots() == [snap]
+
+
+@pytest.mark.parametrize("step", ["export", "import"])
+def test_the_transfer_helper_is_never_a_user_container_and_always_goes(engine, registry, monkeypatch, step):
+    backend = Docker(**backend_options(registry=registry, registry_insecure=True))
+    record = make(backend)
+    snap = backend.create_container_snapshot(record["pk"], "s")
+    image = backend.export_container_snapshot(snap["pk"]) if step == "import" else None
+    if image:
+        engine.images.remove(image["pk"])  # so the import pulls it, and must remove it again
+    api = backend._api()
+    real_commit = api.commit
+    seen = {}
+
+    def failing_commit(container, *args, **kwargs):
+        labels = engine.api.inspect_container(container)["Config"]["Labels"]
+        seen["labels"] = {k: labels[k] for k in ("org.ipynbsrv.instance", "org.ipynbsrv.kind")}
+        seen["listed"] = [c["pk"] for c in backend.get_containers()]
+        raise docker.errors.APIError("injected failure", explanation="no space left on device")
+
+    monkeypatch.setattr(api, "commit", failing_commit)
+    with pytest.raises(errors.ContainerBackendError):
+        if step == "export":
+            backend.export_container_snapshot(snap["pk"])
+        else:
+            backend.import_container_snapshot(record["pk"], "moved", image["pk"])
+    monkeypatch.setattr(api, "commit", real_commit)
+
+    assert seen["labels"] == {"org.ipynbsrv.instance": INSTANCE, "org.ipynbsrv.kind": "transfer-helper"}
+    assert seen["listed"] == [record["pk"]]
+    helpers, tags = _transfer_leftovers(engine)
+    assert helpers == []
+    assert tags == []
+    assert backend.get_containers_snapshots(record["pk"]) == [snap]
+    if image:
+        backend.delete_container_image(image["pk"])  # from the registry
+        assert _manifest_status(registry, image["pk"]) == 404
+
+
+def test_an_export_is_deleted_from_the_registry_by_another_node(engine, registry):
+    """Any node with the same registry and name prefix deletes it, like a committed image."""
+    from .conftest import EXTRA_INSTANCES
+
+    backend = Docker(**backend_options(registry=registry, registry_insecure=True))
+    record = make(backend)
+    image = backend.export_container_snapshot(backend.create_container_snapshot(record["pk"], "s")["pk"])
+    EXTRA_INSTANCES.add(f"{INSTANCE}-other")
+    other = Docker(**backend_options(registry=registry, registry_insecure=True, instance=f"{INSTANCE}-other"))
+    engine.images.remove(image["pk"])  # the other node never had it locally
+    other.delete_container_image(image["pk"])
+    assert _manifest_status(registry, image["pk"]) == 404
+    with pytest.raises(errors.ContainerImageNotFoundError):
+        backend.delete_container_image(image["pk"])

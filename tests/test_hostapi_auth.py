@@ -26,9 +26,9 @@ EXPECTED_OPERATIONS = {
     "containers_exists", "containers_running", "containers_suspended", "containers_start",
     "containers_stop", "containers_restart", "containers_suspend", "containers_resume",
     "containers_exec", "containers_logs", "containers_snapshots_list", "containers_snapshots_create",
-    "containers_restore",
+    "containers_restore", "containers_snapshots_import",
     "images_list", "images_create", "images_pull", "images_retrieve", "images_destroy", "images_exists",
-    "snapshots_list", "snapshots_retrieve", "snapshots_destroy", "snapshots_exists",
+    "snapshots_list", "snapshots_retrieve", "snapshots_destroy", "snapshots_exists", "snapshots_export",
     "keys_next", "keys_promote",
 }
 
@@ -78,6 +78,7 @@ def test_every_operation_but_liveness_refuses_bad_tokens(hostapi_node, docker_ba
         "containers_exec": {"cmd": ["touch", "/pwned"]},
         "containers_snapshots_create": {"name": "intruder"},
         "containers_restore": {"snapshot": snapshot["pk"]},
+        "containers_snapshots_import": {"name": "intruder", "image": image["pk"]},
         "images_create": {"container": record["pk"], "name": "intruder"},
         "images_pull": {"image": TEST_IMAGE},
         "keys_next": {"key": "k" * 40},

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ from ..contract import (
     VolumeRecord,
 )
 from ..validation import (
+    NAME_RE,
     iso_utc,
     parse_engine_time,
     parse_since,
@@ -78,6 +80,9 @@ KIND_CONTAINER = "container"
 KIND_IMAGE = "image"
 KIND_SNAPSHOT = "snapshot"
 KIND_CLONE_BASE = "clone-base"
+#: The short-lived, never started container that relabels an image for a snapshot's move
+#: between nodes (see :meth:`Docker._commit_relabelled`); never a user's container.
+KIND_TRANSFER = "transfer-helper"
 
 #: Every label a container carries; all are set on each create so nothing is inherited
 #: from the labels of the image it starts from (a snapshot or a committed image).
@@ -1166,3 +1171,125 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         self._prune_images()
         logger.info("Restored container %s from snapshot %s", pk, snapshot)
         return self.get_container(pk)
+
+    # ------------------------------------------------------------------ snapshots between nodes
+
+    def _commit_relabelled(self, source: str, target: str, container_pk: str, labels: Mapping[str, str],
+                           missing: errors.BackendError) -> None:
+        """Make the image ``target``: the filesystem and config of the image ``source`` with
+        ``labels`` on top (the engine merges them with those ``source`` has).
+
+        The engine relabels only by a commit, so a helper container is made from ``source``
+        (never started; labelled with this backend's instance and :data:`KIND_TRANSFER`, so a
+        crash leaves nothing unmanaged and it is never a user's container), committed, and
+        always removed."""
+        repo, tag = _split_ref(target)
+        helper: str | None = None
+        try:
+            with self._engine(not_found=missing):
+                created = self._api().create_container(
+                    source, name=f"{self.name_prefix}-transfer-{uuid.uuid4().hex[:16]}",
+                    labels={L_INSTANCE: self.instance, L_KIND: KIND_TRANSFER, L_CONTAINER: container_pk},
+                )
+                helper = created["Id"]
+                self._api().commit(helper, repository=repo, tag=tag, conf={"Labels": dict(labels)})
+        finally:
+            if helper is not None:
+                try:
+                    with self._engine():
+                        self._api().remove_container(helper, force=True, v=True)
+                except errors.BackendError as exc:
+                    logger.error("Could not remove the transfer helper container %s: %s", helper, exc)
+
+    def _needs_registry(self, what: str) -> str:
+        if not self.registry:
+            raise errors.CapabilityNotSupportedError(
+                f"{what} needs the backend's `registry` option: snapshots travel between nodes through a "
+                "registry every node can reach."
+            )
+        return self.registry
+
+    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
+        """Push a copy of the snapshot to the registry, as an image of this backend, so another
+        node can :meth:`import_container_snapshot` it; returns that image's record.
+
+        Not part of the contract: the master uses it to move a container's snapshots with it.
+        The image is managed like one from :meth:`create_container_image` (its pk is a new,
+        unique reference under the registry); :meth:`delete_container_image` removes it here
+        and from the registry once the move is done."""
+        self._no_options(kwargs)
+        validate_pk(snapshot, "snapshot")
+        self._needs_registry("Exporting a snapshot")
+        info = self._inspect_snapshot(snapshot)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        container_pk = labels.get(L_CONTAINER, "")
+        uid_label = labels.get(L_UID) or "0"  # the snapshot carries its container's labels
+        uid = int(uid_label) if uid_label.isdigit() and len(uid_label) < 11 else 0
+        snapshot_name = _split_ref(snapshot)[1]  # the tag of a snapshot's pk is its name
+        if not (len(snapshot_name) <= 63 and NAME_RE.match(snapshot_name)):
+            snapshot_name = "snapshot"
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
+        name = f"transfer-{snapshot_name}-{stamp}-{uuid.uuid4().hex[:6]}"
+        ref = self._image_ref(uid, name)
+        with self._name_lock:
+            if self.container_image_exists(ref):
+                raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")
+            self._commit_relabelled(snapshot, ref, container_pk, {
+                L_INSTANCE: self.instance, L_KIND: KIND_IMAGE, L_CONTAINER: container_pk,
+                L_IMAGE_NAME: f"{name}:latest", L_CREATED: iso_utc(dt.datetime.now(dt.UTC)),
+            }, errors.ContainerSnapshotNotFoundError(f"The snapshot {snapshot!r} vanished."))
+        try:
+            self.push_image(ref)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._api().remove_image(ref, force=True)
+            raise
+        logger.info("Exported snapshot %s as %s", snapshot, ref)
+        return self.get_container_image(ref)
+
+    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
+        """Make the image ``image`` (what :meth:`export_container_snapshot` pushed, on this
+        node or another) the snapshot ``name`` of ``container``; returns the snapshot's record.
+
+        Not part of the contract. The image is pulled from the registry when the engine lacks
+        it, and that pulled tag is removed again here (the registry keeps it: deleting it there
+        is the caller's). The snapshot is like one :meth:`create_container_snapshot` takes."""
+        self._no_options(kwargs)
+        validate_name(name, "snapshot name")
+        validate_pk(image, "image")
+        registry = self._needs_registry("Importing a snapshot")
+        if not image.startswith(registry + "/"):
+            raise errors.InvalidArgumentError(
+                f"The image {image[:200]!r} is not in this backend's registry ({registry}): import what "
+                "export_container_snapshot pushed there."
+            )
+        info = self._inspect_container(container)
+        pk = info["Name"].lstrip("/")
+        ref = self._snapshot_ref(pk, name)
+        taken = errors.ContainerAlreadyExistsError(f"The container {pk!r} already has a snapshot named {name!r}.")
+        if self.container_image_exists(ref):
+            raise taken  # before any pull
+        pulled = False
+        if not self.container_image_exists(image):
+            self.pull_image(image)
+            pulled = True
+        try:
+            with self._name_lock:
+                if self.container_image_exists(ref):
+                    raise taken
+                self._commit_relabelled(image, ref, pk, {
+                    L_INSTANCE: self.instance, L_KIND: KIND_SNAPSHOT, L_CONTAINER: pk, L_SNAPSHOT: name,
+                    L_IMAGE_NAME: "",
+                }, errors.ContainerImageNotFoundError(f"The image {image!r} vanished."))
+        finally:
+            if pulled:
+                # Only the tag goes: the snapshot keeps the layers it shares with it.
+                try:
+                    with self._engine(not_found=errors.ContainerImageNotFoundError()):
+                        self._api().remove_image(image)
+                except errors.NotFoundError:
+                    pass
+                except errors.BackendError as exc:
+                    logger.warning("Could not remove the pulled transfer image %s: %s", image, exc)
+        logger.info("Imported %s as snapshot %s of container %s", image, name, pk)
+        return self.get_container_snapshot(ref)

@@ -649,3 +649,24 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
             f"containers/{self._pk(container)}/restore/", op, kwargs, kind="long", snapshot=snapshot
         )
         return self._record(answer, op)
+
+    # ------------------------------------------------------------------ snapshots between nodes
+
+    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
+        """Push a copy of the snapshot to the node's registry as an image and return that
+        image's record (not part of the contract; see ``Docker.export_container_snapshot``;
+        ``CapabilityNotSupportedError`` when the node's backend cannot)."""
+        op = "export_container_snapshot"
+        answer = self._post(f"snapshots/{self._pk(snapshot, 'snapshot')}/export/", op, kwargs, kind="long")
+        return self._record(answer, op)
+
+    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
+        """Make the exported ``image`` the snapshot ``name`` of ``container`` on the node and
+        return the snapshot's record (not part of the contract; see
+        ``Docker.import_container_snapshot``)."""
+        op = "import_container_snapshot"
+        answer = self._post(
+            f"containers/{self._pk(container)}/snapshots/import/", op, kwargs, kind="long", name=name, image=image
+        )
+        return self._record(answer, op)
+

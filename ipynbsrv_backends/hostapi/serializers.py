@@ -184,6 +184,12 @@ class PullImageSerializer(StrictSerializer):
     options = OptionsField()
 
 
+class ImportSnapshotSerializer(StrictSerializer):
+    name = TextField(help_text="The snapshot's name on this node.")
+    image = TextField(help_text="Image reference (raw, not encoded) that export pushed to the registry.")
+    options = OptionsField()
+
+
 class RestoreSnapshotSerializer(StrictSerializer):
     snapshot = TextField(help_text="Snapshot pk (raw, not encoded).")
     options = OptionsField()

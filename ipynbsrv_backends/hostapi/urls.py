@@ -22,6 +22,7 @@ Below the include prefix::
     GET    containers/{container}/logs/?tail=&since=    get_container_logs
     GET    containers/{container}/snapshots/            get_containers_snapshots
     POST   containers/{container}/snapshots/            create_container_snapshot
+    POST   containers/{container}/snapshots/import/     import_container_snapshot (not in the contract)
     POST   containers/{container}/restore/              restore_container_snapshot
     GET    images/                                      get_container_images
     POST   images/                                      create_container_image
@@ -33,6 +34,7 @@ Below the include prefix::
     GET    snapshots/{snapshot}/                        get_container_snapshot
     DELETE snapshots/{snapshot}/                        delete_container_snapshot
     GET    snapshots/{snapshot}/exists/                 container_snapshot_exists
+    POST   snapshots/{snapshot}/export/                 export_container_snapshot (not in the contract)
     POST   keys/next/                                   install the next signing key
     POST   keys/promote/                                make the next signing key current
 

@@ -10,6 +10,7 @@ body of a POST, in the query string of a GET or DELETE. Errors are answered by
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -225,6 +226,14 @@ class HostAPIView(_ViewBase):
             )
         return backend
 
+    def optional_method(self, name: str, what: str) -> Callable[..., Any]:
+        """A backend method outside the contract (such as ``pull_container_image``); a
+        backend without it is ``501 not_supported``."""
+        method = getattr(self.backend, name, None)
+        if not callable(method):
+            raise CapabilityNotSupportedError(f"The backend of this node ({describe_backend()}) cannot {what}.")
+        return method
+
     @staticmethod
     def decoded_pk(segment: str) -> str:
         try:
@@ -265,6 +274,13 @@ class HostAPIView(_ViewBase):
         """``method(*args, **named, **options)``; an option that repeats a named argument is
         an invalid argument rather than a ``TypeError``."""
         clash = sorted(set(options) & set(named))
+        if not clash and options and args:
+            # An option named like a parameter given by position (``container``, ``name``, …).
+            try:
+                parameters = list(inspect.signature(method).parameters)
+            except (TypeError, ValueError):
+                parameters = []
+            clash = sorted(set(options) & set(parameters[: len(args)]))
         if clash:
             raise InvalidArgumentError(
                 f"{', '.join(clash)} must not be given again in {OPTIONS_PARAM!r}."
@@ -628,6 +644,31 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
         return Response(self.call(backend.get_containers_snapshots, self.decoded_pk(container), options=options))
 
     @document(
+        operation_id="containers_snapshots_import",
+        summary="import_container_snapshot() (not in the contract)",
+        parameters=[CONTAINER],
+        request=s.ImportSnapshotSerializer,
+        responses=_responses(s.SnapshotRecordResponse, 404, 409, 501, ok_status=201),
+        description="Make an image that `snapshots/{snapshot}/export/` pushed to the registry (on "
+        "this node or another) the snapshot `name` of this container: pulled when the node lacks "
+        "it, relabelled for this backend, and its pulled tag removed again (the registry keeps "
+        "it). `image` must be in the backend's registry; without a registry, `501 not_supported`.",
+    )
+    @action(detail=True, methods=["post"], url_path="snapshots/import", url_name="snapshots-import")
+    def import_snapshot(self, request: Request, container: str) -> Response:
+        importer = self.optional_method("import_container_snapshot", "import snapshots")
+        data = self.body(request, s.ImportSnapshotSerializer)
+        # by name, so an option that repeats one is refused (not a TypeError)
+        record = self.call(importer, container=self.decoded_pk(container), name=data["name"],
+                           image=data["image"], options=data["options"])
+        snapshot_pk = record.get("pk") if isinstance(record, dict) else None
+        return Response(
+            record,
+            status=http_status.HTTP_201_CREATED,
+            headers=_location(request, "snapshot-detail", "snapshot", snapshot_pk),
+        )
+
+    @document(
         operation_id="containers_restore",
         summary="restore_container_snapshot()",
         parameters=[CONTAINER],
@@ -692,11 +733,7 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
     )
     @action(detail=False, methods=["post"])
     def pull(self, request: Request) -> Response:
-        puller = getattr(self.backend, "pull_container_image", None)
-        if not callable(puller):
-            raise CapabilityNotSupportedError(
-                f"The backend of this node ({describe_backend()}) cannot pull images."
-            )
+        puller = self.optional_method("pull_container_image", "pull images")
         data = self.body(request, s.PullImageSerializer)
         return Response(self.call(puller, data["image"], options=data["options"]))
 
@@ -787,6 +824,27 @@ class SnapshotViewSet(HostAPIView, viewsets.ViewSet):
         options = self.query(request)["options"]
         exists = self.call(backend.container_snapshot_exists, self.decoded_pk(snapshot), options=options)
         return Response({"exists": exists})
+
+    @document(
+        operation_id="snapshots_export",
+        summary="export_container_snapshot() (not in the contract)",
+        parameters=[SNAPSHOT],
+        request=s.OptionsOnlySerializer,
+        responses=_responses(s.ImageRecordResponse, 404, 409, 501, ok_status=201),
+        description="Push a copy of the snapshot to the backend's registry as a new image of this "
+        "backend (a unique reference), for `containers/{container}/snapshots/import/` on another "
+        "node; answers the image's record. `DELETE images/{image}/` removes it here and from the "
+        "registry. Without a registry, `501 not_supported`.",
+    )
+    @action(detail=True, methods=["post"])
+    def export(self, request: Request, snapshot: str) -> Response:
+        exporter = self.optional_method("export_container_snapshot", "export snapshots")
+        options = self.body(request, s.OptionsOnlySerializer)["options"]
+        record = self.call(exporter, snapshot=self.decoded_pk(snapshot), options=options)
+        pk = record.get("pk") if isinstance(record, dict) else None
+        return Response(
+            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", "image", pk)
+        )
 
 
 class SchemaView(HostAPIView, SpectacularAPIView):
