@@ -167,8 +167,8 @@ class ContainerMoveForm(forms.Form):
 
     node = forms.ModelChoiceField(
         label=_("Target node"), queryset=Node.objects.filter(enabled=True, draining=False), required=False,
-        help_text=_("Leave empty to let placement pick. Both nodes need the same registry; a container with "
-                    "snapshots or named volumes cannot move."),
+        help_text=_("Leave empty to let placement pick. Both nodes need the same registry; the container's "
+                    "snapshots go with it, but a container with named volumes cannot move."),
     )
 
 

@@ -253,6 +253,10 @@ class Container(models.Model):
                 return str(_("an interrupted move: run ipynbsrv_reconcile"))
             target_pk = move.get("target")
             target = (Node.objects.filter(pk=target_pk).values_list("name", flat=True).first() if target_pk else None) or "?"
+            total, done = move.get("snapshots") or 0, move.get("snapshots_done") or 0
+            if move.get("stage") == "created" and isinstance(total, int) and isinstance(done, int) and done < total:
+                return str(_("copying snapshot {number} of {total} to {target}")).format(
+                    number=done + 1, total=total, target=target)
             template = self.MOVE_STAGES.get(move.get("stage", ""), _("moving to {target}"))
             return str(template).format(target=target)
         return ""

@@ -396,12 +396,13 @@ def move_container(container: Container, node: Node | None = None,
     print them); the admin and the API read the step from ``Container.progress``.
 
     The container is stopped, committed and pushed to the registry, recreated on the
-    target with the same name, base URL, environment and limits, and brought back to the
-    state it had; only then is the old one removed and the record switched over. If
-    anything fails before that, the old container is started again as it was.
+    target with the same name, base URL, environment and limits; its snapshots follow it
+    through the registry, one by one, and it is brought back to the state it had. Only then
+    is the old one removed and the record switched over. If anything fails before that, the
+    copies on the target are removed and the old container is started again as it was.
 
-    Named volumes live on their node, and so do snapshots: a container with either is
-    refused rather than moved without them.
+    Named volumes live on their node: a container with one is refused rather than moved
+    without its data.
     """
     source = container.node
     pk = _backend_pk(container)
@@ -411,11 +412,7 @@ def move_container(container: Container, node: Node | None = None,
             f"{container} keeps data in the named volume(s) {', '.join(named)}, which stay on {source.name}: "
             "moving it would leave that data behind. Use bind mounts on shared storage for containers that move."
         )
-    count = container.snapshots.count()
-    if count:
-        raise errors.InvalidArgumentError(
-            f"{container} has {count} snapshot(s), which live on {source.name}: delete them before moving it."
-        )
+    snapshots = list(container.snapshots.order_by("created_at", "pk"))
     if node is not None and node.pk == source.pk:
         raise errors.InvalidArgumentError(f"{container} is already on {source.name}.")
     if node is None:
@@ -424,7 +421,10 @@ def move_container(container: Container, node: Node | None = None,
         if not node.enabled or node.draining:
             raise errors.NoNodeAvailableError(f"The node {node.name} is disabled or draining.")
         check_node_health(node)
-        candidates = [node] if node.is_healthy else []
+        if not node.is_healthy:
+            raise errors.NoNodeAvailableError(
+                f"The node {node.name} cannot take {container} now: {node.last_error or 'it does not answer'}")
+        candidates = [node]
     if not candidates:
         raise errors.NoNodeAvailableError(f"No other node can take {container} now.")
     with transaction.atomic():
@@ -441,6 +441,16 @@ def move_container(container: Container, node: Node | None = None,
 
     old_backend = get_backend(source)
     new_backend = get_backend(target)
+    # Not part of the contract: Docker (and HttpRemote in front of it) carry snapshots through the registry.
+    export_snapshot: Any = getattr(old_backend, "export_container_snapshot", None)
+    import_snapshot: Any = getattr(new_backend, "import_container_snapshot", None)
+    if snapshots:
+        for method, where in ((export_snapshot, source), (import_snapshot, target)):
+            if not callable(method):
+                raise errors.CapabilityNotSupportedError(
+                    f"{container} has {len(snapshots)} snapshot(s), and the backend of {where.name} cannot carry "
+                    "snapshots between nodes: delete them first, or move it between nodes whose backends can."
+                )
     state = old_backend.get_container(pk)["status"]
     step(f"stopping it on {source.name}")
     # Each step is written down before the next, so a master that dies part-way leaves
@@ -454,6 +464,8 @@ def move_container(container: Container, node: Node | None = None,
         raise
     ref: str | None = None
     record: ContainerRecord | None = None
+    snapshot_refs: list[str] = []
+    moved_snapshots: dict[int, str] = {}
     try:
         step("committing it and pushing the image to the registry")
         ref = _transfer_image(container, "move")
@@ -469,7 +481,19 @@ def move_container(container: Container, node: Node | None = None,
             )
         except errors.BackendError as exc:
             raise _pull_hint(exc, target) from exc
-        _move_progress(container, {"stage": "created", "new_pk": record["pk"]})
+        _move_progress(container, {"stage": "created", "new_pk": record["pk"], "snapshots": len(snapshots),
+                                   "snapshots_done": 0})
+        for number, snapshot in enumerate(snapshots, 1):
+            step(f"copying snapshot {snapshot.name} ({number} of {len(snapshots)}) through the registry")
+            exported = export_snapshot(snapshot.backend_pk)
+            snapshot_refs.append(exported["pk"])
+            _move_progress(container, {"snapshot_refs": list(snapshot_refs)})
+            try:
+                imported = import_snapshot(record["pk"], snapshot.name, exported["pk"])
+            except errors.BackendError as exc:
+                raise _pull_hint(exc, target) from exc
+            moved_snapshots[snapshot.pk] = imported["pk"]
+            _move_progress(container, {"snapshots_done": number})
         if state == S.STOPPED:
             new_backend.stop_container(record["pk"])
         elif state == S.SUSPENDED and isinstance(new_backend, SuspendableContainerBackend):
@@ -480,6 +504,8 @@ def move_container(container: Container, node: Node | None = None,
             _apply_record(container, record)
             container.pending_move = {**(container.pending_move or {}), "stage": "switched"}
             container.save()
+            for snapshot_pk, backend_pk in moved_snapshots.items():
+                Snapshot.objects.filter(pk=snapshot_pk).update(backend_pk=backend_pk)
         step(f"removing the old copy from {source.name}")
     except Exception:
         logger.exception("Moving %s from %s to %s failed; putting it back", container, source.name, target.name)
@@ -488,8 +514,8 @@ def move_container(container: Container, node: Node | None = None,
                 new_backend.delete_container(record["pk"])
             except errors.BackendError as exc:
                 logger.error("Could not remove the half-moved copy of %s on %s: %s", container, target.name, exc)
-        if ref is not None:
-            _drop_transfer_image(ref, [target, source])
+        for transfer in ([ref] if ref is not None else []) + snapshot_refs:
+            _drop_transfer_image(transfer, [target, source])
         try:
             if state in (S.RUNNING, S.SUSPENDED):
                 old_backend.start_container(pk)
@@ -501,8 +527,9 @@ def move_container(container: Container, node: Node | None = None,
             raise
         _move_progress(container, None)
         raise
-    _finish_move(container, old_backend, pk, ref, [target, source])
-    logger.info("Moved %s from %s to %s", container, source.name, target.name)
+    _finish_move(container, old_backend, pk, ([ref] if ref else []) + snapshot_refs, [target, source])
+    logger.info("Moved %s from %s to %s%s", container, source.name, target.name,
+                f" with {len(snapshots)} snapshot(s)" if snapshots else "")
     return container
 
 
@@ -515,7 +542,7 @@ def _move_progress(container: Container, changes: dict[str, Any] | None) -> None
     Container.objects.filter(pk=container.pk).update(pending_move=container.pending_move, updated_at=timezone.now())
 
 
-def _finish_move(container: Container, old_backend: Any, old_pk: str, ref: str | None, nodes: list[Node]) -> None:
+def _finish_move(container: Container, old_backend: Any, old_pk: str, refs: list[str], nodes: list[Node]) -> None:
     try:
         old_backend.delete_container(old_pk)
     except errors.ContainerNotFoundError:
@@ -525,7 +552,7 @@ def _finish_move(container: Container, old_backend: Any, old_pk: str, ref: str |
                      "ipynbsrv_reconcile will try again", container, container.node, old_pk, exc)
         _move_progress(container, {"abandoned": True})  # the progress stays: reconcile finishes the job
         return
-    if ref:
+    for ref in refs:
         _drop_transfer_image(ref, nodes)
     _move_progress(container, None)
 
@@ -571,17 +598,18 @@ def resume_interrupted_move(container: Container) -> str:
         _move_progress(container, None)
         return "forgotten (a node of the move no longer exists)"
     old_backend, new_backend = get_backend(source), get_backend(target)
-    ref = move.get("ref")
+    refs = [ref for ref in [move.get("ref"), *(move.get("snapshot_refs") or [])] if ref]
     if move.get("stage") == "switched":
-        _finish_move(container, old_backend, move["old_pk"], ref, [target, source])
+        _finish_move(container, old_backend, move["old_pk"], refs, [target, source])
         if container.pending_move:
             raise errors.BackendUnavailableError(f"The old copy of {container} on {source.name} is still there.")
         return f"finished: now on {target.name}"
-    # Not switched: the record still names the old copy. Remove any new copy, put the old back.
+    # Not switched: the record still names the old copy. Remove any new copy (its imported
+    # snapshots go with it), put the old back.
     copy = _find_on_node(new_backend, container.owner, container.name)
     if copy is not None:
         new_backend.delete_container(copy["pk"])
-    if ref:
+    for ref in refs:
         _drop_transfer_image(ref, [target, source])
     if move.get("state") in (S.RUNNING, S.SUSPENDED):
         current = old_backend.get_container(move["old_pk"])
@@ -616,7 +644,18 @@ def refresh_container(container: Container) -> Container:
     return container
 
 
+def _refuse_while_moving(container: Container) -> None:
+    """A container being moved is left alone until the move is done: a start, a snapshot or a
+    delete on its old node meanwhile would be lost or undone by the move."""
+    if Container.objects.filter(pk=container.pk, pending_move__isnull=False).exists():
+        raise errors.IllegalContainerStateError(
+            f"{container} is being moved to another node: try again once the move is done "
+            "(an interrupted move is finished or rolled back by ipynbsrv_reconcile)."
+        )
+
+
 def _act(container: Container, action: str, capability: type | None = None) -> Container:
+    _refuse_while_moving(container)
     backend = get_backend(container.node)
     if capability is not None and not isinstance(backend, capability):
         raise errors.CapabilityNotSupportedError(
@@ -660,6 +699,7 @@ def resume_container(container: Container) -> Container:
 def delete_container(container: Container) -> None:
     """Remove the container from its node, then its record. If the node cannot be reached
     the record stays: nothing is forgotten while it may still run."""
+    _refuse_while_moving(container)
     if container.backend_pk:
         backend = get_backend(container.node)
         try:
@@ -702,6 +742,7 @@ def _snapshot_backend(container: Container) -> SnapshotableContainerBackend:
 @audit.audited("snapshot.create", details=lambda c, name, *a, **k: {"name": name})
 def create_snapshot(container: Container, name: str, description: str = "") -> Snapshot:
     name = validate_name(name, "snapshot name")
+    _refuse_while_moving(container)
     if Snapshot.objects.filter(container=container, name=name).exists():
         raise errors.ContainerAlreadyExistsError(f"{container} already has a snapshot named {name!r}.")
     backend = _snapshot_backend(container)
@@ -720,6 +761,7 @@ def create_snapshot(container: Container, name: str, description: str = "") -> S
 def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     if snapshot.container_id != container.pk:
         raise errors.ContainerSnapshotNotFoundError(f"{snapshot} is not a snapshot of {container}.")
+    _refuse_while_moving(container)
     backend = _snapshot_backend(container)
     record = backend.restore_container_snapshot(_backend_pk(container), snapshot.backend_pk)
     _apply_record(container, record)
@@ -730,6 +772,7 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
 
 @audit.audited("snapshot.delete")
 def delete_snapshot(snapshot: Snapshot) -> None:
+    _refuse_while_moving(snapshot.container)
     backend = _snapshot_backend(snapshot.container)
     try:
         backend.delete_container_snapshot(snapshot.backend_pk)

@@ -3,7 +3,7 @@
 An operator logs in through the login form, adds two Docker backends and their nodes on the
 real engine, checks their health, registers the test image, creates a container for a user and
 takes it through suspend, resume, snapshot, restore, a move to the other node (through the test
-registry) and delete, then reads why a node that is down cannot be used. After each step the
+registry, its snapshot with it), a restore there and delete, then reads why a node that is down cannot be used. After each step the
 engine itself is asked what it has. Screenshots of the main pages are taken on the way
 (``make screenshots`` keeps them in ``docs/screenshots/``).
 
@@ -246,23 +246,10 @@ def test_an_operator_runs_a_container_through_the_admin(live_server, browser, en
     assert on_engine(engine, container).status == "running"
     op.screenshot("container-page")
 
-    # --- a move is refused while the snapshot pins it to b1: the reason is shown
+    # --- move it to b2: its snapshot goes with it
+    old_pk = container.backend_pk
     op.find('a[href$="/move/"]').click()
     wait_for(lambda: "Move container" in op.text(), timeout=30, what="the move page")
-    op.choose("node", "b2")
-    op.submit('input[type="submit"]')
-    assert "snapshot" in op.errors(), op.errors()
-    assert Container.objects.get(pk=container.pk).node.name == "b1"
-
-    # --- delete the snapshot from the snapshot list, then move
-    op.open("/admin/ipynbsrv_backends/snapshot/")
-    op.action("delete_selected", snapshot.name)
-    op.submit('input[type="submit"]')  # "Yes, I'm sure"
-    assert "1 snapshot deleted." in op.messages(), op.messages()
-    assert not Snapshot.objects.filter(pk=snapshot.pk).exists()
-
-    old_pk = container.backend_pk
-    op.open(f"/admin/ipynbsrv_backends/container/{container.pk}/move/")
     op.choose("node", "b2")
     op.submit('input[type="submit"]')
     assert not op.errors(), op.errors()
@@ -274,6 +261,26 @@ def test_an_operator_runs_a_container_through_the_admin(live_server, browser, en
     assert moved.labels["org.ipynbsrv.instance"] == f"{INSTANCE}-b2"
     assert not engine.containers.list(all=True, filters={"label": f"org.ipynbsrv.instance={INSTANCE}-b1"}), \
         f"{old_pk} is still on b1"
+    # b1 keeps no image of its own (the untagged transfer image under the moved container is b2's base)
+    assert not [i.tags for i in engine.images.list(filters={"label": f"org.ipynbsrv.instance={INSTANCE}-b1"}) if i.tags]
+    snapshot.refresh_from_db()
+    backend = backend_registry.get_backend(container.node)
+    assert [s["pk"] for s in backend.get_containers_snapshots(container.backend_pk)] == [snapshot.backend_pk]
+
+    # --- restore the moved snapshot on b2
+    backend.exec_in_container(container.backend_pk, ["sh", "-c", "echo after > /marker"])
+    op.open(page)
+    op.submit(f'button[name="_container_step"][value="restore:{snapshot.pk}"]')
+    assert "1 container restored." in op.messages()
+    assert backend.exec_in_container(container.backend_pk, ["cat", "/marker"]).strip() == "before"
+
+    # --- delete the snapshot from the snapshot list
+    op.open("/admin/ipynbsrv_backends/snapshot/")
+    op.action("delete_selected", snapshot.name)
+    op.submit('input[type="submit"]')  # "Yes, I'm sure"
+    assert "1 snapshot deleted." in op.messages(), op.messages()
+    assert not Snapshot.objects.filter(pk=snapshot.pk).exists()
+    assert backend.get_containers_snapshots(container.backend_pk) == []
 
     op.open("/admin/ipynbsrv_backends/container/")
     (row,) = [row.text for row in op.all("#result_list tbody tr")]

@@ -4,6 +4,7 @@ ipynbsrv_hostapi — only through HttpRemote, and a registry every node pulls fr
 
 from __future__ import annotations
 
+import html
 import json
 import time
 import urllib.request
@@ -165,14 +166,112 @@ def test_a_failed_move_leaves_the_container_where_it_was(cluster, cluster_nodes,
     assert registry.get_backend(n1).get_container(old_pk)["status"] == "running"
 
 
-def test_move_refuses_what_cannot_travel(cluster, cluster_nodes, base_image, alice):
+def managed_images(cluster, node) -> dict[str, str]:
+    """Tag -> kind of every image the test bed's backends labelled on ``node``'s engine."""
+    client = node_engine(cluster, node)
+    try:
+        return {tag: image.labels.get("org.ipynbsrv.kind", "") for image in
+                client.images.list(filters={"label": "org.ipynbsrv.instance=cluster"}) for tag in image.tags}
+    finally:
+        client.close()
+
+
+def registry_tags(cluster) -> list[str]:
+    with urllib.request.urlopen(f"http://{cluster.registry}/v2/_catalog", timeout=5) as response:
+        repos = json.loads(response.read())["repositories"]
+    tags = []
+    for repo in repos:
+        with urllib.request.urlopen(f"http://{cluster.registry}/v2/{repo}/tags/list", timeout=5) as response:
+            tags += [f"{repo}:{tag}" for tag in (json.loads(response.read())["tags"] or [])]
+    return tags
+
+
+def written(backend, container, path="/work.txt") -> str:
+    return backend.exec_in_container(container.backend_pk, ["cat", path]).strip()
+
+
+def test_a_move_carries_the_snapshots(cluster, cluster_nodes, base_image, alice):
     n1, n2 = cluster_nodes
     container = services.create_container(alice, "nb", image=base_image, node=n1)
-    services.create_snapshot(container, "keep")
-    with pytest.raises(errors.InvalidArgumentError) as info:
+    on_n1 = registry.get_backend(n1)
+    for version in ("v1", "v2"):
+        on_n1.exec_in_container(container.backend_pk, ["sh", "-c", f"echo {version} > /work.txt"])
+        services.create_snapshot(container, f"at-{version}")
+    on_n1.exec_in_container(container.backend_pk, ["sh", "-c", "echo v3 > /work.txt"])
+    before = set(registry_tags(cluster))
+    steps: list[str] = []
+    services.move_container(container, n2, on_progress=steps.append)
+    container.refresh_from_db()
+    assert container.node == n2 and container.status == "running"
+    assert [s for s in steps if s.startswith("copying snapshot")] == [
+        "copying snapshot at-v1 (1 of 2) through the registry", "copying snapshot at-v2 (2 of 2) through the registry"]
+    on_n2 = registry.get_backend(n2)
+    assert written(on_n2, container) == "v3"
+    snapshots = {s.name: s for s in container.snapshots.all()}
+    assert sorted(snapshots) == ["at-v1", "at-v2"]
+    assert sorted(r["pk"] for r in on_n2.get_containers_snapshots(container.backend_pk)) == \
+        sorted(s.backend_pk for s in snapshots.values())
+    # nothing stays behind: not on n1, not as a transfer image on n2, not in the registry
+    assert on_engine(cluster, n1) == [] and managed_images(cluster, n1) == {}
+    assert sorted(managed_images(cluster, n2).values()) == ["snapshot", "snapshot"]
+    assert set(registry_tags(cluster)) == before
+    # each snapshot restores on the new node to what it held
+    for version in ("v1", "v2"):
+        services.restore_snapshot(container, snapshots[f"at-{version}"])
+        assert written(on_n2, container) == version
+    http_answers(f"http://{n2.address}:{container.ports[0]['external']}/")
+
+
+def test_a_failed_snapshot_copy_puts_everything_back(cluster, cluster_nodes, base_image, alice, monkeypatch):
+    n1, n2 = cluster_nodes
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    old_pk = container.backend_pk
+    on_n1 = registry.get_backend(n1)
+    for version in ("v1", "v2"):
+        on_n1.exec_in_container(old_pk, ["sh", "-c", f"echo {version} > /work.txt"])
+        services.create_snapshot(container, f"at-{version}")
+    before = set(registry_tags(cluster))
+    on_n2 = registry.get_backend(n2)
+    real_import = on_n2.import_container_snapshot
+    imported: list[str] = []
+
+    def second_fails(container_pk, name, image, **kwargs):
+        if imported:  # the first one got through: the second meets a node that is gone
+            raise errors.BackendUnavailableError("the node went away (injected)")
+        record = real_import(container_pk, name, image, **kwargs)
+        imported.append(record["pk"])
+        return record
+
+    monkeypatch.setattr(on_n2, "import_container_snapshot", second_fails)
+    with pytest.raises(errors.BackendUnavailableError):
         services.move_container(container, n2)
-    assert "snapshot" in str(info.value)
-    assert Container.objects.get(pk=container.pk).node == n1
+    container.refresh_from_db()
+    assert imported and container.node == n1 and container.backend_pk == old_pk and not container.pending_move
+    assert on_n1.get_container(old_pk)["status"] == "running"
+    assert on_engine(cluster, n2) == [] and managed_images(cluster, n2) == {}
+    assert sorted(managed_images(cluster, n1).values()) == ["snapshot", "snapshot"]
+    assert set(registry_tags(cluster)) == before
+    services.restore_snapshot(container, container.snapshots.get(name="at-v1"))
+    assert written(on_n1, container) == "v1"
+
+
+def test_move_refuses_what_cannot_travel(cluster, cluster_nodes, base_image, alice, master_settings):
+    n1, n2 = cluster_nodes
+    master_settings.IPYNBSRV_BACKENDS = {**master_settings.IPYNBSRV_BACKENDS,
+                                         "CONTAINER_VOLUMES": [{"source": "{username}-{name}-data", "target": "/data"}]}
+    container = services.create_container(alice, "nb", image=base_image, node=n1)
+    try:
+        with pytest.raises(errors.InvalidArgumentError) as info:
+            services.move_container(container, n2)
+        assert "named volume" in str(info.value) and "alice-nb-data" in str(info.value)
+        assert Container.objects.get(pk=container.pk).node == n1
+    finally:
+        services.delete_container(container)
+        client = node_engine(cluster, n1)
+        try:
+            client.volumes.get("alice-nb-data").remove()  # deleting a container keeps its volumes
+        finally:
+            client.close()
 
 
 def test_deleting_an_image_removes_it_everywhere(cluster, cluster_nodes, base_image, alice, bob):
@@ -269,12 +368,15 @@ def test_move_from_the_admin(cluster, cluster_nodes, base_image, alice, admin_cl
 def test_a_failed_move_in_the_admin_says_why(cluster, cluster_nodes, base_image, alice, admin_client):
     n1, n2 = cluster_nodes
     container = services.create_container(alice, "nb", image=base_image, node=n1)
-    services.create_snapshot(container, "pinned")
+    cluster.stop_hostapi(1)
+    Node.objects.filter(pk=n2.pk).update(last_checked=None)
     answer = admin_client.post(f"/admin/ipynbsrv_backends/container/{container.pk}/move/", {"node": n2.pk})
     assert answer.status_code == 200
-    assert b"snapshot" in answer.content
+    text = html.unescape(answer.content.decode())
+    assert "The node n2 cannot take alice/nb now: Cannot reach the node" in text, text[-3000:]
     container.refresh_from_db()
     assert container.node == n1
+    assert registry.get_backend(n1).get_container(container.backend_pk)["status"] == "running"
 
 
 # ---------------------------------------------------------------------------- signed requests

@@ -24,7 +24,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ipynbsrv_backends import errors, registry, services
-from ipynbsrv_backends.models import AuditEntry, Backend, Container, Image
+from ipynbsrv_backends.models import AuditEntry, Backend, Container, Image, Snapshot
 
 from .cluster import INSTANCE, cluster, cluster_nodes  # noqa: F401 - fixtures
 from .conftest import TEST_IMAGE
@@ -289,12 +289,14 @@ def hold(what):
     open(os.environ["MOVE_MARKER"], "w").write(what)
     time.sleep(600)  # killed here
 
-if os.environ["MOVE_STOP_AT"] == "created":
+if os.environ["MOVE_STOP_AT"] in ("created", "copying a snapshot"):
     progress = services._move_progress
     def hooked(container, changes):
         progress(container, changes)
-        if changes and changes.get("stage") == "created":
+        if changes and changes.get("stage") == "created" and os.environ["MOVE_STOP_AT"] == "created":
             hold("created")
+        if changes and changes.get("snapshot_refs") and os.environ["MOVE_STOP_AT"] == "copying a snapshot":
+            hold("copying a snapshot")
     services._move_progress = hooked
 else:
     def hooked(*args, **kwargs):
@@ -305,13 +307,16 @@ services.move_container(Container.objects.get(pk=int(os.environ["MOVE_PK"])),
 """
 
 
-@pytest.mark.parametrize("stop_at", ["created", "switched"])
+@pytest.mark.parametrize("stop_at", ["created", "copying a snapshot", "switched"])
 def test_master_killed_during_a_move(cluster, nodes, base_image, alice, settings, tmp_path, stop_at):
-    """Killed once the target has the new copy (reconcile rolls back), or once the record was
-    switched over (reconcile finishes)."""
+    """Killed once the target has the new copy, or while its snapshot travels (reconcile rolls
+    back), or once the record was switched over (reconcile finishes). The container's snapshot
+    is restorable wherever it ends up, and no transfer image is left anywhere."""
     n1, n2 = nodes
     container = services.create_container(alice, "nb", image=base_image, node=n1)
     old_pk = container.backend_pk
+    registry.get_backend(n1).exec_in_container(old_pk, ["sh", "-c", "echo snapped > /work.txt"])
+    snapshot = services.create_snapshot(container, "keep")
     registry.get_backend(n1).exec_in_container(old_pk, ["sh", "-c", "echo precious > /work.txt"])
     marker = tmp_path / "marker"
     env = {**os.environ, "TESTPROJECT_DB": settings.DATABASES["default"]["NAME"],
@@ -328,12 +333,14 @@ def test_master_killed_during_a_move(cluster, nodes, base_image, alice, settings
         master.wait(30)
     # nothing lost: the record is there, the new copy is on n2, its progress written down
     container.refresh_from_db()
-    assert container.pending_move and container.pending_move["stage"] == stop_at
+    stage = "created" if stop_at == "copying a snapshot" else stop_at
+    assert container.pending_move and container.pending_move["stage"] == stage
+    assert bool(container.pending_move.get("snapshot_refs")) == (stop_at != "created")
     assert len(on_node(cluster, 1)) == 1
     out = reconcile_once()
     assert "nb" in out
     container.refresh_from_db()
-    if stop_at == "created":  # rolled back: it stays on n1, running, with its data
+    if stop_at != "switched":  # rolled back: it stays on n1, running, with its data
         assert container.node == n1 and container.backend_pk == old_pk
         assert on_node(cluster, 1) == {}
         assert on_node(cluster, 0) == {old_pk: "running"}
@@ -344,5 +351,12 @@ def test_master_killed_during_a_move(cluster, nodes, base_image, alice, settings
     backend = registry.get_backend(container.node)
     assert backend.exec_in_container(container.backend_pk, ["cat", "/work.txt"]).strip() == "precious"
     assert_consistent(cluster, nodes)
+    for index in (0, 1):  # no transfer image left tagged on a node: only the one snapshot, where the container is
+        # (an untagged transfer image stays as long as the moved container is made from it)
+        kinds = sorted(i.labels.get("org.ipynbsrv.kind", "") for i in
+                       engine(cluster, index).images.list(filters={"label": "org.ipynbsrv.instance=cluster"}) if i.tags)
+        assert kinds == (["snapshot"] if nodes[index] == container.node else []), (index, kinds)
+    services.restore_snapshot(container, Snapshot.objects.get(pk=snapshot.pk))
+    assert backend.exec_in_container(container.backend_pk, ["cat", "/work.txt"]).strip() == "snapped"
     entries = AuditEntry.objects.filter(action="reconcile.drift")
     assert any("alice/nb" in move for entry in entries for move in entry.details.get("moves", []))

@@ -424,6 +424,32 @@ def test_direct_backend_and_service_agree(make_node, image, alice):
     assert direct["ports"] == container.ports and direct["status"] == container.status
 
 
+def test_a_container_being_moved_is_left_alone(make_node, image, alice, engine):
+    """While a move runs (its progress written down), actions on the container are refused,
+    not carried out on a copy the move is about to replace or remove."""
+    node = make_node("n1")
+    container = services.create_container(alice, "nb", image=image)
+    snapshot = services.create_snapshot(container, "keep")
+    Container.objects.filter(pk=container.pk).update(pending_move={"stage": "copying", "target": node.pk})
+    refused = [
+        lambda: services.stop_container(container),
+        lambda: services.create_snapshot(container, "another"),
+        lambda: services.restore_snapshot(container, snapshot),
+        lambda: services.delete_snapshot(snapshot),
+        lambda: services.delete_container(container),
+    ]
+    for call in refused:
+        with pytest.raises(errors.IllegalContainerStateError, match="being moved"):
+            call()
+    backend = registry.get_backend(node)
+    assert backend.get_container(container.backend_pk)["status"] == "running"
+    assert [s["pk"] for s in backend.get_containers_snapshots(container.backend_pk)] == [snapshot.backend_pk]
+    assert list(Snapshot.objects.values_list("name", flat=True)) == ["keep"]
+    Container.objects.filter(pk=container.pk).update(pending_move=None)
+    services.stop_container(container)  # once the move is over, it is an ordinary container again
+    assert Container.objects.get(pk=container.pk).status == "stopped"
+
+
 def test_progress_of_long_operations(make_node, alice):
     """What a creation or a move is doing, for the admin and the users' API."""
     from ipynbsrv_backends.api.serializers import ContainerSerializer
@@ -435,6 +461,10 @@ def test_progress_of_long_operations(make_node, alice):
     moving = Container.objects.create(owner=alice, name="moving", node=n1, status=Container.Status.RUNNING,
                                       pending_move={"stage": "copying", "target": n2.pk})
     assert moving.progress == "copying to n2"
+    moving.pending_move = {"stage": "created", "target": n2.pk, "snapshots": 3, "snapshots_done": 1}
+    assert moving.progress == "copying snapshot 2 of 3 to n2"
+    moving.pending_move = {"stage": "created", "target": n2.pk, "snapshots": 3, "snapshots_done": 3}
+    assert moving.progress == "starting on n2"
     moving.pending_move = {"stage": "copying", "target": n2.pk, "abandoned": True}
     assert "ipynbsrv_reconcile" in moving.progress
     idle = Container.objects.create(owner=alice, name="idle", node=n1, status=Container.Status.RUNNING)
