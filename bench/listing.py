@@ -59,7 +59,7 @@ def measure(sizes: tuple[int, ...], reps: int) -> list[Row]:
         calls.append((method, url))
         return original(method, url, *args, **kwargs)
 
-    client.request = counting  # type: ignore[method-assign]
+    client.request = counting
     filters = {"label": [f"{L_INSTANCE}={INSTANCE_LIST}", f"{L_KIND}=container"]}
     rows: list[Row] = []
     have = 0

@@ -77,8 +77,8 @@ def main(facts_path: str) -> int:
     call_command("migrate", verbosity=0, interactive=False)
     backend = Backend.objects.create(name="bench host API", kind="HttpRemote",
                                      config={"url": "http://{address}:8080", "timeout": 60, "long_timeout": 300})
-    per_node = zip(facts["addresses"], facts["tokens"], facts["signing_keys"], strict=True)
-    for index, (address, token, key) in enumerate(per_node):
+    credentials = zip(facts["addresses"], facts["tokens"], facts["signing_keys"], strict=True)
+    for index, (address, token, key) in enumerate(credentials):
         Node.objects.create(name=f"n{index + 1}", address=address, backend=backend, capacity=count + 10,
                             backend_config={"token": token, "signing_key": key})
     users = [get_user_model().objects.create(username=f"bench-s{i}") for i in range(count)]
@@ -96,7 +96,7 @@ def main(facts_path: str) -> int:
         reserved.append(time.monotonic())
         return result
 
-    services._reserve = timed_reserve  # type: ignore[assignment]
+    services._reserve = timed_reserve
     barrier = threading.Barrier(count)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()

@@ -56,7 +56,8 @@ HOP_OPS = ("suspend", "resume")
 class Cycle:
     """One way of doing the seven operations; each method returns after the engine has."""
 
-    def create(self, name: str) -> str: ...
+    def create(self, name: str) -> str:
+        raise NotImplementedError
     def stop(self, pk: str) -> None: ...
     def start(self, pk: str) -> None: ...
     def suspend(self, pk: str) -> None: ...
@@ -233,9 +234,9 @@ def run_cycle(cycle: Cycle, name: str) -> dict[str, float]:
 
 
 def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
-    """Interleave the four ways for ``reps`` repetitions (plus warm-up) and compare."""
+    """Interleave the five ways for ``reps`` repetitions (plus warm-up) and compare."""
     api = docker.APIClient(base_url=LOCAL, version="auto", timeout=120)
-    options = {"stop_timeout": STOP_TIMEOUT, "pull_policy": "never"}
+    options: dict[str, Any] = {"stop_timeout": STOP_TIMEOUT, "pull_policy": "never"}
     direct = Docker(LOCAL, instance=INSTANCE_OPS, name_prefix="bench-ops", **options)
     node = HostAPIProcess(logdir, {"base_url": LOCAL, "instance": INSTANCE_REMOTE, "name_prefix": "bench-rem",
                                    **options}).start()
