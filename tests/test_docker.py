@@ -233,12 +233,17 @@ def test_pull_policy_never_does_not_pull(engine, registry):
     assert [c["pk"] for c in backend.get_containers()] == [record["pk"]]
 
 
-def test_a_failed_push_leaves_no_image(engine, workdir):
+@pytest.fixture
+def dead():
+    """A registry address on 127.0.0.1 where nothing listens."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_a_failed_push_leaves_no_image(engine, workdir, dead):
     backend = Docker(**backend_options(registry=dead))
     record = make(backend)
     with pytest.raises(errors.ContainerBackendError) as info:
@@ -304,12 +309,7 @@ def _transfer_leftovers(engine):
     return [c.name for c in helpers], tags
 
 
-def test_a_failed_export_push_leaves_no_image(engine, workdir):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+def test_a_failed_export_push_leaves_no_image(engine, workdir, dead):
     backend = Docker(**backend_options(registry=dead))
     record = make(backend)
     snap = backend.create_container_snapshot(record["pk"], "s")

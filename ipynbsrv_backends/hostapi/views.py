@@ -288,6 +288,12 @@ class HostAPIView(_ViewBase):
         return method(*args, **named, **options)
 
 
+def _created(request: Request, record: Any, route: str, kwarg: str) -> Response:
+    """``201 Created`` with the record, and a ``Location`` when the record has a pk."""
+    pk = record.get("pk") if isinstance(record, dict) else None
+    return Response(record, status=http_status.HTTP_201_CREATED, headers=_location(request, route, kwarg, pk))
+
+
 def _location(request: Request, route: str, kwarg: str, pk: Any) -> dict[str, str]:
     if not isinstance(pk, str):
         return {}
@@ -455,12 +461,7 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
         data = self.body(request, s.CreateContainerSerializer)
         options = data.pop("options")
         record = self.call(self.backend.create_container, options=options, **data)
-        pk = record.get("pk") if isinstance(record, dict) else None
-        return Response(
-            record,
-            status=http_status.HTTP_201_CREATED,
-            headers=_location(request, "container-detail", "container", pk),
-        )
+        return _created(request, record, "container-detail", "container")
 
     @document(
         operation_id="containers_retrieve",
@@ -634,12 +635,7 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
                 data["name"],
                 options=data["options"],
             )
-            snapshot_pk = record.get("pk") if isinstance(record, dict) else None
-            return Response(
-                record,
-                status=http_status.HTTP_201_CREATED,
-                headers=_location(request, "snapshot-detail", "snapshot", snapshot_pk),
-            )
+            return _created(request, record, "snapshot-detail", "snapshot")
         options = self.query(request)["options"]
         return Response(self.call(backend.get_containers_snapshots, self.decoded_pk(container), options=options))
 
@@ -661,12 +657,7 @@ class ContainerViewSet(HostAPIView, viewsets.ViewSet):
         # by name, so an option that repeats one is refused (not a TypeError)
         record = self.call(importer, container=self.decoded_pk(container), name=data["name"],
                            image=data["image"], options=data["options"])
-        snapshot_pk = record.get("pk") if isinstance(record, dict) else None
-        return Response(
-            record,
-            status=http_status.HTTP_201_CREATED,
-            headers=_location(request, "snapshot-detail", "snapshot", snapshot_pk),
-        )
+        return _created(request, record, "snapshot-detail", "snapshot")
 
     @document(
         operation_id="containers_restore",
@@ -718,10 +709,7 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
         record = self.call(
             self.backend.create_container_image, data["container"], data["name"], options=data["options"]
         )
-        pk = record.get("pk") if isinstance(record, dict) else None
-        return Response(
-            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", "image", pk)
-        )
+        return _created(request, record, "image-detail", "image")
 
     @document(
         operation_id="images_pull",
@@ -841,10 +829,7 @@ class SnapshotViewSet(HostAPIView, viewsets.ViewSet):
         exporter = self.optional_method("export_container_snapshot", "export snapshots")
         options = self.body(request, s.OptionsOnlySerializer)["options"]
         record = self.call(exporter, snapshot=self.decoded_pk(snapshot), options=options)
-        pk = record.get("pk") if isinstance(record, dict) else None
-        return Response(
-            record, status=http_status.HTTP_201_CREATED, headers=_location(request, "image-detail", "image", pk)
-        )
+        return _created(request, record, "image-detail", "image")
 
 
 class SchemaView(HostAPIView, SpectacularAPIView):
