@@ -103,38 +103,38 @@ def record(action: str, subject: Any = None, /, *, error: BaseException | str | 
     extra = dict(details or {})
     if source:
         extra.setdefault("source", source)
-    _log(actor, via, action, info, error, extra)
     try:
+        message = "" if error is None else \
+            f"{type(error).__name__ if not isinstance(error, str) else 'Error'}: {error}"[:_MAX_TEXT]
+        extra = scrub(extra)
+        _log(actor, via, action, info, message, extra)
         return AuditEntry.objects.create(
             actor=actor, actor_name=actor.get_username() if actor is not None else "", via=via, action=action,
             target_type=info.get("target_type", "")[:32], target_id=info.get("target_id", "")[:64],
             target=info.get("target", "")[:512], node=info.get("node", "")[:100],
             result=AuditEntry.Result.OK if error is None else AuditEntry.Result.ERROR,
-            message="" if error is None else f"{type(error).__name__ if not isinstance(error, str) else 'Error'}: "
-                                             f"{error}"[:_MAX_TEXT],
-            details=scrub(extra),
+            message=message, details=extra,
         )
     except Exception:  # the action itself happened; losing its entry must not undo it
         logger.exception("Could not record the audit entry for %s on %s", action, info.get("target"))
         return None
 
 
-def _log(actor: Any, via: str, action: str, info: dict[str, str], error: BaseException | str | None,
-         details: dict[str, Any]) -> None:
-    """The same entry as one line on this module's logger (``ipynbsrv_backends.audit``), so it
-    can go to syslog or the journal too, and outlives a database transaction that is rolled
-    back around the action."""
+def _log(actor: Any, via: str, action: str, info: dict[str, str], message: str, details: dict[str, Any]) -> None:
+    """The same entry (``message`` empty when it went well, ``details`` already scrubbed) as
+    one line on this module's logger (``ipynbsrv_backends.audit``), so it can go to syslog or
+    the journal too, and outlives a database transaction that is rolled back around the action."""
     try:
         name = actor.get_username() if actor is not None else "-"
         target = info.get("target_type", "")
         if info.get("target_id"):
             target += f":{info['target_id']}"
-        outcome = "ok" if error is None else f"error {type(error).__name__ if not isinstance(error, str) else 'Error'}: {error}"
         logger.log(
-            logging.INFO if error is None else logging.WARNING,
+            logging.INFO if not message else logging.WARNING,
             "audit: %s by %s via %s on %s %r node=%s: %s details=%s",
             action, name, via, target or "-", info.get("target", "")[:200], info.get("node") or "-",
-            outcome[:_MAX_TEXT], json.dumps(scrub(details), sort_keys=True, default=str)[:_MAX_TEXT],
+            f"error {message}" if message else "ok",
+            json.dumps(details, sort_keys=True, default=str)[:_MAX_TEXT],
         )
     except Exception:  # noqa: BLE001 - a log line must never stop the action
         logger.debug("could not log the audit entry for %s", action, exc_info=True)

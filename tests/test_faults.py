@@ -353,8 +353,12 @@ def test_master_killed_during_a_move(cluster, nodes, base_image, alice, settings
     assert_consistent(cluster, nodes)
     for index in (0, 1):  # no transfer image left tagged on a node: only the one snapshot, where the container is
         # (an untagged transfer image stays as long as the moved container is made from it)
-        kinds = sorted(i.labels.get("org.ipynbsrv.kind", "") for i in
-                       engine(cluster, index).images.list(filters={"label": "org.ipynbsrv.instance=cluster"}) if i.tags)
+        client = engine(cluster, index)
+        try:
+            kinds = sorted(i.labels.get("org.ipynbsrv.kind", "") for i in
+                           client.images.list(filters={"label": "org.ipynbsrv.instance=cluster"}) if i.tags)
+        finally:
+            client.close()
         assert kinds == (["snapshot"] if nodes[index] == container.node else []), (index, kinds)
     services.restore_snapshot(container, Snapshot.objects.get(pk=snapshot.pk))
     assert backend.exec_in_container(container.backend_pk, ["cat", "/work.txt"]).strip() == "snapped"
