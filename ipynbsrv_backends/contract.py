@@ -25,6 +25,8 @@ __all__ = [
     "CONTAINER_STATUS_RUNNING",
     "CONTAINER_STATUS_STOPPED",
     "CONTAINER_STATUS_SUSPENDED",
+    "ACCESS_SECRET_ENV",
+    "ACCESS_HEADER",
     "PortRecord",
     "VolumeRecord",
     "ContainerRecord",
@@ -42,6 +44,14 @@ BACKEND_STATUS_ERROR = 2
 CONTAINER_STATUS_RUNNING = "running"
 CONTAINER_STATUS_STOPPED = "stopped"
 CONTAINER_STATUS_SUSPENDED = "suspended"
+
+#: The environment variable that carries a container's access secret (besides ``OWNER`` and
+#: ``BASE_URL``): the master mints one for every container it creates, clones, restores or
+#: moves in, and the notebook server in the container answers only requests that carry it.
+ACCESS_SECRET_ENV = "IPYNBSRV_ACCESS_SECRET"
+#: The request header in which the master's proxy hands the secret to the notebook server
+#: (it replaces whatever a client sent under that name).
+ACCESS_HEADER = "X-Ipynbsrv-Access"
 
 
 class PortRecord(TypedDict):

@@ -209,6 +209,11 @@ class Container(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     status_checked_at = models.DateTimeField(_("status checked"), null=True, blank=True)
+    access_secret = models.CharField(
+        _("access secret"), max_length=128, blank=True, editable=False,
+        help_text=_("What the notebook server in the container requires of every request; the proxy "
+                    "adds it for the owner. Never shown."),
+    )
     pending_move = models.JSONField(
         _("move in progress"), null=True, blank=True, editable=False,
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),

@@ -7,7 +7,9 @@ whose base URL it lies under, and answers
 
 - ``200`` when the signed-in Django user owns that container (or is staff, when the setting
   ``PROXY_STAFF_ACCESS`` is on), with ``X-Ipynbsrv-Upstream: ADDRESS:PORT``: where the
-  container's port is bound on its node, so the proxy routes the request there;
+  container's port is bound on its node, so the proxy routes the request there, and
+  ``X-Ipynbsrv-Access``: the container's access secret, which the proxy puts on the request it
+  passes on (the notebook server answers nothing without it; the visitor never sees it);
 - ``401`` when nobody is signed in;
 - ``403`` for everyone else, also when no container lies under that URL (so nobody learns
   which containers exist).
@@ -27,16 +29,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from .conf import app_settings
+from .contract import ACCESS_HEADER
 from .models import Container
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ORIGINAL_URI_HEADER", "UPSTREAM_HEADER", "auth", "container_for_path", "upstream_of"]
+__all__ = ["ORIGINAL_URI_HEADER", "UPSTREAM_HEADER", "SECRET_HEADER", "auth", "container_for_path", "upstream_of"]
 
 #: The request header the proxy puts the visitor's URL in.
 ORIGINAL_URI_HEADER = "X-Original-URI"
 #: The response header that tells the proxy where to send an allowed request.
 UPSTREAM_HEADER = "X-Ipynbsrv-Upstream"
+#: The response header with the container's access secret, for the proxy to pass on.
+SECRET_HEADER = ACCESS_HEADER
 #: The response header with the container's status as the master last saw it.
 STATUS_HEADER = "X-Ipynbsrv-Status"
 
@@ -112,5 +117,7 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     upstream = upstream_of(container)
     if upstream:  # without it the proxy answers 503: the container has no port to reach
         response[UPSTREAM_HEADER] = upstream
+    if container.access_secret:
+        response[SECRET_HEADER] = container.access_secret
     response[STATUS_HEADER] = container.status
     return response

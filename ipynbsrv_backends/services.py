@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +29,7 @@ from django.utils import timezone
 from . import audit, errors
 from .conf import app_settings
 from .contract import (
+    ACCESS_SECRET_ENV,
     BACKEND_STATUS_ERROR,
     BACKEND_STATUS_OK,
     ContainerRecord,
@@ -159,6 +161,20 @@ def _fill(template: Any, **names: Any) -> Any:
     return template
 
 
+def _mint_secret() -> str:
+    """A fresh access secret for a container's notebook server (see ``ACCESS_SECRET_ENV``)."""
+    return secrets.token_urlsafe(32)
+
+
+def _with_secret(options: Mapping[str, Any], secret: str) -> dict[str, Any]:
+    """The backend options with the access secret added to ``env`` (over anything given there).
+    The secret is never part of the options the record keeps."""
+    env = options.get("env")
+    if env is not None and not isinstance(env, Mapping):
+        return dict(options)  # the backend refuses it with a clear message
+    return {**options, "env": {**(env or {}), ACCESS_SECRET_ENV: secret}}
+
+
 def _apply_record(container: Container, record: Mapping[str, Any]) -> None:
     container.backend_pk = record["pk"]
     container.status = record.get("status") or S.ERROR
@@ -270,6 +286,7 @@ def create_container(
     base_url = _fill(app_settings.CONTAINER_BASE_URL, **names)
     volumes = _fill(app_settings.CONTAINER_VOLUMES or [], **names)
 
+    secret = _mint_secret()
     excluded: set[int] = set()
     while True:
         container = _reserve(owner, name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
@@ -283,7 +300,7 @@ def create_container(
                 owner.get_username(), uid, name, ports, volumes, cmd=cmd, base_url=base_url,
                 image=image_ref if clone_of is None else None,
                 clone_of=clone_of.backend_pk if clone_of is not None else None,
-                **merged_options,
+                **_with_secret(merged_options, secret),
             )
         except errors.BackendUnavailableError as exc:
             # Nothing reached the node: forget the reservation and try another one.
@@ -304,6 +321,7 @@ def create_container(
         break
     try:
         _apply_record(container, record)
+        container.access_secret = secret
         with _write_turn:
             container.save()
     except Exception:
@@ -474,10 +492,11 @@ def move_container(container: Container, node: Node | None = None,
         ports: list[Any] = [{"address": target.address, "external": None, "internal": p["internal"]}
                  for p in container.ports or []]
         owner = container.owner
+        secret = _mint_secret()  # the new copy answers only with a secret of its own
         try:
             record = new_backend.create_container(
                 owner.get_username(), _uid(owner), container.name, ports, container.volumes or [],
-                base_url=container.base_url, image=ref, **(container.options or {}),
+                base_url=container.base_url, image=ref, **_with_secret(container.options or {}, secret),
             )
         except errors.BackendError as exc:
             raise _pull_hint(exc, target) from exc
@@ -501,6 +520,7 @@ def move_container(container: Container, node: Node | None = None,
         record = new_backend.get_container(record["pk"])
         with transaction.atomic():
             container.node = target
+            container.access_secret = secret
             _apply_record(container, record)
             container.pending_move = {**(container.pending_move or {}), "stage": "switched"}
             container.save()
@@ -763,8 +783,11 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
         raise errors.ContainerSnapshotNotFoundError(f"{snapshot} is not a snapshot of {container}.")
     _refuse_while_moving(container)
     backend = _snapshot_backend(container)
-    record = backend.restore_container_snapshot(_backend_pk(container), snapshot.backend_pk)
+    secret = _mint_secret()  # the restored container gets a secret of its own
+    record = backend.restore_container_snapshot(_backend_pk(container), snapshot.backend_pk,
+                                                env={ACCESS_SECRET_ENV: secret})
     _apply_record(container, record)
+    container.access_secret = secret
     container.save()
     logger.info("Restored %s from %s", container, snapshot)
     return container

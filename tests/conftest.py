@@ -256,3 +256,59 @@ def master_settings(settings):
     registry.forget_backend()
     yield settings
     registry.forget_backend()
+
+
+# ---------------------------------------------------------------------------- secrets in logs
+
+#: Every access secret the master minted during this run (see ``no_secret_in_any_log``).
+MINTED_SECRETS: list[str] = []
+
+
+def _log_files(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        if root.is_dir():
+            found += [path for path in root.rglob("*")
+                      if path.is_file() and (path.suffix == ".log" or path.name in ("stdout", "stderr"))
+                      and path.stat().st_size < 50_000_000]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log(tmp_path_factory):
+    """At the end of the run, none of the access secrets minted in it appears in any log the
+    run wrote: the package's own log lines (INFO and up, as the test project logs them, plus
+    everything on the root logger), the host API processes' logs, nginx's access and error
+    logs, the registry's, and the cluster test bed's node logs."""
+    import logging
+
+    from ipynbsrv_backends import services
+
+    original = services._mint_secret
+
+    def recording() -> str:
+        value = original()
+        MINTED_SECRETS.append(value)
+        return value
+
+    services._mint_secret = recording
+    own_log = tmp_path_factory.getbasetemp() / "ipynbsrv-run.log"
+    handler = logging.FileHandler(own_log)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(), logging.getLogger("ipynbsrv_backends")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield
+    for logger in loggers:
+        logger.removeHandler(handler)
+    handler.close()
+    services._mint_secret = original
+    if not MINTED_SECRETS:
+        return
+    cluster_dirs = [Path(f"/tmp/ipynbsrv-cluster{suffix}") for suffix in ["", *map(str, range(1, 10))]]
+    leaks = []
+    for path in _log_files(tmp_path_factory.getbasetemp(), WORK_DIR, *cluster_dirs):
+        text = path.read_text(errors="replace")
+        leaks += [f"{path}: secret #{MINTED_SECRETS.index(s)}" for s in MINTED_SECRETS if s in text]
+    assert not leaks, "access secrets appear in logs:\n" + "\n".join(leaks)

@@ -49,6 +49,24 @@ def notebook_image(raw_docker) -> str:
     return NOTEBOOK_IMAGE
 
 
+@pytest.fixture(scope="session")
+def notebook_on_nodes(cluster, notebook_image, raw_docker):
+    """The notebook image in every node's engine (the nodes reach no registry but the test
+    bed's own): ``docker save | docker -H NODE load``, once per session."""
+    wanted = raw_docker.images.get(notebook_image).id
+    for engine_socket in cluster.sockets:
+        have = subprocess.run(["docker", "-H", f"unix://{engine_socket}", "image", "inspect", "-f", "{{.Id}}",
+                               notebook_image], capture_output=True, text=True)
+        if have.returncode == 0 and have.stdout.strip() == wanted:
+            continue
+        save = subprocess.Popen(["docker", "save", notebook_image], stdout=subprocess.PIPE)
+        load = subprocess.run(["docker", "-H", f"unix://{engine_socket}", "load", "-q"], stdin=save.stdout,
+                              capture_output=True, text=True, timeout=300)
+        save.stdout.close()
+        assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+    return notebook_image
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -151,9 +169,12 @@ class Jupyter:
     """A browser's view of one notebook server under ``base`` (a full URL ending in "/"):
     its cookies (the master's session, Jupyter's ``_xsrf``), REST and kernel websockets."""
 
-    def __init__(self, base: str, cookies: dict[str, str] | None = None) -> None:
+    def __init__(self, base: str, cookies: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.base = base
         self.http = requests.Session()
+        self.headers = dict(headers or {})  # sent with every request, websockets included
+        self.http.headers.update(self.headers)
         host = base.split("://", 1)[1].split("/", 1)[0].split(":")[0]
         for name, value in (cookies or {}).items():
             self.http.cookies.set(name, value, domain=host, path="/")
@@ -198,7 +219,8 @@ class Jupyter:
 
         url = "ws" + self.base[len("http"):] + f"api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
-        ws = websocket.create_connection(url, cookie=cookie, timeout=timeout)
+        ws = websocket.create_connection(url, cookie=cookie, timeout=timeout,
+                                         header=[f"{name}: {value}" for name, value in self.headers.items()])
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps({

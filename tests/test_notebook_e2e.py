@@ -9,7 +9,6 @@ and its restore, and — on the two-node test bed — after a move to the other 
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 import requests
@@ -18,7 +17,7 @@ from ipynbsrv_backends import services
 from ipynbsrv_backends.models import Container, Image
 
 from .cluster import cluster, cluster_nodes  # noqa: F401
-from .notebook import Jupyter, a_notebook, nginx, notebook_image, signed_in  # noqa: F401
+from .notebook import Jupyter, a_notebook, nginx, notebook_image, notebook_on_nodes, signed_in  # noqa: F401
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(420)]
 
@@ -105,24 +104,6 @@ def test_a_notebook_keeps_its_work_through_suspend_and_snapshot_restore(
 
 
 # ---------------------------------------------------------------------------- two nodes
-
-@pytest.fixture(scope="session")
-def notebook_on_nodes(cluster, notebook_image, raw_docker):  # noqa: F811
-    """The notebook image in every node's engine (the nodes reach no registry but the test
-    bed's own): ``docker save | docker -H NODE load``, once per session."""
-    wanted = raw_docker.images.get(notebook_image).id
-    for socket in cluster.sockets:
-        have = subprocess.run(["docker", "-H", f"unix://{socket}", "image", "inspect", "-f", "{{.Id}}",
-                               notebook_image], capture_output=True, text=True)
-        if have.returncode == 0 and have.stdout.strip() == wanted:
-            continue
-        save = subprocess.Popen(["docker", "save", notebook_image], stdout=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", f"unix://{socket}", "load", "-q"], stdin=save.stdout,
-                              capture_output=True, text=True, timeout=300)
-        save.stdout.close()
-        assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
-    return notebook_image
-
 
 @pytest.mark.cluster
 def test_a_notebook_moves_to_the_other_node_with_its_work(

@@ -6,8 +6,10 @@
 #   3. drops root with setpriv (no setuid binary is involved, so this works under the
 #      engine's no-new-privileges) and runs Jupyter Notebook as that user, on 0.0.0.0:8888,
 #      under $BASE_URL, with /data as its root directory.
-# Jupyter asks for no token or password: the container port is bound to the node's internal
-# address only, and the master's proxy lets through only the container's owner.
+# Jupyter answers only requests that carry the container's access secret
+# ($IPYNBSRV_ACCESS_SECRET, minted by the master) in the X-Ipynbsrv-Access header, which the
+# master's proxy adds after checking that the signed-in user owns the container
+# (ipynbsrv_notebook_auth.py). Without a secret the server does not start.
 #
 # Arguments: options starting with "-" are added to the notebook command line; anything else
 # is run instead of Jupyter, as the user.
@@ -62,6 +64,11 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
     exec "${drop[@]}" "$@"
 fi
 
+secret=${IPYNBSRV_ACCESS_SECRET:-}
+[ ${#secret} -ge 16 ] \
+    || die "IPYNBSRV_ACCESS_SECRET is not set: the master sets it for every container; without it this server would answer anyone who reaches its port"
+unset secret
+
 say "serving Jupyter Notebook as $name (uid $uid) under $base_url on port 8888, work in /data"
 exec "${drop[@]}" jupyter notebook \
     --no-browser \
@@ -72,7 +79,8 @@ exec "${drop[@]}" jupyter notebook \
     --ServerApp.root_dir=/data \
     --ServerApp.allow_remote_access=True \
     --ServerApp.trust_xheaders=True \
+    --ServerApp.identity_provider_class=ipynbsrv_notebook_auth.ProxyIdentityProvider \
+    --ServerApp.allow_unauthenticated_access=False \
     --IdentityProvider.token= \
-    --PasswordIdentityProvider.hashed_password= \
     --ServerApp.terminals_enabled=True \
     "$@"

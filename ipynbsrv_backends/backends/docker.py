@@ -27,6 +27,7 @@ import requests.exceptions
 
 from .. import errors
 from ..contract import (
+    ACCESS_SECRET_ENV,
     BACKEND_STATUS_ERROR,
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
@@ -127,6 +128,12 @@ def _split_ref(ref: str) -> tuple[str, str]:
     if colon > slash:
         return ref[:colon], ref[colon + 1:]
     return ref, "latest"
+
+
+def _with_env(environment: list[str], replaced: Mapping[str, str]) -> list[str]:
+    """``KEY=VALUE`` lines with the keys of ``replaced`` set to its values (added if new)."""
+    kept = [line for line in environment if line.split("=", 1)[0] not in replaced]
+    return kept + [f"{key}={value}" for key, value in replaced.items()]
 
 
 class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
@@ -797,10 +804,9 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 labels[L_IMAGE] = source_info["Config"]["Labels"].get(L_IMAGE, "")
                 labels[L_CLONE_OF] = source_info["Name"].lstrip("/")
                 helper_image = f"{self.name_prefix}-clones/{pk}:base"
-                repo, tag = _split_ref(helper_image)
-                with self._engine(not_found=errors.ContainerNotFoundError(f"The container {clone_of!r} vanished.")):
-                    self._api().commit(source_info["Id"], repository=repo, tag=tag, conf={"Labels": {
-                        L_INSTANCE: self.instance, L_KIND: KIND_CLONE_BASE, L_CONTAINER: pk}})
+                self._commit_clean(source_info["Id"], helper_image, pk, {
+                    L_INSTANCE: self.instance, L_KIND: KIND_CLONE_BASE, L_CONTAINER: pk},
+                    errors.ContainerNotFoundError(f"The container {clone_of!r} vanished."))
                 run_image = helper_image
             else:
                 assert image is not None
@@ -947,16 +953,14 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         info = self._inspect_container(container)
         labels = info["Config"].get("Labels") or {}
         ref = self._image_ref(int(labels.get(L_UID) or 0), name)
-        repo, tag = _split_ref(ref)
         with self._name_lock:
             if self.container_image_exists(ref):
                 raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")
-            with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
-                self._api().commit(info["Id"], repository=repo, tag=tag, conf={"Labels": {
-                    L_INSTANCE: self.instance, L_KIND: KIND_IMAGE, L_CONTAINER: info["Name"].lstrip("/"),
-                    L_IMAGE_NAME: name if ":" in name else f"{name}:latest",
-                    L_CREATED: iso_utc(dt.datetime.now(dt.UTC)),
-                }})
+            self._commit_clean(info["Id"], ref, info["Name"].lstrip("/"), {
+                L_INSTANCE: self.instance, L_KIND: KIND_IMAGE, L_CONTAINER: info["Name"].lstrip("/"),
+                L_IMAGE_NAME: name if ":" in name else f"{name}:latest",
+                L_CREATED: iso_utc(dt.datetime.now(dt.UTC)),
+            }, errors.ContainerNotFoundError(f"The container {container!r} vanished."))
         if self.registry:
             try:
                 self.push_image(ref)
@@ -1087,14 +1091,12 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         info = self._inspect_container(container)
         pk = info["Name"].lstrip("/")
         ref = self._snapshot_ref(pk, name)
-        repo, tag = _split_ref(ref)
         with self._name_lock:
             if self.container_image_exists(ref):
                 raise errors.ContainerAlreadyExistsError(f"The container {pk!r} already has a snapshot named {name!r}.")
-            with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
-                self._api().commit(info["Id"], repository=repo, tag=tag, conf={"Labels": {
-                    L_INSTANCE: self.instance, L_KIND: KIND_SNAPSHOT, L_CONTAINER: pk, L_SNAPSHOT: name,
-                }})
+            self._commit_clean(info["Id"], ref, pk, {
+                L_INSTANCE: self.instance, L_KIND: KIND_SNAPSHOT, L_CONTAINER: pk, L_SNAPSHOT: name,
+            }, errors.ContainerNotFoundError(f"The container {container!r} vanished."))
         logger.info("Snapshot %s of container %s taken", name, pk)
         return self.get_container_snapshot(ref)
 
@@ -1121,8 +1123,12 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
         """Recreate the container from the snapshot with the same name, ports, volumes,
         environment and limits. The pk does not change. On failure the old container is
-        put back as it was."""
-        self._no_options(kwargs)
+        put back as it was.
+
+        Option ``env``: variables to set or replace in the kept environment (the master gives
+        the container a new access secret this way)."""
+        self._no_options(kwargs, ("env",))
+        replaced = validate_env(kwargs.get("env"))
         old = self._inspect_container(container)
         pk = old["Name"].lstrip("/")
         snap = self._inspect_snapshot(snapshot)
@@ -1152,7 +1158,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             with self._engine(not_found=errors.ContainerSnapshotNotFoundError(f"The snapshot {snapshot!r} vanished.")):
                 self._api().create_container(
                     snapshot, command=old["Config"].get("Cmd"), name=pk,
-                    environment=old["Config"].get("Env") or [], labels=labels,
+                    environment=_with_env(old["Config"].get("Env") or [], replaced), labels=labels,
                     ports=list(bindings), host_config=self._host_config(bindings, host.get("Binds") or [], limits),
                 )
                 created = True
@@ -1173,6 +1179,30 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return self.get_container(pk)
 
     # ------------------------------------------------------------------ snapshots between nodes
+
+    def _commit_clean(self, container_id: str, target: str, container_pk: str, labels: Mapping[str, str],
+                      missing: errors.BackendError) -> None:
+        """Commit the container to the image ``target`` with ``labels``, leaving no access
+        secret (:data:`~ipynbsrv_backends.contract.ACCESS_SECRET_ENV`) in the image.
+
+        A commit copies the container's environment into the image twice: into the image's
+        configuration, where a blank value overrides it, and into its record of the container it
+        came from (``ContainerConfig``), which nothing overrides. So the container is committed
+        to an untagged intermediate image with the secret blanked, and that is committed again
+        through a never-started helper (:meth:`_commit_relabelled`) whose configuration carries
+        no secret. The intermediate shares its layers with ``target`` and stays as its untagged
+        parent; it goes when ``target`` does (pruned with the dangling images)."""
+        with self._engine(not_found=missing):
+            first = self._api().commit(container_id, conf={
+                "Env": [f"{ACCESS_SECRET_ENV}="],
+                "Labels": {L_INSTANCE: self.instance, L_KIND: KIND_TRANSFER, L_CONTAINER: container_pk},
+            })
+        try:
+            self._commit_relabelled(first["Id"], target, container_pk, labels, missing)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._api().remove_image(first["Id"], force=True)
+            raise
 
     def _commit_relabelled(self, source: str, target: str, container_pk: str, labels: Mapping[str, str],
                            missing: errors.BackendError) -> None:

@@ -1,0 +1,104 @@
+"""The notebook server answers its owner only: every request must carry the container's secret.
+
+The master mints a random secret for each container and puts it in the container's
+environment (``IPYNBSRV_ACCESS_SECRET``). Its proxy, after checking that the signed-in user
+owns the container, passes the request on with the secret in the ``X-Ipynbsrv-Access`` header
+(replacing any header of that name the client sent). Nothing else knows the secret: not
+another user's container, not another node, not a process on the node without root.
+
+Two layers, both in this module, which Jupyter imports as its identity provider (so a server
+that cannot import it does not start at all):
+
+1. **The gate**, in front of Tornado's routing: a request without the right header gets 403
+   before any handler runs: pages, the REST API, kernels, terminals, websockets and static
+   files alike.
+2. **The identity provider**: the request's user is the container's owner only when the header
+   is right. Such a request never counts as token-authenticated, so Jupyter's own XSRF and
+   Origin checks stay on for the owner's browser (a page on another site cannot make the
+   owner's browser act on the notebook).
+
+The secret is removed from this process's environment at import, so kernels and terminals do
+not inherit it. The server refuses to start without one (a server open to anyone who reaches
+its port is what this module exists to prevent).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import sys
+from typing import Any
+
+from jupyter_server.auth.identity import IdentityProvider, User
+from tornado import web
+
+ENV = "IPYNBSRV_ACCESS_SECRET"
+HEADER = "X-Ipynbsrv-Access"
+#: Shorter than this is no secret (the master mints 43 characters).
+MIN_LENGTH = 16
+
+_SECRET = os.environ.pop(ENV, "").encode()
+if len(_SECRET) < MIN_LENGTH:
+    sys.exit(f"[ipynbsrv-notebook] {ENV} is missing or too short: the master sets it for every container. "
+             "This server refuses to run without it (it would answer anyone who reaches its port).")
+
+
+def allowed(request: Any) -> bool:
+    """Whether ``request`` (a Tornado request) carries this container's secret."""
+    given = request.headers.get(HEADER, "").encode()
+    return hmac.compare_digest(given, _SECRET)
+
+
+class Refused(web.RequestHandler):
+    """The answer to every request without the secret: 403, nothing else."""
+
+    def check_xsrf_cookie(self) -> None:  # refused anyway; no other reason is given
+        return None
+
+    def prepare(self) -> None:
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("This notebook server answers only through its owner's sign-in on the master.\n")
+
+
+_route = web.Application.find_handler
+
+
+def _gate(self: web.Application, request: Any, **kwargs: Any) -> Any:
+    if not allowed(request):
+        return self.get_handler_delegate(request, Refused)
+    return _route(self, request, **kwargs)
+
+
+web.Application.find_handler = _gate  # type: ignore[method-assign]
+
+
+class ProxyIdentityProvider(IdentityProvider):
+    """The owner, when the request carries the secret; nobody otherwise."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        return True
+
+    @property
+    def login_available(self) -> bool:
+        return False
+
+    @property
+    def logout_available(self) -> bool:
+        return False
+
+    def get_handlers(self) -> list[tuple[str, object]]:
+        return []  # signing in and out happen on the master
+
+    def get_user(self, handler: web.RequestHandler) -> User | None:
+        if not allowed(handler.request):
+            return None
+        owner = os.environ.get("USER") or os.environ.get("OWNER") or "owner"
+        return User(username=owner, name=owner, display_name=owner)
+
+    def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
+        return False  # keeps Jupyter's XSRF and Origin checks on
+
+    def should_check_origin(self, handler: web.RequestHandler) -> bool:
+        return True
