@@ -469,10 +469,11 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 
     @admin.display(description=_("URL"))
     def url_link(self, obj: Container) -> str:
-        url = obj.url
-        if not url:
+        """Its base URL on this site (through the proxy); where the node serves it, as a hint."""
+        if not obj.url:
             return "-"
-        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+        return format_html('<a href="{}" title="{}" target="_blank" rel="noopener noreferrer">{}</a>',
+                           obj.base_url, _("on the node: {}").format(obj.url), obj.base_url)
 
     # ------------------------------------------------------------ add: through the service
 

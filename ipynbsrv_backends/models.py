@@ -268,7 +268,9 @@ class Container(models.Model):
 
     @property
     def url(self) -> str | None:
-        """``http://address:port/base_url`` of the first published port, when bound."""
+        """``http://address:port/base_url`` of the first published port, when bound: where the
+        node serves it (for operators; users open ``base_url`` on the master's site, through the
+        proxy, since the server answers nothing without the access secret the proxy adds)."""
         for port in self.ports or []:
             if port.get("external"):
                 return f"http://{port['address']}:{port['external']}{self.base_url or '/'}"

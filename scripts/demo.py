@@ -4,16 +4,20 @@
 It builds the real notebook image (``scripts/notebook-image.sh``: a couple of minutes the
 first time, then reused), creates (or migrates) a SQLite database, registers the local Docker
 engine as the node ``local``, registers the image as a public base image, makes an ``admin``
-account with a generated password, starts one Jupyter Notebook for the user ``demo`` through
-the service layer, checks that Jupyter answers, and serves the admin until Ctrl-C. On Ctrl-C
-it stops the server and removes every container of the demo node, so nothing is left running.
+account with a generated password, starts one Jupyter Notebook for that account through the
+service layer, and serves the master as a real site does: Django behind nginx with
+``docs/proxy-nginx.conf``, so the notebook is reached through the proxy's check (sign in,
+then open it) and answers only requests that carry its access secret. It checks that Jupyter
+answers through that path, and serves until Ctrl-C. On Ctrl-C it stops nginx and Django and
+removes every container of the demo node, so nothing is left running.
 
 When the notebook image cannot be built (no root, no Debian mirror, no wheels), it says why
-and starts the small test image instead, whose busybox httpd stands in for a notebook server.
+and starts the small test image instead, whose busybox httpd stands in for a notebook server
+(it checks nothing, and is reached directly).
 
 Everything lives in ``$IPYNBSRV_DEMO_DIR`` (default ``/tmp/ipynbsrv-demo``): the database
-``db.sqlite3``, the admin password ``admin-password``, the session key ``secret-key`` and the
-server's ``server.log``. Running it again reuses them. Other knobs (for tests):
+``db.sqlite3``, the admin password ``admin-password``, the session key ``secret-key``, the
+server's ``server.log`` and nginx's directory ``nginx/``. Running it again reuses them. Other knobs (for tests):
 ``IPYNBSRV_DEMO_PORT`` (default 8000; 0 picks a free port), ``IPYNBSRV_DEMO_INSTANCE`` and
 ``IPYNBSRV_DEMO_PREFIX`` (the Docker backend's label and name prefix), ``IPYNBSRV_DEMO_IMAGE``
 (an image to start instead, built by nobody), ``IPYNBSRV_DEMO_BUILD`` (the build script).
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,7 +49,17 @@ BUILD = os.environ.get("IPYNBSRV_DEMO_BUILD", str(ROOT / "scripts" / "notebook-i
 INSTANCE = os.environ.get("IPYNBSRV_DEMO_INSTANCE", "demo")
 PREFIX = os.environ.get("IPYNBSRV_DEMO_PREFIX", "ipynbsrv-demo")
 PORT = int(os.environ.get("IPYNBSRV_DEMO_PORT", "8000"))
-NODE, BACKEND, ADMIN, USER, CONTAINER = "local", "local-docker", "admin", "demo", "notebook"
+NODE, BACKEND, ADMIN, CONTAINER = "local", "local-docker", "admin", "notebook"
+NGINX_TEMPLATE = ROOT / "docs" / "proxy-nginx.conf"
+#: Added to the template's notebook location: a visitor who is not signed in is sent to the
+#: admin's login page (docs/proxy.md shows the same for a site's own login page).
+LOGIN_REDIRECT = """        error_page 401 = @ipynbsrv_login;
+    }
+
+    location @ipynbsrv_login {
+        return 302 /admin/login/?next=$request_uri;
+    }
+"""
 
 #: The master's settings for the demo: no named volumes are made, so Ctrl-C leaves nothing
 #: behind. Jupyter serves under the usual base URL; the stand-in's httpd only serves "/".
@@ -81,6 +96,12 @@ class Choice:
     def ready_url(self, url: str) -> str:
         """What answers 200 once the server is up: Jupyter's own status for a notebook."""
         return url + "api/status" if self.jupyter else url
+
+    def headers(self, container: Any) -> dict[str, str]:
+        """What a request straight to the container needs (what the proxy adds)."""
+        from ipynbsrv_backends.contract import ACCESS_HEADER
+
+        return {ACCESS_HEADER: container.access_secret} if self.jupyter else {}
 
 
 class DemoError(Exception):
@@ -138,14 +159,14 @@ def environment(choice: Choice) -> dict[str, str]:
     }
 
 
-def answers(url: str, timeout: float = 30.0, alive: Any = None) -> bool:
+def answers(url: str, timeout: float = 30.0, alive: Any = None, headers: dict[str, str] | None = None) -> bool:
     """Poll ``url`` until it answers 200, for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as response:
                 if response.status == 200:
                     return True
         except (OSError, urllib.error.URLError):
@@ -227,10 +248,7 @@ def set_up(choice: Choice) -> tuple[Any, Any, str]:
     image, _ = Image.objects.update_or_create(ref=choice.ref, node=None, defaults={
         "name": choice.name, "public": True, "owner": None, "description": choice.description})
     password = admin_password()
-    user, _ = get_user_model().objects.get_or_create(username=USER)
-    if user.has_usable_password():
-        user.set_unusable_password()
-        user.save()
+    user = get_user_model().objects.get(username=ADMIN)
 
     leftovers = remove_everything(node)  # from a demo that was killed without Ctrl-C
     if leftovers:
@@ -269,6 +287,34 @@ def serve(env: dict[str, str], port: int) -> subprocess.Popen:
         log.close()
 
 
+def start_nginx(port: int, master: str) -> subprocess.Popen:
+    """Debian's nginx on 127.0.0.1:``port`` with docs/proxy-nginx.conf in front of ``master``."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        raise DemoError("nginx is missing: `make demo` installs it as root (Debian's nginx package).")
+    prefix = DEMO_DIR / "nginx"
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    site = NGINX_TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
+    location_end = "        error_page 502 504 = @ipynbsrv_unreachable;\n    }\n"
+    site = site.replace(location_end, location_end[:-len("    }\n")] + LOGIN_REDIRECT, 1)
+    (prefix / "ipynbsrv.conf").write_text(site)
+    temp = prefix / "tmp"
+    (prefix / "nginx.conf").write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        + "events { worker_connections 256; }\n"
+        + f"http {{\n    access_log {prefix}/access.log;\n    client_body_temp_path {temp}/body;\n"
+        + f"    proxy_temp_path {temp}/proxy;\n    fastcgi_temp_path {temp}/fastcgi;\n"
+        + f"    uwsgi_temp_path {temp}/uwsgi;\n    scgi_temp_path {temp}/scgi;\n"
+        + f"    include {prefix}/ipynbsrv.conf;\n}}\n")
+    check = subprocess.run([binary, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+        raise DemoError(f"nginx refuses the proxy configuration:\n{check.stderr}")
+    return subprocess.Popen([binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def stop(server: subprocess.Popen | None) -> None:
     if server is None or server.poll() is not None:
         return
@@ -291,23 +337,29 @@ def main() -> int:
     env = environment(choice)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    node = server = None
+    node = server = proxy = None
     try:
         say(f"Setting up the master in {DEMO_DIR} ...")
         node, container, password = set_up(choice)
-        url = container.url
-        if not url or not answers(choice.ready_url(url), timeout=90, alive=lambda: not interrupted.is_set()):
+        direct = container.url
+        if not direct or not answers(choice.ready_url(direct), timeout=90, headers=choice.headers(container),
+                                     alive=lambda: not interrupted.is_set()):
             if interrupted.is_set():
                 return 0
-            raise DemoError(f"The demo container {container.backend_pk} did not answer at {url}. "
+            raise DemoError(f"The demo container {container.backend_pk} did not answer at {direct}. "
                             "Its last log lines:\n" + last_logs(container))
         port = free_port(PORT)
-        server = serve(env, port)
-        admin_url = f"http://127.0.0.1:{port}/admin/"
-        if not answers(admin_url + "login/", alive=lambda: server.poll() is None and not interrupted.is_set()):
+        django_port = free_port(0)
+        server = serve(env, django_port)
+        proxy = start_nginx(port, f"127.0.0.1:{django_port}")
+        site = f"http://127.0.0.1:{port}"
+        admin_url = f"{site}/admin/"
+        if not answers(admin_url + "login/", alive=lambda: server.poll() is None and proxy.poll() is None
+                       and not interrupted.is_set()):
             if interrupted.is_set():
                 return 0
-            raise DemoError(f"The admin did not start; see {DEMO_DIR / 'server.log'}.")
+            raise DemoError(f"The admin did not start; see {DEMO_DIR / 'server.log'} and {DEMO_DIR / 'nginx'}.")
+        url = site + container.base_url if choice.jupyter else direct
         say()
         say(f"  database   {env['TESTPROJECT_DB']}")
         say(f"  node       {node.name} (the local Docker engine, instance {INSTANCE!r}): healthy")
@@ -318,17 +370,24 @@ def main() -> int:
         say(f"  log in as  {ADMIN} / {password}")
         say()
         if choice.jupyter:
-            say("Open the notebook URL: Jupyter Notebook runs there as the user 'demo' (no password: the port")
-            say("is bound to 127.0.0.1 only). Make a notebook with New > Notebook and run a cell.")
+            say(f"Open the notebook URL and sign in as {ADMIN}: it is that account's own Jupyter Notebook,")
+            say("reached through nginx and the master's check, as every user reaches theirs. Make a notebook")
+            say("with New > Notebook and run a cell. The container's port itself answers nobody without the")
+            say("secret the master gave it.")
+        else:
+            say("The stand-in checks nothing: it is reached on its port directly.")
         say("Press Ctrl-C to stop the admin and remove the demo's containers.")
         while not interrupted.wait(0.5):
             if server.poll() is not None:
                 raise DemoError(f"The admin server stopped; see {DEMO_DIR / 'server.log'}.")
+            if proxy.poll() is not None:
+                raise DemoError(f"nginx stopped; see {DEMO_DIR / 'nginx' / 'error.log'}.")
         return 0
     except DemoError as exc:
         print(f"\n{exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        stop(proxy)
         stop(server)
         if node is not None:
             say("\nRemoving the demo's containers ...")

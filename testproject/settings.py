@@ -37,7 +37,7 @@ ROOT_URLCONF = "testproject.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "templates"],  # a plain sign-in page for users (accounts/login/)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

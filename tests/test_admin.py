@@ -229,7 +229,7 @@ def test_create_a_container_through_the_add_form(client, make_node, image, alice
     assert real.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
 
     html = client.get(url("container")).content.decode()
-    assert f'href="{container.url}"' in html
+    assert f'href="{container.base_url}"' in html and container.url in html  # the site's, and the node's
     html = client.get(url("container", "change", container.pk)).content.decode()
     assert 'name="_container_step" value="suspend"' in html and container.backend_pk in html
 

@@ -110,7 +110,7 @@ def test_create_list_retrieve_and_delete(alice, make_node, image, engine):
                          "base_url", "created_at", "last_error", "progress"}
     assert data["name"] == "nb" and data["owner"] == "alice" and data["node"] == "n1"
     assert data["status"] == "running" and data["image"] == image.pk and data["clone_of"] is None
-    assert data["url"].startswith("http://127.0.0.1:") and data["base_url"] == "/notebooks/alice/nb/"
+    assert data["url"] == "http://testserver/notebooks/alice/nb/" and data["base_url"] == "/notebooks/alice/nb/"
     assert response["Location"].endswith(f"{API}/containers/{data['id']}/")
     assert engine_names(engine, node) == [Container.objects.get().backend_pk]
 

@@ -19,6 +19,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import requests
 
 from .conftest import EXTRA_INSTANCES, INSTANCE, PREFIX
 from .notebook import Jupyter, notebook_image  # noqa: F401
@@ -83,8 +84,9 @@ def field(output: str, name: str) -> str:
     return match.group(1).strip()
 
 
-def log_in(admin_url: str, username: str, password: str) -> str:
-    """Log in through the real login form; returns the container change list's HTML."""
+def log_in(admin_url: str, username: str, password: str) -> tuple[str, dict[str, str]]:
+    """Log in through the real login form; returns the container change list's HTML and the
+    session's cookies."""
     import http.cookiejar
     import urllib.parse
     import urllib.request
@@ -99,7 +101,7 @@ def log_in(admin_url: str, username: str, password: str) -> str:
     with opener.open(request, timeout=10) as response:
         assert response.geturl().rstrip("/").endswith("/admin"), "the login was refused"
     with opener.open(admin_url + "ipynbsrv_backends/container/", timeout=10) as response:
-        return response.read().decode()
+        return response.read().decode(), {cookie.name: cookie.value for cookie in jar}
 
 
 def engine_has(raw_docker, instance: str) -> list[str]:
@@ -133,9 +135,15 @@ def test_make_demo_sets_up_serves_and_cleans_up(engine, notebook_image, tmp_path
             passwords.append(password)
             assert notebook.startswith("http://127.0.0.1:") and admin_url.startswith("http://127.0.0.1:")
             assert field(output, "image") == notebook_image and "Building" not in output
-            assert notebook.endswith("/notebooks/demo/notebook/")
-            if run == 0:  # what a new user does: open the URL, run a cell
-                jupyter = Jupyter(notebook)
+            assert notebook.endswith("/notebooks/admin/notebook/")
+            assert notebook.startswith(admin_url.removesuffix("/admin/"))  # the same site: through nginx
+            # not signed in: the notebook URL sends the visitor to the login page
+            redirect = requests.get(notebook + "tree", allow_redirects=False, timeout=10)
+            assert redirect.status_code == 302 and "/admin/login/?next=" in redirect.headers["Location"]
+            html, cookies = log_in(admin_url, username, password)
+            assert "notebook" in html
+            if run == 0:  # what a new user does: sign in, open the URL, run a cell
+                jupyter = Jupyter(notebook, cookies)
                 try:
                     jupyter.wait_ready(timeout=30)
                     kernel = jupyter.start_kernel()
@@ -143,8 +151,11 @@ def test_make_demo_sets_up_serves_and_cleans_up(engine, notebook_image, tmp_path
                 finally:
                     jupyter.close()
             assert len(engine_has(engine, instance)) == 1
-            html = log_in(admin_url, username, password)
-            assert "notebook" in html and notebook in html
+            # the container's own port answers nobody who comes without the secret
+            published = engine.containers.get(engine_has(engine, instance)[0]).attrs["NetworkSettings"]["Ports"]
+            host_port = published["8888/tcp"][0]["HostPort"]
+            direct = requests.get(f"http://127.0.0.1:{host_port}/notebooks/admin/notebook/api/contents", timeout=10)
+            assert direct.status_code == 403
 
             assert demo.interrupt() == 0, "".join(demo.output)
         finally:

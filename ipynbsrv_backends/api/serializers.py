@@ -83,7 +83,9 @@ class NameField(serializers.CharField):
 class ContainerSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     node = serializers.CharField(source="node.name", read_only=True)
-    url = serializers.SerializerMethodField(help_text=_("Where the container answers, once a port is published."))
+    url = serializers.SerializerMethodField(help_text=_(
+        "Where its owner opens it: its base URL on this site, through the proxy (the notebook server "
+        "answers nothing that does not come through it); null until a port is published."))
 
     class Meta:
         model = Container
@@ -98,7 +100,10 @@ class ContainerSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, container: Container) -> str | None:
-        return container.url
+        if not container.url:
+            return None
+        request = self.context.get("request")
+        return request.build_absolute_uri(container.base_url) if request is not None else container.base_url
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
