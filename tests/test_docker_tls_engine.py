@@ -254,5 +254,6 @@ def test_tls_to_a_plain_port(certs, tls_engine, plain_port, hostile_env):
 
 def test_no_engine_there(certs, tls_engine, hostile_env):
     message = str(failure(backend(certs, url=f"tcp://{ENGINE_IP}:2399")))
-    assert "is not there" in message and "connection was refused" in message
+    assert message.startswith(f"Cannot reach the Docker engine at tcp://{ENGINE_IP}:2399: nothing answers there")
+    assert "Connection refused" in message and "base_url" in message
     assert "TLS" not in message

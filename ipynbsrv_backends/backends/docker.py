@@ -428,11 +428,10 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         """Why the engine could not be talked to, in words that say which option to fix:
         the TLS handshake (whose certificate), TLS against plain TCP, or no engine there."""
         where = f"the Docker engine at {self.base_url}"
-        there = f"The Docker engine at {self.base_url}"
         causes = list(_causes(exc))
         for cause in causes:
             if isinstance(cause, docker.errors.APIError) and "http request to an https server" in str(cause).lower():
-                return (f"{there} speaks TLS and this backend talked plain TCP to it: set tls_ca_cert "
+                return (f"The Docker engine at {self.base_url} speaks TLS and this backend talked plain TCP to it: set tls_ca_cert "
                         "(the CA that signed the engine's certificate) and tls_client_cert/tls_client_key.")
         for cause in causes:
             if not isinstance(cause, ssl.SSLError):
@@ -463,14 +462,14 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             return f"TLS with {where} failed ({text}): check tls_ca_cert, tls_client_cert and tls_client_key."
         for cause in causes:
             if isinstance(cause, (ConnectionRefusedError, FileNotFoundError)):
-                return (f"{there} is not there: the connection was refused ({cause.strerror or cause}). "
-                        "Is dockerd running and listening at that address (base_url)?")
+                return (f"Cannot reach {where}: nothing answers there ({cause.strerror or cause}): is dockerd "
+                        "running and listening at that address (base_url)?")
             if isinstance(cause, PermissionError):
-                return (f"{there} refused this process: {cause.strerror or cause}. Let it use the "
-                        "engine's socket (the docker group) or run the backend as a user that may.")
+                return (f"Cannot reach {where}: this process may not use it ({cause.strerror or cause}): is dockerd "
+                        "running and may this process use it (the docker group, or run the backend as a user that may)?")
             if isinstance(cause, (requests.exceptions.Timeout, TimeoutError)) or "timed out" in str(cause).lower():
-                return (f"{there} is not there: no connection within {self.timeout} s. Is the address "
-                        "in base_url right, the engine up, and no firewall in between?")
+                return (f"Cannot reach {where}: no connection within {self.timeout} s: is dockerd running there, "
+                        "the address in base_url right, and no firewall in between?")
         return f"Cannot reach {where}: is dockerd running and may this process use it? ({exc})"
 
     def _labels_filter(self, kind: str, **extra: str) -> dict[str, Any]:
