@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -108,6 +110,14 @@ PULL_POLICIES = ("if-not-present", "always", "never")
 REGISTRY_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
 PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: Where a port given as ``external: None`` is chosen (the ``port_range`` option's default):
+#: below Linux's ephemeral range (32768-60999), which outgoing connections draw from.
+DEFAULT_PORT_RANGE = (20000, 32767)
+#: How often a create tries another host port when the engine finds the chosen one taken.
+PORT_ATTEMPTS = 5
+#: The host port the engine names when it cannot bind one ("Bind for 0.0.0.0:PORT failed:
+#: port is already allocated", "listen tcp4 127.0.0.1:PORT: bind: address already in use").
+PORT_CONFLICT_RE = re.compile(r"(?:bind for|listen tcp[46]?)\s+\S*?:(\d{1,5})\b")
 IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
 
 
@@ -117,6 +127,49 @@ def _status_of(state: str) -> str:
     if state in ("running", "restarting"):
         return "running"
     return "stopped"
+
+
+def _port_conflict(exc: BaseException | None) -> int | None:
+    """The host port an engine error says is taken, or None when it is about something else."""
+    if not isinstance(exc, docker.errors.APIError):
+        return None
+    text = str(exc.explanation or exc).lower()
+    if "port is already allocated" not in text and "address already in use" not in text:
+        return None
+    match = PORT_CONFLICT_RE.search(text)
+    return int(match.group(1)) if match else None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps (causes, contexts, and the ones requests and
+    urllib3 keep in ``args`` or ``reason``), each once."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending and len(seen) < 32:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                   *getattr(current, "args", ())]
+        pending += [item for item in wrapped if isinstance(item, BaseException)]
+
+
+class _EngineClient(docker.APIClient):
+    """docker-py's client, deaf to the environment: ``requests`` would otherwise let
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace the engine's CA (``tls_ca_cert``) on
+    every call, and ``HTTPS_PROXY`` and ``.netrc`` reach the engine's connection. A
+    property, because the session turns it on in its constructor, before docker-py's first
+    request (the version negotiation) is made."""
+
+    @property
+    def trust_env(self) -> bool:
+        return False
+
+    @trust_env.setter
+    def trust_env(self, value: bool) -> None:
+        pass
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -165,6 +218,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
     allowed_images: tuple[str, ...]
     no_new_privileges: bool
     use_init: bool
+    port_range: tuple[int, int]
 
     #: Constructor options and their defaults (besides the three positional ones).
     OPTIONS: dict[str, Any] = {
@@ -189,6 +243,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         "allowed_images": (),
         "no_new_privileges": True,
         "use_init": True,
+        "port_range": DEFAULT_PORT_RANGE,
     }
     SECRET_OPTIONS = frozenset({"registry_password", "tls_client_key"})
 
@@ -295,6 +350,15 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         for key in ("tls_verify", "no_new_privileges", "use_init", "registry_insecure"):
             if not isinstance(result[key], bool):
                 raise errors.InvalidArgumentError(f"{key} must be true or false.")
+        span = result["port_range"]
+        if isinstance(span, str) or not isinstance(span, (list, tuple)) or len(span) != 2 \
+                or not all(isinstance(p, int) and not isinstance(p, bool) for p in span) \
+                or not 1024 <= span[0] <= span[1] <= 65535:
+            raise errors.InvalidArgumentError(
+                f"Invalid port_range {span!r}: use [LOW, HIGH], two port numbers with 1024 <= LOW <= HIGH <= 65535, "
+                "such as [20000, 32767]."
+            )
+        result["port_range"] = (span[0], span[1])
         return result
 
     def __repr__(self) -> str:
@@ -314,7 +378,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                     tls = docker.tls.TLSConfig(client_cert=client_cert, ca_cert=self.tls_ca_cert,
                                                verify=self.tls_verify)
                 with self._engine():
-                    self._client = docker.APIClient(
+                    self._client = _EngineClient(
                         base_url=self.base_url, version=self.version or "auto", timeout=self.timeout,
                         tls=tls, max_pool_size=self.max_pool_size,
                     )
@@ -334,6 +398,8 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         except docker.errors.APIError as exc:
             explanation = str(exc.explanation or exc)
             status = exc.status_code
+            if status == 400 and "http request to an https server" in explanation.lower():
+                raise errors.BackendUnavailableError(self._unreachable(exc)) from exc
             if status == 404 and not_found is not None:
                 raise not_found from exc
             if status == 409 and conflict is not None:
@@ -349,30 +415,69 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 raise errors.ContainerBackendError(f"Not found on the Docker engine: {explanation}") from exc
             raise errors.ContainerBackendError(f"The Docker engine refused the request: {explanation}") from exc
         except requests.exceptions.ConnectTimeout as exc:
-            raise errors.BackendUnavailableError(
-                f"No connection to the Docker engine at {self.base_url} within {self.timeout} s."
-            ) from exc
+            raise errors.BackendUnavailableError(self._unreachable(exc)) from exc
         except requests.exceptions.ReadTimeout as exc:
             raise errors.BackendTimeoutError(
                 f"The Docker engine at {self.base_url} did not answer within {self.timeout} s."
             ) from exc
         except requests.exceptions.ConnectionError as exc:
-            raise errors.BackendUnavailableError(
-                f"Cannot reach the Docker engine at {self.base_url}: is dockerd running and may this process use it?"
-            ) from exc
+            raise errors.BackendUnavailableError(self._unreachable(exc)) from exc
         except requests.exceptions.RequestException as exc:
             raise errors.BackendError(f"Talking to the Docker engine failed: {exc}") from exc
         except docker.errors.DockerException as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
-                raise errors.BackendUnavailableError(
-                    f"No answer from the Docker engine at {self.base_url} within {self.timeout} s."
-                ) from exc
-            if isinstance(cause, (requests.exceptions.ConnectionError, OSError)) or "connection" in str(exc).lower():
-                raise errors.BackendUnavailableError(
-                    f"Cannot reach the Docker engine at {self.base_url}: is dockerd running and may this process use it?"
-                ) from exc
+            causes = list(_causes(exc))
+            if any(isinstance(c, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, OSError))
+                   for c in causes[1:]) or "connection" in str(exc).lower() or "timed out" in str(exc).lower():
+                raise errors.BackendUnavailableError(self._unreachable(exc)) from exc
             raise errors.BackendError(f"The Docker client failed: {exc}") from exc
+
+    def _unreachable(self, exc: BaseException) -> str:
+        """Why the engine could not be talked to, in words that say which option to fix:
+        the TLS handshake (whose certificate), TLS against plain TCP, or no engine there."""
+        where = f"the Docker engine at {self.base_url}"
+        causes = list(_causes(exc))
+        for cause in causes:
+            if isinstance(cause, docker.errors.APIError) and "http request to an https server" in str(cause).lower():
+                return (f"The Docker engine at {self.base_url} speaks TLS and this backend talked plain TCP to it: set tls_ca_cert "
+                        "(the CA that signed the engine's certificate) and tls_client_cert/tls_client_key.")
+        for cause in causes:
+            if not isinstance(cause, ssl.SSLError):
+                continue
+            reason = (getattr(cause, "reason", None) or "").upper()
+            text = str(cause)
+            if isinstance(cause, ssl.SSLCertVerificationError) or reason == "CERTIFICATE_VERIFY_FAILED":
+                detail = getattr(cause, "verify_message", None) or text
+                if self.tls_ca_cert:
+                    return (f"TLS with {where} failed: its certificate is not trusted ({detail}). It must be "
+                            f"signed by the CA in tls_ca_cert ({self.tls_ca_cert}) and name the address in "
+                            "base_url: give the CA that signed the engine's --tlscert.")
+                return (f"TLS with {where} failed: its certificate is not trusted ({detail}). Set tls_ca_cert to "
+                        "the CA that signed the engine's --tlscert.")
+            if "ALERT" in reason and any(word in reason for word in ("CERTIFICATE", "UNKNOWN_CA", "HANDSHAKE")):
+                if not self.tls_client_cert:
+                    return (f"TLS with {where} failed: the engine requires a client certificate (--tlsverify) and "
+                            "none was given: set tls_client_cert and tls_client_key to a certificate signed by the "
+                            "CA the engine trusts (its --tlscacert).")
+                return (f"TLS with {where} failed: the engine refused the client certificate in tls_client_cert "
+                        f"({self.tls_client_cert}; {reason.lower() or text}): it must be signed by the CA the engine "
+                        "trusts (its --tlscacert), be meant for client use, and not be expired.")
+            if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST",
+                          "UNKNOWN_PROTOCOL") or "wrong version number" in text.lower():
+                return (f"TLS with {where} failed: the other end does not speak TLS ({text}). Either the engine "
+                        "listens without TLS there (then drop tls_ca_cert and the client certificate, or better, "
+                        "start it with --tlsverify) or base_url names the wrong port.")
+            return f"TLS with {where} failed ({text}): check tls_ca_cert, tls_client_cert and tls_client_key."
+        for cause in causes:
+            if isinstance(cause, (ConnectionRefusedError, FileNotFoundError)):
+                return (f"Cannot reach {where}: nothing answers there ({cause.strerror or cause}): is dockerd "
+                        "running and listening at that address (base_url)?")
+            if isinstance(cause, PermissionError):
+                return (f"Cannot reach {where}: this process may not use it ({cause.strerror or cause}): is dockerd "
+                        "running and may this process use it (the docker group, or run the backend as a user that may)?")
+            if isinstance(cause, (requests.exceptions.Timeout, TimeoutError)) or "timed out" in str(cause).lower():
+                return (f"Cannot reach {where}: no connection within {self.timeout} s: is dockerd running there, "
+                        "the address in base_url right, and no firewall in between?")
+        return f"Cannot reach {where}: is dockerd running and may this process use it? ({exc})"
 
     def _labels_filter(self, kind: str, **extra: str) -> dict[str, Any]:
         labels = [f"{L_INSTANCE}={self.instance}", f"{L_KIND}={kind}"]
@@ -794,6 +899,17 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         })
         environment = {**env, "OWNER": username, "OWNER_UID": str(uid),
                        "BASE_URL": base_url if base_url is not None else "/"}
+        auto_ports = [p for p in port_specs if p["external"] is None]
+        avoid: set[int] = set()
+        if port_specs:
+            avoid, kept = self._kept_ports()
+            for p in port_specs:
+                if p["external"] is not None and p["external"] in kept:
+                    raise errors.InvalidArgumentError(
+                        f"The host port {p['external']} is kept by the container {kept[p['external']]!r} (running "
+                        "or not): pick another port or use external: null."
+                    )
+            avoid.update(p["external"] for p in port_specs if p["external"] is not None)
 
         created_volumes: list[str] = []
         helper_image: str | None = None
@@ -813,18 +929,44 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 labels[L_IMAGE] = image
                 run_image = image
             binds = [f"{v['source']}:{v['target']}:{v.get('mode', 'rw')}" for v in volume_specs]
-            bindings = {p["internal"]: (p["address"], p["external"]) for p in port_specs}
-            with self._engine(
-                not_found=errors.ContainerImageNotFoundError(f"The image {run_image!r} is not on this engine."),
-                conflict=errors.ContainerAlreadyExistsError(f"{username!r} already has a container named {name!r}."),
-            ):
-                self._api().create_container(
-                    run_image, command=argv, name=pk, environment=environment, labels=labels,
-                    ports=[p["internal"] for p in port_specs],
-                    host_config=self._host_config(bindings, binds, limits),
-                )
-                created = True
-                self._api().start(pk)
+            # A port given as external: None is chosen here, once, and written into the
+            # container's configuration, so a stop and start (or a restore) keeps it.
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                chosen = {p["internal"]: self._pick_port(avoid) for p in auto_ports}
+                avoid.update(chosen.values())
+                fixed: list[PortRecord] = [
+                    {"address": p["address"], "external": chosen.get(p["internal"], p["external"]),
+                     "internal": p["internal"]} for p in port_specs
+                ]
+                labels[L_PORTS] = json.dumps(fixed)
+                bindings = {p["internal"]: (p["address"], p["external"]) for p in fixed}
+                try:
+                    with self._engine(
+                        not_found=errors.ContainerImageNotFoundError(f"The image {run_image!r} is not on this engine."),
+                        conflict=errors.ContainerAlreadyExistsError(f"{username!r} already has a container named {name!r}."),
+                    ):
+                        self._api().create_container(
+                            run_image, command=argv, name=pk, environment=environment, labels=labels,
+                            ports=[p["internal"] for p in port_specs],
+                            host_config=self._host_config(bindings, binds, limits),
+                        )
+                        created = True
+                        self._api().start(pk)
+                    break
+                except errors.InvalidArgumentError as exc:
+                    port = _port_conflict(exc.__cause__)
+                    if not created or port is None or port not in chosen.values():
+                        raise
+                    # The engine binds at start: the port was taken after all. Try another.
+                    self._remove_quietly(pk)
+                    created = False
+                    if attempt == PORT_ATTEMPTS:
+                        raise errors.BackendUnavailableError(
+                            f"No free host port found for {pk!r} in {PORT_ATTEMPTS} attempts (the last, {port}, "
+                            f"was taken at start): free ports in port_range {self.port_range[0]}-"
+                            f"{self.port_range[1]} or widen it."
+                        ) from exc.__cause__
+                    logger.info("Host port %s was taken when %s started; trying another", port, pk)
             logger.info("Created container %s for %s from %s", pk, username, labels[L_IMAGE] or clone_of)
             return self.get_container(pk)
         except Exception:
@@ -842,6 +984,64 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                     self._api().remove_image(helper_image, force=True)
                 if not created:
                     self._prune_images()
+
+    def _kept_ports(self) -> tuple[set[int], dict[int, str]]:
+        """Host ports containers on this engine hold: every port a running container has
+        bound, and every port one of this backend's kind (of any instance) keeps in its
+        configuration, running or stopped (the latter by container name). One engine call."""
+        with self._engine():
+            items = self._api().containers(all=True)
+        taken: set[int] = set()
+        kept: dict[int, str] = {}
+        for item in items:
+            taken.update(int(p["PublicPort"]) for p in item.get("Ports") or [] if p.get("PublicPort"))
+            try:
+                specs = json.loads((item.get("Labels") or {}).get(L_PORTS) or "[]")
+            except ValueError:
+                continue
+            for spec in specs if isinstance(specs, list) else []:
+                external = spec.get("external") if isinstance(spec, dict) else None
+                if isinstance(external, int):
+                    kept[external] = (item.get("Names") or ["/?"])[0].lstrip("/")
+        return taken | set(kept), kept
+
+    def _random_port(self) -> int:
+        low, high = self.port_range
+        return low + secrets.randbelow(high - low + 1)
+
+    def _pick_port(self, avoid: set[int]) -> int:
+        """A host port from ``port_range`` that is not in ``avoid``: random draws first, then
+        a scan from a random point, so a nearly full range is still found."""
+        low, high = self.port_range
+        for _ in range(32):
+            port = self._random_port()
+            if port not in avoid:
+                return port
+        start = self._random_port()
+        for offset in range(high - low + 1):
+            port = low + (start - low + offset) % (high - low + 1)
+            if port not in avoid:
+                return port
+        raise errors.BackendUnavailableError(
+            f"No free host port left in port_range {low}-{high} on {self.base_url}: widen port_range or delete "
+            "unused containers."
+        )
+
+    def _start_keeping_ports(self, container_id: str, pk: str, action: Any) -> None:
+        """Run ``action`` (a start or restart); a host port the container keeps but cannot
+        bind is a clear conflict, never a silent move to another port."""
+        try:
+            with self._engine(not_found=errors.ContainerNotFoundError(f"The container {pk!r} vanished.")):
+                action()
+        except errors.InvalidArgumentError as exc:
+            port = _port_conflict(exc.__cause__)
+            if port is None:
+                raise
+            raise errors.IllegalContainerStateError(
+                f"The container {pk!r} cannot start: its host port {port} is now taken by another process or "
+                "container on the node. The container keeps that port so its URL does not change: free the port "
+                "(stop what listens there) and start it again, or recreate the container to get another port."
+            ) from exc.__cause__
 
     def _name_taken(self, pk: str) -> bool:
         """Whether the engine has any container (managed or not) with this name."""
@@ -865,8 +1065,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
         if info["State"].get("Running"):
             return
-        with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
-            self._api().start(info["Id"])
+        self._start_keeping_ports(info["Id"], container, lambda: self._api().start(info["Id"]))
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
         self._no_options(kwargs)
@@ -883,7 +1082,8 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
             if info["State"].get("Paused"):
                 self._api().unpause(info["Id"])
-            self._api().restart(info["Id"], timeout=self.stop_timeout)
+        self._start_keeping_ports(info["Id"], container,
+                                  lambda: self._api().restart(info["Id"], timeout=self.stop_timeout))
 
     def suspend_container(self, container: str, **kwargs: Any) -> None:
         self._no_options(kwargs)
