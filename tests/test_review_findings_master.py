@@ -33,6 +33,7 @@ from ipynbsrv_backends.proxy import container_for_path
 
 from .conftest import ALLOWED_ROOT
 from .test_api import API, _api, body, client_for, create  # noqa: F401 - fixtures
+from .test_browser import browser  # noqa: F401 - fixture
 
 # A project that includes both APIs the way docs/api.md and docs/hostapi.md show.
 urlpatterns = [
@@ -284,3 +285,53 @@ def test_curl_with_basic_credentials_works_over_http(live_server, alice, make_no
     assert not running(engine, container)
     code, text = curl("-i", f"{base}/containers/")
     assert code == 401 and "www-authenticate: basic" not in text.lower(), text
+
+
+@pytest.fixture
+def foreign_site(tmp_path):
+    """Another site (another origin: 127.0.0.1 on a port of its own) serving ``tmp_path``."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.mark.engine
+@pytest.mark.django_db(transaction=True)
+def test_a_browser_with_remembered_basic_credentials_cannot_be_used_by_another_site(
+        live_server, browser, foreign_site, alice, make_node, image, engine):
+    from .utils import wait_for
+
+    make_node("n1")
+    container = Container.objects.get(pk=body(create(client_for(alice), "nb", image))["id"])
+    assert running(engine, container)
+    root, foreign = foreign_site
+    target = f"{live_server.url}{API}/containers/{container.pk}/stop/"
+    (root / "attack.html").write_text(
+        "<!doctype html><html><body>"
+        f'<form id="f" method="post" enctype="text/plain" action="{target}">'
+        '<input type="hidden" name="x" value="y"></form>'
+        "<script>document.getElementById('f').submit()</script></body></html>"
+    )
+    # The browser sends alice's Basic credentials with every request, as one that once
+    # answered a Basic prompt for the master does.
+    token = base64.b64encode(b"alice:alice-password").decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+    browser.get(f"{live_server.url}{API}/containers/")
+    assert '"nb"' in browser.page_source  # the credentials work for the site itself
+
+    browser.get(f"{foreign}/attack.html")
+    wait_for(lambda: browser.current_url.startswith(live_server.url), timeout=30, what="the form to be submitted")
+    wait_for(lambda: "cross_site_request" in browser.page_source, timeout=30, what="the API's refusal")
+    assert running(engine, container)
+    container.refresh_from_db()
+    assert container.status == "running"
