@@ -39,7 +39,7 @@ from .contract import (
 from .models import Container, Image, Node, Snapshot
 from .placement import get_algorithm
 from .registry import get_backend
-from .validation import validate_name
+from .validation import fill_names, validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -149,16 +149,6 @@ def _active_counts(node_pks: Iterable[int]) -> dict[int, int]:
 
 def _uid(user: Any) -> int:
     return int(app_settings.UID_OFFSET) + int(user.pk)
-
-
-def _fill(template: Any, **names: Any) -> Any:
-    if isinstance(template, str):
-        return template.format(**names)
-    if isinstance(template, list):
-        return [_fill(item, **names) for item in template]
-    if isinstance(template, dict):
-        return {key: _fill(value, **names) for key, value in template.items()}
-    return template
 
 
 def _mint_secret() -> str:
@@ -283,8 +273,10 @@ def create_container(
     merged_options = {**(app_settings.CONTAINER_OPTIONS or {}), **(options or {})}
     uid = _uid(owner)
     names = {"uid": uid, "username": owner.get_username(), "name": name}
-    base_url = _fill(app_settings.CONTAINER_BASE_URL, **names)
-    volumes = _fill(app_settings.CONTAINER_VOLUMES or [], **names)
+    # Names become path segments only when safe as such: a user "." or ".." is refused here
+    # rather than given the homes root (see validation.fill_names).
+    base_url = fill_names(app_settings.CONTAINER_BASE_URL, names)
+    volumes = fill_names(app_settings.CONTAINER_VOLUMES or [], names)
 
     secret = _mint_secret()
     excluded: set[int] = set()

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import re
 import shlex
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ __all__ = [
     "NAME_RE",
     "validate_name",
     "validate_username",
+    "validate_path_name",
+    "fill_names",
     "validate_uid",
     "validate_ports",
     "validate_volumes",
@@ -41,6 +44,11 @@ __all__ = [
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 NAME_MAX = 63
 USERNAME_RE = re.compile(r"^[\w.@+-]+$")
+#: A user or container name the master places into a host path or a URL (the
+#: ``{username}`` and ``{name}`` of ``CONTAINER_VOLUMES`` and ``CONTAINER_BASE_URL``): the
+#: characters Django's username validator allows, but not starting with ``.`` (so never
+#: ``.``, ``..``, or a hidden directory such as ``.zfs`` or ``.snapshot`` next to the others).
+PATH_NAME_RE = re.compile(r"^[\w@+-][\w.@+-]*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
@@ -68,6 +76,45 @@ def validate_username(value: Any) -> str:
             "(what Django allows)."
         )
     return value
+
+
+def validate_path_name(value: str, what: str = "username", placeholder: str = "username") -> str:
+    """``value`` when it is safe as one path segment, else :class:`InvalidArgumentError`.
+
+    Used as is, a safe name is its own directory: two different names never give the
+    same path, and none gives the directory above (``.``/``..``) or a hidden one.
+    """
+    if len(value) > 150 or not PATH_NAME_RE.match(value):
+        raise InvalidArgumentError(
+            f"The {what} {value[:80]!r} cannot be used in a host path or URL "
+            f"(CONTAINER_VOLUMES or CONTAINER_BASE_URL place {{{placeholder}}} there): it must be 1 to 150 "
+            "letters, digits and @/./+/-/_, not starting with '.'. Ask an administrator to rename it, "
+            "or to use {uid} instead in those settings."
+        )
+    return value
+
+
+_PLACED = {"username": "username", "name": "container name"}
+
+
+def fill_names(template: Any, names: Mapping[str, Any]) -> Any:
+    """``template`` (a string, or lists and dicts of them) with ``{placeholder}`` fields
+    filled from ``names``. Every string name a template uses must pass
+    :func:`validate_path_name`: the master's templates build host paths and URLs."""
+    if isinstance(template, str):
+        for _text, field, _spec, _conversion in string.Formatter().parse(template):
+            if field is None:
+                continue
+            key = re.split(r"[.\[]", field, maxsplit=1)[0]
+            value = names.get(key)
+            if isinstance(value, str):
+                validate_path_name(value, _PLACED.get(key, f"value of {{{key}}}"), key)
+        return template.format(**names)
+    if isinstance(template, (list, tuple)):
+        return [fill_names(item, names) for item in template]
+    if isinstance(template, Mapping):
+        return {key: fill_names(value, names) for key, value in template.items()}
+    return template
 
 
 def validate_uid(value: Any) -> int:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 
 from .serializers import ErrorSerializer
 
-__all__ = ["UserAPISchema", "document", "errors"]
+__all__ = ["UserAPISchema", "BasicNoPromptScheme", "document", "errors"]
 
 
 class UserAPISchema(AutoSchema):
@@ -19,6 +20,26 @@ class UserAPISchema(AutoSchema):
 
     def get_tags(self) -> list[str]:
         return list(getattr(self.view, "schema_tags", None) or super().get_tags())
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
+        # Every unsafe request with a body that is not JSON answers 415,
+        # whether or not the operation reads a body (see api/crosssite.py).
+        operation = super().get_operation(*args, **kwargs)
+        responses = (operation or {}).get("responses", {})
+        if self.method not in ("GET", "HEAD", "OPTIONS") and "415" not in responses and "403" in responses:
+            responses["415"] = {**responses["403"], "description": _MEANING[415]}
+        return operation
+
+
+class BasicNoPromptScheme(OpenApiAuthenticationExtension):
+    """The API's HTTP Basic (:class:`~.crosssite.BasicNoPrompt`) is plain HTTP Basic to a
+    client; only its 401 challenge differs."""
+
+    target_class = "ipynbsrv_backends.api.crosssite.BasicNoPrompt"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "basic"}
 
 
 def document(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -45,9 +66,11 @@ def document(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]
 _MEANING = {
     400: "invalid (a bad body or query) or invalid_argument",
     401: "not_authenticated or authentication_failed",
-    403: "not_authenticated (no credentials), permission_denied",
+    403: "permission_denied (also a failed CSRF check), cross_site_request (an unsafe request whose Origin "
+         "or Referer is another site's)",
     404: "not_found: no such object among yours (or the node lost the container)",
     409: "already_exists or illegal_state",
+    415: "unsupported_media_type: an unsafe request with a body that is not application/json",
     429: "quota_exceeded",
     501: "not_supported: the node's backend cannot do this",
     503: "no_node_available or backend_unavailable",

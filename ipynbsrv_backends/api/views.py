@@ -2,10 +2,11 @@
 for staff), and the nodes for staff.
 
 Every action calls :mod:`ipynbsrv_backends.services`, so the API follows the same rules
-as the admin and the commands. Authentication (HTTP Basic, then the Django session),
-permissions, the exception handler and the schema generator are set here, on the API's
-own views; the project's global ``REST_FRAMEWORK`` settings are neither needed nor
-changed. Other users' things are answered with 404, as if they did not exist.
+as the admin and the commands. Authentication (HTTP Basic without the browser's password
+dialog, then the Django session), the refusal of cross-site requests (see
+:mod:`.crosssite`), permissions, the exception handler and the schema generator are set
+here, on the API's own views; the project's global ``REST_FRAMEWORK`` settings are neither
+needed nor changed. Other users' things are answered with 404, as if they did not exist.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -33,6 +34,7 @@ from ..errors import ContainerNotFoundError
 from ..models import Container, Image, Node, Snapshot
 from ..parsers import SafeJSONParser
 from . import serializers as s
+from .crosssite import BasicNoPrompt, refuse_cross_site
 from .exceptions import api_exception_handler
 from .permissions import OwnerOrStaff, StaffOnly
 from .schema import UserAPISchema, document, errors
@@ -53,7 +55,7 @@ else:
 class UserAPIView(_ViewBase):
     """What every view of the users' API shares, set on the views themselves."""
 
-    authentication_classes = [BasicAuthentication, SessionAuthentication]
+    authentication_classes = [BasicNoPrompt, SessionAuthentication]
     permission_classes = [OwnerOrStaff]
     renderer_classes = [JSONRenderer]
     parser_classes = [SafeJSONParser]
@@ -72,6 +74,12 @@ class UserAPIView(_ViewBase):
         # DRF authenticates lazily: the audit log asks for the user when it writes an entry.
         with audit.acting(lambda: getattr(request, "user", None), audit.VIA_API):
             return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Before authentication: a request another site's page may have sent (with
+        # credentials the browser remembered) is refused before it can act or probe.
+        refuse_cross_site(request)
+        super().initial(request, *args, **kwargs)
 
     @property
     def fake(self) -> bool:
@@ -338,13 +346,15 @@ class SchemaView(SpectacularAPIView):
     nothing but the API's shape.
     """
 
-    authentication_classes = [BasicAuthentication, SessionAuthentication]
+    authentication_classes = [BasicNoPrompt, SessionAuthentication]
     permission_classes = [AllowAny]
     schema = None  # not part of the schema it serves
     custom_settings = {
         "TITLE": "ipynbsrv API",
         "DESCRIPTION": "Your containers, their snapshots and the images you may use; the nodes for staff. "
-        "Sign in with HTTP Basic or a Django session (unsafe methods then need the CSRF token). "
+        "Sign in with HTTP Basic, sent with each request (a 401 does not ask for it), or a Django session "
+        "(unsafe methods then need the CSRF token). Unsafe requests whose Origin or Referer is another "
+        "site's are refused (403 `cross_site_request`); their bodies must be JSON (else 415). "
         "Errors are `{code, detail}`; a bad body's answer adds `fields`.",
         "VERSION": __version__,
         "COMPONENT_SPLIT_REQUEST": True,

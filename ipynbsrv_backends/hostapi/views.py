@@ -839,6 +839,10 @@ class SchemaView(HostAPIView, SpectacularAPIView):
     """
 
     renderer_classes = SpectacularAPIView.renderer_classes
+    # Not part of any schema: the schema it serves lists only ``api_urlpatterns``, and the
+    # project's own schema generation (drf-spectacular's ``check --deploy``) must skip it,
+    # since its inherited ``get`` is annotated on the project's DEFAULT_SCHEMA_CLASS.
+    schema = None  # type: ignore[assignment]  # DRF: None leaves a view out of every schema
     custom_settings = {
         "TITLE": "ipynbsrv host API",
         "DESCRIPTION": "A node's container backend over HTTP. Every operation but `health` "
