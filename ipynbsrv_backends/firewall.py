@@ -48,6 +48,9 @@ __all__ = [
 
 INPUT_CHAIN = "IPYNBSRV-INPUT"
 FORWARD_CHAIN = "IPYNBSRV-FORWARD"
+REFUSE_CHAIN = "IPYNBSRV-REFUSE"  # what a refused connection gets; the other two jump to it
+#: every chain of ours, in the order they are made (a chain before those that jump to it)
+CHAINS = (REFUSE_CHAIN, INPUT_CHAIN, FORWARD_CHAIN)
 DOCKER_USER = "DOCKER-USER"
 #: where each of our chains is jumped to from
 PARENTS = {INPUT_CHAIN: "INPUT", FORWARD_CHAIN: DOCKER_USER}
@@ -61,7 +64,12 @@ EXIT_USAGE = 2  # bad flags or values (argparse uses 2 as well)
 EXIT_ENVIRONMENT = 3  # cannot act here: not root, no iptables, no DOCKER-USER, iptables failed
 
 ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
-TARGETS = {"reject": "REJECT --reject-with icmp-admin-prohibited", "drop": "DROP"}
+#: the refusal chain's rules per action: a TCP reset fails a connection at once (an ICMP error
+#: made Linux clients wait for the SYN's first retransmission, a second), ICMP for the rest
+ACTIONS = {
+    "reject": ["-p tcp -j REJECT --reject-with tcp-reset", "-j REJECT --reject-with icmp-admin-prohibited"],
+    "drop": ["-j DROP"],
+}
 
 # an interface name as iptables takes it: at most 15 characters, a trailing + is a wildcard
 _BRIDGE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,13}[A-Za-z0-9_.+-]?$")
@@ -157,15 +165,16 @@ class Policy:
     def __post_init__(self) -> None:
         if not self.bridges:
             raise FirewallError("at least one bridge is needed", EXIT_USAGE)
-        if self.action not in TARGETS:
-            raise FirewallError(f"the action must be one of {', '.join(TARGETS)}", EXIT_USAGE)
+        if self.action not in ACTIONS:
+            raise FirewallError(f"the action must be one of {', '.join(ACTIONS)}", EXIT_USAGE)
         object.__setattr__(self, "bridges", _unique(self.bridges))
         object.__setattr__(self, "protected", _unique(self.protected))
         object.__setattr__(self, "allows", _unique(self.allows))
 
     def rules(self) -> dict[str, list[str]]:
-        """Each chain's rules, in order, exactly as ``iptables -S`` prints them."""
-        target = TARGETS[self.action]
+        """Each chain's rules, in order, exactly as ``iptables -S`` prints them; the chains in
+        the order they must be made."""
+        target = REFUSE_CHAIN
         allows = [spec for allow in self.allows for spec in allow.specs()]
         inbound = [ESTABLISHED, *allows, *(f"-i {bridge} -j {target}" for bridge in self.bridges)]
         forward = [
@@ -177,6 +186,7 @@ class Policy:
             *(f"-d {net} -i {bridge} -j {target}" for bridge in self.bridges for net in self.protected),
         ]
         return {
+            REFUSE_CHAIN: [f"-A {REFUSE_CHAIN} {spec}" for spec in ACTIONS[self.action]],
             INPUT_CHAIN: [f"-A {INPUT_CHAIN} {spec}" for spec in inbound],
             FORWARD_CHAIN: [f"-A {FORWARD_CHAIN} {spec}" for spec in forward],
         }
@@ -264,9 +274,10 @@ def plan_remove(state: TableState) -> list[list[str]]:
     commands: list[list[str]] = []
     for chain, parent in PARENTS.items():
         commands += [["-D", parent, "-j", chain] for _ in _positions(state.chain(parent), _jump(chain))]
-    for chain in PARENTS:
-        if chain in state.chains:
-            commands += [["-F", chain], ["-X", chain]]
+    # flush them all before deleting any: the refusal chain is deleted once nothing jumps to it
+    present = [chain for chain in reversed(CHAINS) if chain in state.chains]
+    commands += [["-F", chain] for chain in present]
+    commands += [["-X", chain] for chain in present]
     return commands
 
 
@@ -281,8 +292,8 @@ def problems(policy: Policy, state: TableState) -> list[str]:
         elif state.chain(chain) != wanted:
             found.append(f"the chain {chain} holds {len(state.chain(chain))} rule(s) that differ from the "
                          f"{len(wanted)} asked for (other options, or changed by hand)")
-        parent = PARENTS[chain]
-        if parent not in state.chains:
+        parent = PARENTS.get(chain)
+        if parent is None or parent not in state.chains:
             continue
         positions = _positions(state.chain(parent), _jump(chain))
         if not positions:
@@ -391,9 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=[],
                         help="an exception containers may still reach, e.g. an internal name server: 10.0.0.53:53 "
                         "(tcp and udp unless one is named); repeat for more")
-    parser.add_argument("--action", choices=sorted(TARGETS), default="reject",
-                        help="what happens to a refused connection: reject (the default: an ICMP 'administratively "
-                        "prohibited', so the client fails at once) or drop (it waits for its timeout)")
+    parser.add_argument("--action", choices=sorted(ACTIONS), default="reject",
+                        help="what happens to a refused connection: reject (the default: a TCP reset, or an ICMP "
+                        "'administratively prohibited' for other protocols, so the client fails at once) or drop (it "
+                        "waits for its timeout)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each iptables command as it runs")
     return parser
 
@@ -454,7 +466,7 @@ def run(options: argparse.Namespace) -> int:
         _iptables(binary, args)
     after = read_state(binary)
     if options.remove:
-        left = [chain for chain in PARENTS if chain in after.chains]
+        left = [chain for chain in CHAINS if chain in after.chains]
         if left:
             raise FirewallError(f"still there after removal: {', '.join(left)}")
         print("removed" if commands else "nothing to remove: none of these rules were installed")
