@@ -16,6 +16,9 @@ address through the node's outbound NAT. This command closes both paths with ipt
   the private, shared and link-local ranges: the internal network, the other nodes, cloud
   metadata services).
 
+Both refuse through ``IPYNBSRV-REFUSE``: a TCP reset (the client fails at once), an ICMP
+"administratively prohibited" for other protocols, or nothing with ``--action drop``.
+
 Replies to connections opened from elsewhere (the master reaching a published port, the
 node's ``docker-proxy`` or health checks talking to a container, a container's own outbound
 connections) are conntrack ``ESTABLISHED,RELATED`` and pass first. Both chains only ever
@@ -40,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "INPUT_CHAIN", "FORWARD_CHAIN", "DOCKER_USER", "DEFAULT_BRIDGES", "DEFAULT_PROTECTED",
+    "INPUT_CHAIN", "FORWARD_CHAIN", "REFUSE_CHAIN", "DOCKER_USER", "DEFAULT_BRIDGES", "DEFAULT_PROTECTED",
     "Allow", "Policy", "TableState", "FirewallError",
     "parse_allow", "parse_bridge", "parse_network", "parse_state",
     "plan_install", "plan_remove", "problems", "build_parser", "main",
