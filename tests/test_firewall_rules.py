@@ -287,3 +287,11 @@ def test_not_root_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(firewall.os, "geteuid", lambda: 1000)
     assert firewall.main(["--check"]) == firewall.EXIT_ENVIRONMENT
     assert "needs root" in capsys.readouterr().err
+
+
+def test_the_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "ipynbsrv_firewall"]
+    assert script.value == "ipynbsrv_backends.firewall:main"
+    assert script.load() is firewall.main
