@@ -487,7 +487,10 @@ def run(options: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.check and options.dry_run:
+        parser.error("--check changes nothing already: --dry-run goes with an install or --remove")
     try:
         return run(options)
     except FirewallError as exc:

@@ -260,6 +260,9 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         firewall.main(["--check", "--remove"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        firewall.main(["--check", "--dry-run"])
+    assert info.value.code == 2
 
 
 def test_dry_run_without_root_prints_the_commands_for_a_fresh_node(monkeypatch, capsys):
