@@ -59,6 +59,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ipynbsrv_hostapi=ipynbsrv_backends.hostapi.cli:main",
+            "ipynbsrv_firewall=ipynbsrv_backends.firewall:main",
         ],
     },
     classifiers=[

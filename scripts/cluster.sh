@@ -12,10 +12,14 @@
 #   scripts/cluster.sh down       remove every trace: daemons, namespaces, veths, state
 #   scripts/cluster.sh status     show what runs
 #   scripts/cluster.sh env        print the facts tests need (KEY=VALUE lines)
+#   scripts/cluster.sh firewall [ARGS]   run ipynbsrv_firewall ARGS in every node's namespace
+#                                 (not part of `up`: the test bed runs without it by default)
 #
 # Everything lives under $IPYNBSRV_CLUSTER_DIR (default /tmp/ipynbsrv-cluster<ID>).
 # IPYNBSRV_CLUSTER_ID (a number from 0 to 9, default 0) lets several test beds coexist on one
 # machine: each gets its own bridge, namespaces, subnet (10.231.<7+ID>.0/24) and state.
+# IPYNBSRV_CLUSTER_DOCKERD_ARGS (default empty) adds flags to the dockerd of each node `up`
+# starts (e.g. "--userland-proxy=false --icc=true"; the later of two equal flags wins).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -157,7 +161,7 @@ up_node() {
         setsid nsenter --net="/run/netns/$ns" dockerd \
             --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
             -H "unix://$(node_sock "$i")" --insecure-registry "$REGISTRY_ADDR" \
-            --icc=false --bip "172.30.$i.1/24" \
+            --icc=false --bip "172.30.$i.1/24" ${IPYNBSRV_CLUSTER_DOCKERD_ARGS:-} \
             >"$dir/dockerd.log" 2>&1 < /dev/null &
     fi
     wait_until 60 "the engine of node $i" engine_up "$i" || { tail -30 "$dir/dockerd.log" >&2; exit 1; }
@@ -259,10 +263,23 @@ env_facts() {
     done
 }
 
+firewall() {
+    [ "$(id -u)" = 0 ] || die "the firewall needs root"
+    [ -x "$VENV_BIN/ipynbsrv_firewall" ] || die "ipynbsrv_firewall is missing: run make venv first"
+    local count=0 i
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    [ "$count" -gt 0 ] || die "no node runs: scripts/cluster.sh up first"
+    for i in $(seq 1 "$count"); do
+        log "node $i: ipynbsrv_firewall $*"
+        nsenter --net="/run/netns/$NSP$i" "$VENV_BIN/ipynbsrv_firewall" "$@"
+    done
+}
+
 case "${1:-}" in
     up) up "${2:-2}" ;;
     down) down ;;
     status) status ;;
     env) env_facts ;;
-    *) echo "usage: $0 up [N] | down | status | env" >&2; exit 2 ;;
+    firewall) shift; firewall "$@" ;;
+    *) echo "usage: $0 up [N] | down | status | env | firewall [ARGS]" >&2; exit 2 ;;
 esac
