@@ -13,7 +13,7 @@ import requests
 
 from ipynbsrv_backends import services
 from ipynbsrv_backends.contract import ACCESS_SECRET_ENV
-from ipynbsrv_backends.models import AuditEntry, Container, Image
+from ipynbsrv_backends.models import AuditEntry, Container, Image, Snapshot
 
 from .cluster import cluster, cluster_nodes  # noqa: F401
 
@@ -97,12 +97,17 @@ def test_a_move_gets_a_new_secret_and_the_registry_keeps_none(
     base = Image.objects.create(name="busybox", ref=TEST_IMAGE, public=True)
     container = services.create_container(alice, "nb", image=base, node=n1)
     minted = [container.access_secret]
-    services.create_snapshot(container, "before")
+    snapshot = services.create_snapshot(container, "before")
     committed = services.commit_container(container, "kept")
     services.move_container(container, n2)
     container.refresh_from_db()
     minted.append(container.access_secret)
     assert container.node == n2 and minted[0] != minted[1]
+    # a restore through HttpRemote and the host API (the snapshot came along with the move)
+    services.restore_snapshot(container, Snapshot.objects.get(pk=snapshot.pk))
+    container.refresh_from_db()
+    minted.append(container.access_secret)
+    assert len(set(minted)) == 3
     engines = [docker.DockerClient(base_url=f"unix://{socket}", timeout=60) for socket in cluster.sockets]
     try:
         assert secret_in_env(engines[1], container) == container.access_secret
