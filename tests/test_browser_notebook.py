@@ -83,6 +83,10 @@ def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
                 "42 from the browser" in "".join(output.get("text", "")) for output in cells[0]["outputs"])
 
         wait_for(saved, timeout=60, interval=0.5, what="the notebook saved from the browser")
+        # the page the browser got, its cookies and storage hold nothing of the secret
+        seen = browser.page_source + repr(browser.get_cookies()) + str(browser.execute_script(
+            "return JSON.stringify(Object.assign({}, window.localStorage, window.sessionStorage))"))
+        assert container.access_secret not in seen
     finally:
         api.close()
     owner = engine.containers.get(container.backend_pk).exec_run(["stat", "-c", "%u", "/data/work.ipynb"])
