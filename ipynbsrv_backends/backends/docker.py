@@ -623,6 +623,41 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             f"({', '.join(self.allowed_volume_roots)})."
         )
 
+    def _recheck_binds(self, info: Mapping[str, Any], action: str) -> None:
+        """Resolve the bind sources of an existing container again before the engine mounts
+        them (start, restart, restore): each must still be the path resolved at creation
+        (a symlink anywhere in it means someone swapped a directory since), still exist and
+        still be under an allowed root. Refused with IllegalContainerStateError: the call is
+        fine, the host path the container was made with is not any more."""
+        pk = str(info.get("Name") or "").lstrip("/")
+        for bind in (info.get("HostConfig") or {}).get("Binds") or []:
+            source = bind.split(":", 1)[0]
+            if not source.startswith("/"):
+                continue  # a named volume: the engine keeps it, no host path to swap
+            problem = self._bind_problem(source)
+            if problem:
+                raise errors.IllegalContainerStateError(
+                    f"The container {pk!r} cannot be {action}: its bind mount source {source!r} {problem}. "
+                    f"Nothing was mounted. Put a real directory back at {source} (no symlink anywhere in the "
+                    "path), or delete the container and create it again with a valid volume."
+                )
+
+    def _bind_problem(self, source: str) -> str | None:
+        """What changed about a bind source resolved at creation, or ``None``."""
+        if not self.allowed_volume_roots:
+            return "is a host directory and this backend no longer allows bind mounts (allowed_volume_roots is empty)"
+        try:
+            real = os.path.realpath(source, strict=False)
+        except OSError as exc:
+            return f"cannot be resolved any more ({exc.strerror or exc})"
+        if real != source:
+            return f"now resolves to {real!r}: a symlink was put in its path since the container was created"
+        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
+            return f"is now outside the allowed volume roots ({', '.join(self.allowed_volume_roots)})"
+        if not os.path.isdir(real) and not os.path.isfile(real):
+            return "no longer exists (the engine would create it again, as root)"
+        return None
+
     def _prepare_volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
         """Resolve bind sources; check named volumes. Returns the records and the names of
         volumes that do not exist yet (created by :meth:`_create_volumes`)."""
@@ -859,6 +894,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
         if info["State"].get("Running"):
             return
+        self._recheck_binds(info, "started")
         with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
             self._api().start(info["Id"])
 
@@ -874,6 +910,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
     def restart_container(self, container: str, **kwargs: Any) -> None:
         self._no_options(kwargs)
         info = self._inspect_container(container)
+        self._recheck_binds(info, "restarted")
         with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
             if info["State"].get("Paused"):
                 self._api().unpause(info["Id"])
@@ -1124,6 +1161,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         put back as it was."""
         self._no_options(kwargs)
         old = self._inspect_container(container)
+        self._recheck_binds(old, "restored")
         pk = old["Name"].lstrip("/")
         snap = self._inspect_snapshot(snapshot)
         if (snap["Config"].get("Labels") or {}).get(L_CONTAINER) != pk:
