@@ -130,20 +130,31 @@ def _recording_registry():
         b'{"errors": [{"code": "UNAUTHORIZED", "message": "no"}]}'))
 
 
-def test_registry_credentials_go_only_to_the_configured_registry(engine, registry):
-    backend = Docker(**backend_options(registry=registry, registry_username="ci",
-                                       registry_password="hunter2-secret", pull_policy="always"))
-    with _recording_registry() as stranger:
-        host = stranger.url.removeprefix("http://")
-        with pytest.raises(errors.ContainerImageNotFoundError):
-            backend.pull_container_image(f"{host}/x:latest")
-        assert stranger.requests, "the engine never asked the stranger registry"
-        sent = [r["headers"].get("Authorization", "") for r in stranger.requests]
-        assert all("Basic" not in value for value in sent), sent
+def _basic_sent(server) -> bool:
+    return any("Basic" in r["headers"].get("Authorization", "") for r in server.requests)
+
+
+def test_registry_credentials_go_only_to_the_configured_registry(engine, raw_docker):
+    with _recording_registry() as configured, _recording_registry() as stranger:
+        mine, theirs = configured.url.removeprefix("http://"), stranger.url.removeprefix("http://")
+        backend = Docker(**backend_options(registry=mine, registry_username="ci",
+                                           registry_password="hunter2-secret"))
+        # The control: the configured registry is asked with the credentials.
         with pytest.raises(errors.BackendError):
-            backend.push_image(f"{host}/x:latest")
-        sent = [r["headers"].get("Authorization", "") for r in stranger.requests]
-        assert all("Basic" not in value for value in sent), sent
+            backend.pull_container_image(f"{mine}/x:latest")
+        assert _basic_sent(configured), "the configured registry never got the credentials"
+        # A registry the caller names gets none, on a pull or a push.
+        with pytest.raises(errors.BackendError):
+            backend.pull_container_image(f"{theirs}/x:latest")
+        assert stranger.requests, "the engine never asked the stranger registry"
+        raw_docker.api.tag(TEST_IMAGE, f"{theirs}/x", "latest")
+        try:
+            with pytest.raises(errors.BackendError):
+                backend.push_image(f"{theirs}/x:latest")
+        finally:
+            raw_docker.api.remove_image(f"{theirs}/x:latest")
+        assert len([r for r in stranger.requests if r["method"] != "GET" or "/v2/" in r["path"]]) >= 2
+        assert not _basic_sent(stranger), "credentials reached a registry the caller named"
 
 
 @pytest.mark.parametrize("configured,image,expected", [

@@ -704,10 +704,21 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 f"The image {image!r} is not allowed on this backend (allowed: {', '.join(self.allowed_images)})."
             )
 
-    def _auth_config(self) -> dict[str, str] | None:
-        if self.registry_username:
-            return {"username": self.registry_username, "password": self.registry_password or ""}
-        return None
+    def _auth_config_for(self, image: str) -> dict[str, str] | None:
+        """The registry credentials, only when ``image`` lives in the configured registry.
+
+        The registry of a reference is its first path component when that contains ``.`` or
+        ``:`` or is ``localhost`` (Docker's rule; otherwise it is Docker Hub), compared with
+        the configured registry's host exactly: credentials never go to a registry a caller
+        names."""
+        if not self.registry_username or not self.registry:
+            return None
+        first, slash, _rest = image.partition("/")
+        if not slash or not ("." in first or ":" in first or first == "localhost"):
+            return None
+        if first != self.registry.split("/", 1)[0]:
+            return None
+        return {"username": self.registry_username, "password": self.registry_password or ""}
 
     def _stream_errors(self, stream: Any) -> str | None:
         for chunk in stream:
@@ -732,7 +743,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         missing = errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled.")
         with self._engine(not_found=missing):
             failure = self._stream_errors(self._api().pull(repo, tag=tag or None, stream=True, decode=True,
-                                                           auth_config=self._auth_config()))
+                                                           auth_config=self._auth_config_for(image)))
         if failure:
             raise errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled: {failure}")
 
@@ -1009,7 +1020,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         repo, tag = _split_ref(image)
         with self._engine(not_found=errors.ContainerImageNotFoundError(f"No image {image!r} to push.")):
             failure = self._stream_errors(self._api().push(repo, tag=tag, stream=True, decode=True,
-                                                           auth_config=self._auth_config()))
+                                                           auth_config=self._auth_config_for(image)))
         if failure:
             raise errors.ContainerBackendError(f"Pushing {image!r} to the registry {self.registry} failed: {failure}")
 
