@@ -181,7 +181,7 @@ def test_the_registry_host_of_a_reference_follows_docker_rules(configured, image
 WALKING_PKS = [
     "../containers/{name}", "x/../../containers/{name}", "a//b", "/images/x", "a/", "x:latest/../..",
     "sha256:../../containers/{name}", "a b", "a\tb", "a?b", "a#b", "a%2e%2e/b", "ä", "x\n", "a" * 600,
-    "..", ".", "UPPER/case", "a:b:c", "x@sha256:12", "-a",
+    "..", ".", "a:b:c", "x@sha256:12", "-a",
 ]
 
 
@@ -197,7 +197,10 @@ def test_image_and_snapshot_pks_cannot_walk_to_other_engine_objects(backend, eng
                          backend.container_exists, backend.get_container):
                 with pytest.raises(errors.InvalidArgumentError) as info:
                     call(pk)
-                assert "valid" in str(info.value), (pk, call, str(info.value))
+                assert "a valid one is" in str(info.value), (pk, call, str(info.value))
+        for pk in ("Upper", "a/Upper", "x:tag with space", "x:" + "t" * 129, "a" * 256 + ":tag"):
+            with pytest.raises(errors.InvalidArgumentError):
+                backend.container_image_exists(pk)  # not a reference (an engine name may be)
     finally:
         raw_docker.containers.get(stranger).remove(force=True)
 
@@ -219,7 +222,7 @@ def test_the_host_api_refuses_a_walking_pk_with_400(hostapi_node, engine):
                                 headers=headers, timeout=30)
         assert response.status_code == 400, (path, response.status_code, response.text[:300])
         answer = response.json()
-        assert answer["code"] == "invalid_argument" and "valid" in answer["detail"], answer
+        assert answer["code"] == "invalid_argument" and "a valid one is" in answer["detail"], answer
 
 
 # ---------------------------------------------------------------------------- 4. trailing newlines
@@ -287,7 +290,7 @@ def test_the_host_api_answers_400_for_positional_names_and_huge_limits(hostapi_n
     pk = encode_pk(f"{PREFIX}-u4242-nb")
     for path in (f"containers/{pk}/", f"containers/{pk}/exists/", "containers/", f"images/{pk}/",
                  f"containers/{pk}/logs/"):
-        for name in ("self", "container", "image", "only_running", "tail", "cls"):
+        for name in ("self", "container", "image", "only_running", "cls"):
             response = _get(hostapi_node, path, {name: 1})
             assert response.status_code == 400, (path, name, response.status_code, response.text[:300])
             answer = response.json()
@@ -298,3 +301,40 @@ def test_the_host_api_answers_400_for_positional_names_and_huge_limits(hostapi_n
         assert response.json()["code"] == "invalid_argument"
     assert hostapi_node.process.poll() is None
 
+
+
+def _table_of_validators():
+    from django.core.exceptions import ValidationError
+
+    from ipynbsrv_backends import validation as v
+    from ipynbsrv_backends.models import name_validator
+
+    def model_name(value):
+        try:
+            name_validator(value)
+        except ValidationError as exc:
+            raise errors.InvalidArgumentError(str(exc)) from None
+
+    return {
+        "name": lambda x: v.validate_name(x + "\n"),
+        "username": lambda x: v.validate_username(x + "\n"),
+        "env key": lambda x: v.validate_env({x.upper() + "\n": "1"}),
+        "volume name": lambda x: v.validate_volumes([{"source": x + "\n", "target": "/data"}]),
+        "container pk": lambda x: v.validate_pk(x + "\n"),
+        "image pk": lambda x: v.validate_pk(x + "\n", "image"),
+        "instance": lambda x: Docker.validate_options(instance=x + "\n"),
+        "name_prefix": lambda x: Docker.validate_options(name_prefix=x + "\n"),
+        "registry": lambda x: Docker.validate_options(registry="10.0.0.1:5000/" + x + "\n"),
+        "version": lambda x: Docker.validate_options(version="1.41\n"),
+        "image name": lambda x: Docker(**backend_options())._image_ref(1, x + "\n"),
+        "model name": lambda x: model_name(x + "\n"),
+    }
+
+
+@pytest.mark.parametrize("what", sorted(_table_of_validators()))
+def test_no_validator_accepts_a_trailing_newline(what):
+    check = _table_of_validators()[what]
+    with pytest.raises(errors.InvalidArgumentError):
+        check("abc")
+    with pytest.raises(errors.InvalidArgumentError):
+        check("abc\n")  # two of them, too

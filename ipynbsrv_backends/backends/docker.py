@@ -104,10 +104,13 @@ PRIVILEGED_OPTIONS = frozenset({
 })
 
 PULL_POLICIES = ("if-not-present", "always", "never")
-REGISTRY_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
-PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
+REGISTRY_RE = re.compile(
+    r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)\Z",
+    re.ASCII,
+)
+PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?\Z")
 
 
 def _status_of(state: str) -> str:
@@ -228,7 +231,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             )
         registry = result["registry"]
         if registry is not None:
-            if not isinstance(registry, str) or not REGISTRY_RE.match(registry.strip("/")):
+            if not isinstance(registry, str) or not REGISTRY_RE.fullmatch(registry.strip("/")):
                 raise errors.InvalidArgumentError(
                     f"Invalid registry {registry!r}: use HOST:PORT or HOST:PORT/NAMESPACE, such as 10.0.0.1:5000."
                 )
@@ -246,11 +249,11 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             resolved.append(real)
         result["allowed_volume_roots"] = tuple(resolved)
 
-        if not isinstance(result["instance"], str) or not INSTANCE_RE.match(result["instance"]):
+        if not isinstance(result["instance"], str) or not INSTANCE_RE.fullmatch(result["instance"]):
             raise errors.InvalidArgumentError(
                 f"Invalid instance {result['instance']!r}: use letters, digits, '_', '.' and '-' (at most 63)."
             )
-        if not isinstance(result["name_prefix"], str) or not PREFIX_RE.match(result["name_prefix"]) \
+        if not isinstance(result["name_prefix"], str) or not PREFIX_RE.fullmatch(result["name_prefix"]) \
                 or len(result["name_prefix"]) > 32:
             raise errors.InvalidArgumentError(
                 f"Invalid name_prefix {result['name_prefix']!r}: use lower-case letters and digits joined by '-'."
@@ -263,7 +266,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 or result["max_pool_size"] < 1:
             raise errors.InvalidArgumentError("max_pool_size must be a whole number from 1 up.")
         if result["version"] is not None and not (isinstance(result["version"], str)
-                                                  and re.match(r"^(auto|\d+\.\d+)$", result["version"])):
+                                                  and re.fullmatch(r"auto|\d+\.\d+", result["version"], re.ASCII)):
             raise errors.InvalidArgumentError(f"Invalid version {result['version']!r}: use 'auto' or an API version such as '1.41'.")
         result["default_mem_limit"] = validate_mem_limit(result["default_mem_limit"])
         result["default_cpu_limit"] = validate_cpu_limit(result["default_cpu_limit"])
@@ -386,7 +389,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return f"{self.registry}/" if self.registry else ""
 
     def _image_ref(self, uid: int, name: str) -> str:
-        match = IMAGE_NAME_RE.match(name) if isinstance(name, str) and len(name) <= 128 else None
+        match = IMAGE_NAME_RE.fullmatch(name) if isinstance(name, str) and len(name) <= 128 else None
         if not match:
             raise errors.InvalidArgumentError(
                 f"Invalid image name {str(name)[:80]!r}: use a lower-case name with an optional tag, such as 'my-stack' or 'my-stack:v2'."
@@ -484,7 +487,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return info
 
     def _inspect_image(self, image: str, kind: str | None, missing: errors.BackendError) -> dict[str, Any]:
-        validate_pk(image, "image")
+        validate_pk(image, "snapshot" if kind == KIND_SNAPSHOT else "image")
         with self._engine(not_found=missing):
             info = self._api().inspect_image(image)
         if kind is not None and not self._is_ours((info.get("Config") or {}).get("Labels"), kind):
@@ -1275,7 +1278,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         uid_label = labels.get(L_UID) or "0"  # the snapshot carries its container's labels
         uid = int(uid_label) if uid_label.isdigit() and len(uid_label) < 11 else 0
         snapshot_name = _split_ref(snapshot)[1]  # the tag of a snapshot's pk is its name
-        if not (len(snapshot_name) <= 63 and NAME_RE.match(snapshot_name)):
+        if not (len(snapshot_name) <= 63 and NAME_RE.fullmatch(snapshot_name)):
             snapshot_name = "snapshot"
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
         name = f"transfer-{snapshot_name}-{stamp}-{uuid.uuid4().hex[:6]}"
