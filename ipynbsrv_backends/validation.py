@@ -130,6 +130,7 @@ def validate_pk(value: Any, what: str = "container") -> str:
     an image or snapshot pk is an image reference or an image id (``sha256:`` and 64 hex
     digits). Anything else (``..`` or empty segments, other characters, over-long values) is
     refused with a message that says what a valid one looks like."""
+    validate_opaque_pk(value, what)  # first, so every backend words these refusals alike
     if what == "container":
         ok = isinstance(value, str) and CONTAINER_PK_RE.fullmatch(value) is not None
         shape = ("a container's engine name or id: 1 to 255 letters, digits, '_', '.' and '-', "
