@@ -8,6 +8,7 @@ wrong and what to do. Pure functions: nothing here touches the engine or the net
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import ipaddress
 import re
 import shlex
@@ -32,7 +33,10 @@ __all__ = [
     "validate_mem_limit",
     "validate_cpu_limit",
     "validate_pids_limit",
+    "MAX_MEMORY",
+    "MAX_PIDS",
     "validate_pk",
+    "validate_opaque_pk",
     "parse_since",
     "validate_tail",
     "iso_utc",
@@ -41,25 +45,55 @@ __all__ = [
 
 #: Container, image and snapshot names: lower-case letters and digits, with single
 #: ``-``, ``_`` or ``.`` between them. They end up in engine names and image references.
-NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+#: Every pattern here ends in ``\Z`` (``$`` would also match before a trailing newline) and
+#: is used with ``fullmatch``, so the whole string is checked.
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*\Z")
 NAME_MAX = 63
-USERNAME_RE = re.compile(r"^[\w.@+-]+$")
+USERNAME_RE = re.compile(r"^[\w.@+-]+\Z")
 #: A user or container name the master places into a host path or a URL (the
 #: ``{username}`` and ``{name}`` of ``CONTAINER_VOLUMES`` and ``CONTAINER_BASE_URL``): the
 #: characters Django's username validator allows, but not starting with ``.`` (so never
 #: ``.``, ``..``, or a hidden directory such as ``.zfs`` or ``.snapshot`` next to the others).
-PATH_NAME_RE = re.compile(r"^[\w@+-][\w.@+-]*$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
+PATH_NAME_RE = re.compile(r"^[\w@+-][\w.@+-]*\Z")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?\Z", re.IGNORECASE | re.ASCII)
 MIN_MEMORY = 6 * 1024 * 1024  # the engine refuses less than 6 MiB
+#: The engine keeps a memory limit in a signed 64-bit number of bytes.
+MAX_MEMORY = 2**63 - 1
+#: The kernel's most processes a cgroup may be limited to (``PID_MAX_LIMIT``, 2**22): a
+#: larger ``pids_limit`` is stored by the engine but makes every start fail.
+MAX_PIDS = 4_194_304
+MIN_CPUS = 0.01
+#: Far beyond any host, and well within what the engine's ``NanoCpus`` (int64) can carry.
+MAX_CPUS = 1024
 MAX_PK = 512
+
+# The grammar of an image reference, as the engine parses one:
+# ``[DOMAIN[:PORT]/]PATH[/PATH...][:TAG][@ALGORITHM:HEX]``. Path components are lower-case
+# letters and digits joined by ``.``, ``_``, ``__`` or dashes; no component is empty, ``.``
+# or ``..``, so a pk can never walk to another object of the engine's API.
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]{{1,5}})?"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,128}"
+REFERENCE_RE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::{_TAG})?(?:@{_DIGEST})?",
+    re.ASCII,
+)
+#: An image's id as the engine gives it.
+IMAGE_ID_RE = re.compile(r"sha256:[0-9a-f]{64}", re.ASCII)
+#: A container's engine name (what this package's container pks are) or id.
+CONTAINER_PK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}", re.ASCII)
+REFERENCE_NAME_MAX = 255
 
 
 def validate_name(value: Any, what: str = "name") -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"The {what} must be a non-empty string.")
-    if len(value) > NAME_MAX or not NAME_RE.match(value):
+    if len(value) > NAME_MAX or not NAME_RE.fullmatch(value):
         raise InvalidArgumentError(
             f"Invalid {what} {value[:80]!r}: use 1 to {NAME_MAX} lower-case letters and digits, "
             "optionally separated by single '-', '_' or '.' (for example 'my-notebook')."
@@ -70,7 +104,7 @@ def validate_name(value: Any, what: str = "name") -> str:
 def validate_username(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError("The username must be a non-empty string.")
-    if len(value) > 150 or not USERNAME_RE.match(value):
+    if len(value) > 150 or not USERNAME_RE.fullmatch(value):
         raise InvalidArgumentError(
             f"Invalid username {value[:80]!r}: use at most 150 letters, digits and @/./+/-/_ "
             "(what Django allows)."
@@ -123,9 +157,47 @@ def validate_uid(value: Any) -> int:
     return value
 
 
-def validate_pk(value: Any, what: str = "container") -> str:
+def validate_opaque_pk(value: Any, what: str = "container") -> str:
+    """The shape every backend's pk has (for a client such as ``HttpRemote``, to which pks
+    are opaque): a non-empty string of at most :data:`MAX_PK` characters without NUL or line
+    breaks. The backend that owns the pk checks its grammar (:func:`validate_pk`)."""
     if not isinstance(value, str) or not value or len(value) > MAX_PK or any(c in value for c in "\x00\n\r"):
-        raise InvalidArgumentError(f"Invalid {what} id {str(value)[:80]!r}: pass the pk the backend returned.")
+        shown = repr(value[:80]) if isinstance(value, str) else type(value).__name__
+        raise InvalidArgumentError(
+            f"Invalid {what} pk {shown}: a valid one is a non-empty string of at most {MAX_PK} characters "
+            "without NUL or line breaks; pass the pk the backend returned."
+        )
+    return value
+
+
+def validate_pk(value: Any, what: str = "container") -> str:
+    """A pk as the engine's grammar allows it, before it goes into an engine URL.
+
+    A container pk is an engine name or id (letters, digits, ``_``, ``.``, ``-``; no ``/``);
+    an image or snapshot pk is an image reference or an image id (``sha256:`` and 64 hex
+    digits). Anything else (``..`` or empty segments, other characters, over-long values) is
+    refused with a message that says what a valid one looks like."""
+    validate_opaque_pk(value, what)  # first, so every backend words these refusals alike
+    if what == "container":
+        ok = isinstance(value, str) and CONTAINER_PK_RE.fullmatch(value) is not None
+        shape = ("a container's engine name or id: 1 to 255 letters, digits, '_', '.' and '-', "
+                 "starting with a letter or digit, such as 'ipynbsrv-u1000-notebook'")
+    else:
+        ok = False
+        if isinstance(value, str) and len(value) <= MAX_PK:
+            if IMAGE_ID_RE.fullmatch(value):
+                ok = True
+            elif (match := REFERENCE_RE.fullmatch(value)) is not None:
+                ok = len(match.group("name")) <= REFERENCE_NAME_MAX
+        shape = ("an image reference such as 'registry.example:5000/team/image:tag' (lower-case path "
+                 "components of letters and digits joined by '.', '_', '__' or '-', separated by single "
+                 "'/', with an optional ':tag' and '@sha256:<hex digest>') or an image id "
+                 "'sha256:<64 hex digits>'")
+    if not ok:
+        shown = repr(value[:80]) if isinstance(value, str) else type(value).__name__
+        raise InvalidArgumentError(
+            f"Invalid {what} pk {shown}: a valid one is {shape}; pass the pk the backend returned."
+        )
     return value
 
 
@@ -189,7 +261,7 @@ def validate_volumes(volumes: Any) -> list[VolumeRecord]:
             raise InvalidArgumentError(
                 f"Invalid volume source {source!r}: an absolute host path or a volume name, without ':'."
             )
-        if "/" not in source and not VOLUME_NAME_RE.match(source):
+        if "/" not in source and not VOLUME_NAME_RE.fullmatch(source):
             raise InvalidArgumentError(
                 f"Invalid volume name {source[:80]!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit."
             )
@@ -242,7 +314,7 @@ def validate_env(env: Any, reserved: tuple[str, ...] = ("OWNER", "OWNER_UID", "B
         raise InvalidArgumentError("env must be a mapping of variable names to values.")
     result: dict[str, str] = {}
     for key, value in env.items():
-        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
             raise InvalidArgumentError(f"Invalid environment variable name {str(key)[:80]!r}.")
         if key in reserved:
             raise InvalidArgumentError(f"{key} is set by the backend and cannot be given in env.")
@@ -255,38 +327,57 @@ def validate_env(env: Any, reserved: tuple[str, ...] = ("OWNER", "OWNER_UID", "B
     return result
 
 
+def _shown(value: Any) -> str:
+    """A number or string for a message, short (``str`` of a huge int may even raise)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"(a {value.bit_length()}-bit number)"
+    return repr(value)[:80]
+
+
 def validate_mem_limit(value: Any) -> int | None:
-    """Bytes, or a string such as ``512m`` or ``2g``; ``None`` for no limit."""
+    """Bytes, or a string such as ``512m`` or ``2g``; ``None`` for no limit. From 6 MiB (the
+    engine's minimum) to :data:`MAX_MEMORY` bytes (the engine's int64)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise InvalidArgumentError("mem_limit must be a number of bytes or a string such as '512m'.")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and (match := MEM_RE.match(value.strip())):
+    elif isinstance(value, str) and len(value) <= 64 and (match := MEM_RE.fullmatch(value.strip())):
         scale = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
-        number = int(float(match.group(1)) * scale)
+        # Exact arithmetic: a float would turn a long number into inf (and a 500).
+        number = int(decimal.Decimal(match.group(1)) * scale)
     else:
-        raise InvalidArgumentError(f"Invalid mem_limit {value!r}: use bytes or a string such as '512m' or '2g'.")
+        raise InvalidArgumentError(f"Invalid mem_limit {_shown(value)}: use bytes or a string such as '512m' or '2g'.")
     if number < MIN_MEMORY:
-        raise InvalidArgumentError(f"mem_limit {value!r} is below the engine's minimum of 6 MiB.")
+        raise InvalidArgumentError(f"mem_limit {_shown(value)} is below the engine's minimum of 6 MiB.")
+    if number > MAX_MEMORY:
+        raise InvalidArgumentError(
+            f"mem_limit {_shown(value)} is more than the engine can hold: at most {MAX_MEMORY} bytes (2**63 - 1)."
+        )
     return number
 
 
 def validate_cpu_limit(value: Any) -> float | None:
-    """CPUs as a number (``0.5`` is half a CPU); ``None`` for no limit."""
+    """CPUs as a number (``0.5`` is half a CPU), from 0.01 to 1024; ``None`` for no limit."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 1024:
-        raise InvalidArgumentError(f"Invalid cpu_limit {value!r}: use a number of CPUs from 0.01 up, such as 0.5 or 2.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_CPUS <= value <= MAX_CPUS:
+        raise InvalidArgumentError(
+            f"Invalid cpu_limit {_shown(value)}: use a number of CPUs from {MIN_CPUS} to {MAX_CPUS}, such as 0.5 or 2."
+        )
     return float(value)
 
 
 def validate_pids_limit(value: Any) -> int | None:
+    """The most processes, from 1 to :data:`MAX_PIDS`; ``None`` for no limit."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgumentError(f"Invalid pids_limit {value!r}: use a whole number of processes from 1 up.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PIDS:
+        raise InvalidArgumentError(
+            f"Invalid pids_limit {_shown(value)}: use a whole number of processes from 1 to {MAX_PIDS} "
+            "(the kernel's most)."
+        )
     return value
 
 

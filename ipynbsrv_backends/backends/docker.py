@@ -107,9 +107,12 @@ PRIVILEGED_OPTIONS = frozenset({
 })
 
 PULL_POLICIES = ("if-not-present", "always", "never")
-REGISTRY_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
-PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+REGISTRY_RE = re.compile(
+    r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)\Z",
+    re.ASCII,
+)
+PREFIX_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 #: Where a port given as ``external: None`` is chosen (the ``port_range`` option's default):
 #: below Linux's ephemeral range (32768-60999), which outgoing connections draw from.
 DEFAULT_PORT_RANGE = (20000, 32767)
@@ -118,7 +121,7 @@ PORT_ATTEMPTS = 5
 #: The host port the engine names when it cannot bind one ("Bind for 0.0.0.0:PORT failed:
 #: port is already allocated", "listen tcp4 127.0.0.1:PORT: bind: address already in use").
 PORT_CONFLICT_RE = re.compile(r"(?:bind for|listen tcp[46]?)\s+\S*?:(\d{1,5})\b")
-IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?$")
+IMAGE_NAME_RE = re.compile(r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?\Z")
 
 
 def _status_of(state: str) -> str:
@@ -290,7 +293,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             )
         registry = result["registry"]
         if registry is not None:
-            if not isinstance(registry, str) or not REGISTRY_RE.match(registry.strip("/")):
+            if not isinstance(registry, str) or not REGISTRY_RE.fullmatch(registry.strip("/")):
                 raise errors.InvalidArgumentError(
                     f"Invalid registry {registry!r}: use HOST:PORT or HOST:PORT/NAMESPACE, such as 10.0.0.1:5000."
                 )
@@ -308,11 +311,11 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             resolved.append(real)
         result["allowed_volume_roots"] = tuple(resolved)
 
-        if not isinstance(result["instance"], str) or not INSTANCE_RE.match(result["instance"]):
+        if not isinstance(result["instance"], str) or not INSTANCE_RE.fullmatch(result["instance"]):
             raise errors.InvalidArgumentError(
                 f"Invalid instance {result['instance']!r}: use letters, digits, '_', '.' and '-' (at most 63)."
             )
-        if not isinstance(result["name_prefix"], str) or not PREFIX_RE.match(result["name_prefix"]) \
+        if not isinstance(result["name_prefix"], str) or not PREFIX_RE.fullmatch(result["name_prefix"]) \
                 or len(result["name_prefix"]) > 32:
             raise errors.InvalidArgumentError(
                 f"Invalid name_prefix {result['name_prefix']!r}: use lower-case letters and digits joined by '-'."
@@ -325,7 +328,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 or result["max_pool_size"] < 1:
             raise errors.InvalidArgumentError("max_pool_size must be a whole number from 1 up.")
         if result["version"] is not None and not (isinstance(result["version"], str)
-                                                  and re.match(r"^(auto|\d+\.\d+)$", result["version"])):
+                                                  and re.fullmatch(r"auto|\d+\.\d+", result["version"], re.ASCII)):
             raise errors.InvalidArgumentError(f"Invalid version {result['version']!r}: use 'auto' or an API version such as '1.41'.")
         result["default_mem_limit"] = validate_mem_limit(result["default_mem_limit"])
         result["default_cpu_limit"] = validate_cpu_limit(result["default_cpu_limit"])
@@ -498,7 +501,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return f"{self.registry}/" if self.registry else ""
 
     def _image_ref(self, uid: int, name: str) -> str:
-        match = IMAGE_NAME_RE.match(name) if isinstance(name, str) and len(name) <= 128 else None
+        match = IMAGE_NAME_RE.fullmatch(name) if isinstance(name, str) and len(name) <= 128 else None
         if not match:
             raise errors.InvalidArgumentError(
                 f"Invalid image name {str(name)[:80]!r}: use a lower-case name with an optional tag, such as 'my-stack' or 'my-stack:v2'."
@@ -596,7 +599,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         return info
 
     def _inspect_image(self, image: str, kind: str | None, missing: errors.BackendError) -> dict[str, Any]:
-        validate_pk(image, "image")
+        validate_pk(image, "snapshot" if kind == KIND_SNAPSHOT else "image")
         with self._engine(not_found=missing):
             info = self._api().inspect_image(image)
         if kind is not None and not self._is_ours((info.get("Config") or {}).get("Labels"), kind):
@@ -735,6 +738,41 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             f"({', '.join(self.allowed_volume_roots)})."
         )
 
+    def _recheck_binds(self, info: Mapping[str, Any], action: str) -> None:
+        """Resolve the bind sources of an existing container again before the engine mounts
+        them (start, restart, restore): each must still be the path resolved at creation
+        (a symlink anywhere in it means someone swapped a directory since), still exist and
+        still be under an allowed root. Refused with IllegalContainerStateError: the call is
+        fine, the host path the container was made with is not any more."""
+        pk = str(info.get("Name") or "").lstrip("/")
+        for bind in (info.get("HostConfig") or {}).get("Binds") or []:
+            source = bind.split(":", 1)[0]
+            if not source.startswith("/"):
+                continue  # a named volume: the engine keeps it, no host path to swap
+            problem = self._bind_problem(source)
+            if problem:
+                raise errors.IllegalContainerStateError(
+                    f"The container {pk!r} cannot be {action}: its bind mount source {source!r} {problem}. "
+                    f"Nothing was mounted. Put a real directory back at {source} (no symlink anywhere in the "
+                    "path), or delete the container and create it again with a valid volume."
+                )
+
+    def _bind_problem(self, source: str) -> str | None:
+        """What changed about a bind source resolved at creation, or ``None``."""
+        if not self.allowed_volume_roots:
+            return "is a host directory and this backend no longer allows bind mounts (allowed_volume_roots is empty)"
+        try:
+            real = os.path.realpath(source, strict=False)
+        except OSError as exc:
+            return f"cannot be resolved any more ({exc.strerror or exc})"
+        if real != source:
+            return f"now resolves to {real!r}: a symlink was put in its path since the container was created"
+        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
+            return f"is now outside the allowed volume roots ({', '.join(self.allowed_volume_roots)})"
+        if not os.path.isdir(real) and not os.path.isfile(real):
+            return "no longer exists (the engine would create it again, as root)"
+        return None
+
     def _prepare_volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
         """Resolve bind sources; check named volumes. Returns the records and the names of
         volumes that do not exist yet (created by :meth:`_create_volumes`)."""
@@ -781,10 +819,21 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
                 f"The image {image!r} is not allowed on this backend (allowed: {', '.join(self.allowed_images)})."
             )
 
-    def _auth_config(self) -> dict[str, str] | None:
-        if self.registry_username:
-            return {"username": self.registry_username, "password": self.registry_password or ""}
-        return None
+    def _auth_config_for(self, image: str) -> dict[str, str] | None:
+        """The registry credentials, only when ``image`` lives in the configured registry.
+
+        The registry of a reference is its first path component when that contains ``.`` or
+        ``:`` or is ``localhost`` (Docker's rule; otherwise it is Docker Hub), compared with
+        the configured registry's host exactly: credentials never go to a registry a caller
+        names."""
+        if not self.registry_username or not self.registry:
+            return None
+        first, slash, _rest = image.partition("/")
+        if not slash or not ("." in first or ":" in first or first == "localhost"):
+            return None
+        if first != self.registry.split("/", 1)[0]:
+            return None
+        return {"username": self.registry_username, "password": self.registry_password or ""}
 
     def _stream_errors(self, stream: Any) -> str | None:
         for chunk in stream:
@@ -809,7 +858,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         missing = errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled.")
         with self._engine(not_found=missing):
             failure = self._stream_errors(self._api().pull(repo, tag=tag or None, stream=True, decode=True,
-                                                           auth_config=self._auth_config()))
+                                                           auth_config=self._auth_config_for(image)))
         if failure:
             raise errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled: {failure}")
 
@@ -1065,6 +1114,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
         if info["State"].get("Running"):
             return
+        self._recheck_binds(info, "started")
         self._start_keeping_ports(info["Id"], container, lambda: self._api().start(info["Id"]))
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
@@ -1079,6 +1129,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
     def restart_container(self, container: str, **kwargs: Any) -> None:
         self._no_options(kwargs)
         info = self._inspect_container(container)
+        self._recheck_binds(info, "restarted")
         with self._engine(not_found=errors.ContainerNotFoundError(f"The container {container!r} vanished.")):
             if info["State"].get("Paused"):
                 self._api().unpause(info["Id"])
@@ -1176,7 +1227,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         repo, tag = _split_ref(image)
         with self._engine(not_found=errors.ContainerImageNotFoundError(f"No image {image!r} to push.")):
             failure = self._stream_errors(self._api().push(repo, tag=tag, stream=True, decode=True,
-                                                           auth_config=self._auth_config()))
+                                                           auth_config=self._auth_config_for(image)))
         if failure:
             raise errors.ContainerBackendError(f"Pushing {image!r} to the registry {self.registry} failed: {failure}")
 
@@ -1330,6 +1381,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         self._no_options(kwargs, ("env",))
         replaced = validate_env(kwargs.get("env"))
         old = self._inspect_container(container)
+        self._recheck_binds(old, "restored")
         pk = old["Name"].lstrip("/")
         snap = self._inspect_snapshot(snapshot)
         if (snap["Config"].get("Labels") or {}).get(L_CONTAINER) != pk:
@@ -1456,7 +1508,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         uid_label = labels.get(L_UID) or "0"  # the snapshot carries its container's labels
         uid = int(uid_label) if uid_label.isdigit() and len(uid_label) < 11 else 0
         snapshot_name = _split_ref(snapshot)[1]  # the tag of a snapshot's pk is its name
-        if not (len(snapshot_name) <= 63 and NAME_RE.match(snapshot_name)):
+        if not (len(snapshot_name) <= 63 and NAME_RE.fullmatch(snapshot_name)):
             snapshot_name = "snapshot"
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
         name = f"transfer-{snapshot_name}-{stamp}-{uuid.uuid4().hex[:6]}"

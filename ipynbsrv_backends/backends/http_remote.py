@@ -40,7 +40,7 @@ from ..contract import (
 )
 from ..hostapi import signing
 from ..hostapi.wire import OPTIONS_PARAM, encode_pk
-from ..validation import validate_pk
+from ..validation import validate_opaque_pk
 
 logger = logging.getLogger(__name__)
 
@@ -448,10 +448,11 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     @staticmethod
     def _pk(value: Any, what: str = "container") -> str:
-        # The same rule as Docker's (an empty pk travels, and the node refuses it), checked
-        # here so a huge pk is not turned into a URL the node's server refuses as too long.
+        # Pks are opaque here: only their shape is checked (an empty pk travels, and the node
+        # refuses it), so a huge pk is not turned into a URL the node's server refuses as too
+        # long. The node's backend checks its own grammar (Docker: an image reference).
         if value != "":
-            validate_pk(value, what)
+            validate_opaque_pk(value, what)
         return encode_pk(value)
 
     @staticmethod

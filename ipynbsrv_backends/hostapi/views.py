@@ -154,6 +154,9 @@ else:
     _ViewBase = object
 
 
+#: Option names that would collide with the bound backend method itself.
+_RESERVED_OPTION_NAMES = frozenset({"self", "cls"})
+
 #: Accept headers answered with JSON without running DRF's content negotiation.
 _PLAIN_JSON_ACCEPT = frozenset({"application/json", "*/*"})
 
@@ -271,19 +274,20 @@ class HostAPIView(_ViewBase):
 
     @staticmethod
     def call(method: Callable[..., Any], *args: Any, options: dict[str, Any], **named: Any) -> Any:
-        """``method(*args, **named, **options)``; an option that repeats a named argument is
-        an invalid argument rather than a ``TypeError``."""
-        clash = sorted(set(options) & set(named))
-        if not clash and options and args:
-            # An option named like a parameter given by position (``container``, ``name``, …).
+        """``method(*args, **named, **options)``; an option named like an argument the call
+        already gives (by name or by position: ``container``, ``name``, …) or like the bound
+        method's own ``self`` is an invalid argument rather than a ``TypeError`` (a 500)."""
+        clash = set(options) & (set(named) | _RESERVED_OPTION_NAMES)
+        if options and args:
             try:
                 parameters = list(inspect.signature(method).parameters)
             except (TypeError, ValueError):
                 parameters = []
-            clash = sorted(set(options) & set(parameters[: len(args)]))
+            clash |= set(options) & set(parameters[: len(args)])
         if clash:
             raise InvalidArgumentError(
-                f"{', '.join(clash)} must not be given again in {OPTIONS_PARAM!r}."
+                f"{', '.join(sorted(clash))} cannot be an option in {OPTIONS_PARAM!r}: it names an argument of "
+                "the call itself; give arguments in their own fields and only backend-specific options there."
             )
         return method(*args, **named, **options)
 
