@@ -264,14 +264,28 @@ def master_settings(settings):
 MINTED_SECRETS: list[str] = []
 
 
-def _log_files(*roots: Path) -> list[Path]:
+def _log_texts(*roots: Path) -> list[tuple[Path, str]]:
+    """Every log file under ``roots`` with its text (files that go away meanwhile are skipped:
+    a test bed being taken down)."""
     found = []
     for root in roots:
-        if root.is_dir():
-            found += [path for path in root.rglob("*")
-                      if path.is_file() and (path.suffix == ".log" or path.name in ("stdout", "stderr"))
-                      and path.stat().st_size < 50_000_000]
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            if path.suffix != ".log" and path.name not in ("stdout", "stderr"):
+                continue
+            try:
+                if path.is_file() and path.stat().st_size < 50_000_000:
+                    found.append((path, path.read_text(errors="replace")))
+            except OSError:
+                continue
     return found
+
+
+def _cluster_dir() -> Path:
+    """The directory of the cluster test bed this run uses (scripts/cluster.sh's rule)."""
+    cluster_id = os.environ.get("IPYNBSRV_CLUSTER_ID", "0")
+    return Path(os.environ.get("IPYNBSRV_CLUSTER_DIR") or f"/tmp/ipynbsrv-cluster{'' if cluster_id == '0' else cluster_id}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -306,9 +320,7 @@ def no_secret_in_any_log(tmp_path_factory):
     services._mint_secret = original
     if not MINTED_SECRETS:
         return
-    cluster_dirs = [Path(f"/tmp/ipynbsrv-cluster{suffix}") for suffix in ["", *map(str, range(1, 10))]]
     leaks = []
-    for path in _log_files(tmp_path_factory.getbasetemp(), WORK_DIR, *cluster_dirs):
-        text = path.read_text(errors="replace")
+    for path, text in _log_texts(tmp_path_factory.getbasetemp(), WORK_DIR, _cluster_dir()):
         leaks += [f"{path}: secret #{MINTED_SECRETS.index(s)}" for s in MINTED_SECRETS if s in text]
     assert not leaks, "access secrets appear in logs:\n" + "\n".join(leaks)
