@@ -58,6 +58,9 @@ images: stand-in image
 
 .PHONY: stand-in image packages-demo
 
+# Lint and matrix run as sub-makes through this variable, not $(MAKE) written out: make runs
+# a recipe line naming $(MAKE) even under -n, and this line starts PostgreSQL and the tests.
+STAGE = $(MAKE) --no-print-directory
 # A private PostgreSQL runs for the length of the tests (the concurrency tests' second pass).
 # Every stage runs (tests, lint, matrix) whatever the one before did; the last lines say how
 # each went and the verdict (scripts/test-summary.sh), and the exit status is non-zero if any
@@ -70,8 +73,8 @@ test: venv packages images
 	{ $(PY) -m pytest $$color $(PYTEST_ARGS); echo $$? >"$$rc"; } 2>&1 | tee "$$log"; \
 	tests=$$(cat "$$rc"); \
 	scripts/postgres.sh stop; \
-	$(MAKE) --no-print-directory lint; lint=$$?; \
-	$(MAKE) --no-print-directory matrix; matrix=$$?; \
+	$(STAGE) lint; lint=$$?; \
+	$(STAGE) matrix; matrix=$$?; \
 	scripts/test-summary.sh "$$log" "$${tests:-1}" "$$lint" "$$matrix" "$(strip $(PYTHON_NEW))"
 
 lint: venv
