@@ -174,13 +174,30 @@ def _apply_record(container: Container, record: Mapping[str, Any]) -> None:
     container.last_error = ""
 
 
+def _refuse_closed_node(node: Node, *, allow_draining: bool = False) -> None:
+    """The one rule for a new container (create, clone, move) on a node someone named, staff
+    included: never on a disabled node; on a draining one only with ``allow_draining``."""
+    if not node.enabled:
+        raise errors.NoNodeAvailableError(
+            f"The node {node.name!r} is disabled: it takes no new containers. "
+            "Pick another node (or none, and placement picks), or enable this one first."
+        )
+    if node.draining and not allow_draining:
+        raise errors.NoNodeAvailableError(
+            f"The node {node.name!r} is draining: it keeps its containers but takes no new ones. "
+            "Pick another node (or none, and placement picks), stop draining it, or, as staff, "
+            "place it there anyway with the override (allow_draining)."
+        )
+
+
 def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone_of: Container | None,
-             node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any]) -> Container:
-    """Pick a node and insert the record (status ``creating``) in one locked transaction."""
+             node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any],
+             allow_draining: bool = False) -> Container:
+    """Pick a node and insert the record (status ``creating``) in one locked transaction.
+    A named ``node`` must be enabled and, unless ``allow_draining``, not draining."""
     if node is not None:
         candidates = [node]
-        if not node.enabled:
-            raise errors.NoNodeAvailableError(f"The node {node.name!r} is disabled.")
+        _refuse_closed_node(node, allow_draining=allow_draining)
         if _stale(node):
             check_node_health(node)
         if not node.is_healthy:
@@ -196,6 +213,9 @@ def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clon
         )
     with _write_turn, transaction.atomic():
         locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        if node is not None:  # its flags as they are now, not as the caller loaded them
+            for current in locked:
+                _refuse_closed_node(current, allow_draining=allow_draining)
         loads = _active_counts(n.pk for n in locked)
         roomy = [n for n in locked if loads.get(n.pk, 0) < n.capacity]
         if not roomy:
@@ -227,18 +247,28 @@ def _find_on_node(backend: Any, owner: Any, name: str) -> dict[str, Any] | None:
 
 
 def _create_details(owner: Any, name: str, *, image: Any = None, clone_of: Any = None, node: Any = None,
-                    **kwargs: Any) -> dict[str, Any]:
+                    allow_draining: bool = False, **kwargs: Any) -> dict[str, Any]:
     return {"target": f"{owner}/{name}", "image": getattr(image, "ref", image) or "",
-            "clone_of": str(clone_of or ""), "requested_node": getattr(node, "name", "")}
+            "clone_of": str(clone_of or ""), "requested_node": getattr(node, "name", ""),
+            "allow_draining": bool(allow_draining)}
 
 
 def _clone_details(source: Any, owner: Any, name: str, **kwargs: Any) -> dict[str, Any]:
     node = kwargs.get("node")
-    return {"target": f"{owner}/{name}", "clone_of": str(source), "requested_node": getattr(node, "name", "")}
+    return {"target": f"{owner}/{name}", "clone_of": str(source), "requested_node": getattr(node, "name", ""),
+            "allow_draining": bool(kwargs.get("allow_draining"))}
 
 
-def _move_details(container: Any, node: Any = None) -> dict[str, Any]:
-    return {"from": container.node.name if container.node_id else "", "requested_node": getattr(node, "name", "")}
+def _move_details(container: Any, node: Any = None, *args: Any, allow_draining: bool = False,
+                  **kwargs: Any) -> dict[str, Any]:
+    """What a move's entry says before it runs (``to`` is filled in by :func:`_move_outcome`);
+    takes every argument :func:`move_container` takes, however it was called."""
+    return {"target": str(container), "from": container.node.name if container.node_id else "",
+            "requested_node": getattr(node, "name", ""), "allow_draining": bool(allow_draining), "to": ""}
+
+
+def _move_outcome(container: Any) -> dict[str, Any]:
+    return {"to": container.node.name if container.node_id else ""}
 
 
 @audit.audited("container.create", target=lambda *a, **k: None, details=_create_details)
@@ -251,14 +281,17 @@ def create_container(
     node: Node | None = None,
     cmd: str | list[str] | None = None,
     options: dict[str, Any] | None = None,
+    allow_draining: bool = False,
 ) -> Container:
     """Create and start a container for ``owner``: place it, create it through the node's
-    backend, and record it. Placement skips nodes that turn out to be unreachable."""
+    backend, and record it. Placement skips nodes that turn out to be unreachable. A node
+    that is named (or implied: a clone's source, an image's only node) must be enabled and,
+    unless ``allow_draining``, not draining."""
     name = validate_name(name)
     if (image is None) == (clone_of is None):
         raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
     if clone_of is not None and node is not None and node.pk != clone_of.node_id:
-        return _clone_across(clone_of, owner, name, node, cmd=cmd, options=options)
+        return _clone_across(clone_of, owner, name, node, cmd=cmd, options=options, allow_draining=allow_draining)
     image_obj = image if isinstance(image, Image) else None
     image_ref = image.ref if isinstance(image, Image) else (image or "")
     if clone_of is not None:
@@ -282,7 +315,8 @@ def create_container(
     excluded: set[int] = set()
     while True:
         container = _reserve(owner, name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
-                             exclude=excluded, base_url=base_url, options=merged_options)
+                             exclude=excluded, base_url=base_url, options=merged_options,
+                             allow_draining=allow_draining)
         target = container.node
         ports: list[Any] = [{"address": target.address, "external": None, "internal": int(p)}
                  for p in app_settings.CONTAINER_PORTS or []]
@@ -397,9 +431,9 @@ def _clone_across(source: Container, owner: Any, name: str, node: Node, **kwargs
     return clone
 
 
-@audit.audited("container.move", from_result=True, details=_move_details)
+@audit.audited("container.move", from_result=True, details=_move_details, outcome=_move_outcome)
 def move_container(container: Container, node: Node | None = None,
-                   on_progress: Callable[[str], None] | None = None) -> Container:
+                   on_progress: Callable[[str], None] | None = None, *, allow_draining: bool = False) -> Container:
     """Move ``container`` to another node (``node``, or one placement picks).
 
     ``on_progress`` is called with a short sentence as each step starts (the commands
@@ -412,7 +446,8 @@ def move_container(container: Container, node: Node | None = None,
     copies on the target are removed and the old container is started again as it was.
 
     Named volumes live on their node: a container with one is refused rather than moved
-    without its data.
+    without its data. A named ``node`` must be enabled and, unless ``allow_draining``, not
+    draining (placement never picks a draining one).
     """
     source = container.node
     pk = _backend_pk(container)
@@ -428,8 +463,7 @@ def move_container(container: Container, node: Node | None = None,
     if node is None:
         candidates = candidate_nodes(exclude=[source.pk])
     else:
-        if not node.enabled or node.draining:
-            raise errors.NoNodeAvailableError(f"The node {node.name} is disabled or draining.")
+        _refuse_closed_node(node, allow_draining=allow_draining)
         check_node_health(node)
         if not node.is_healthy:
             raise errors.NoNodeAvailableError(
@@ -439,6 +473,9 @@ def move_container(container: Container, node: Node | None = None,
         raise errors.NoNodeAvailableError(f"No other node can take {container} now.")
     with transaction.atomic():
         locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        if node is not None:  # its flags as they are now
+            for current in locked:
+                _refuse_closed_node(current, allow_draining=allow_draining)
         loads = _active_counts(n.pk for n in locked)
         roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
         if not roomy:

@@ -431,7 +431,7 @@ def test_the_schema_describes_every_endpoint():
     operations = {(path, method) for path, item in schema["paths"].items() for method in item}
     assert operations == EXPECTED_OPERATIONS
     create_body = schema["components"]["schemas"]["ContainerCreateRequest"]
-    assert set(create_body["properties"]) == {"name", "image", "clone_of", "node", "owner"}
+    assert set(create_body["properties"]) == {"name", "image", "clone_of", "node", "owner", "allow_draining"}
     create_op = schema["paths"]["/api/containers/"]["post"]
     assert {"201", "400", "409", "429", "503"} <= set(create_op["responses"])
     start = schema["paths"]["/api/containers/{id}/start/"]["post"]

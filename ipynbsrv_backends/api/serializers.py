@@ -172,6 +172,12 @@ def _user(serializer: serializers.Serializer) -> Any:
     return serializer.context["request"].user
 
 
+def _staff_override(serializer: serializers.Serializer, value: bool) -> bool:
+    if value and not _user(serializer).is_staff:
+        raise serializers.ValidationError(_("Only staff may place a container on a draining node; leave it out."))
+    return value
+
+
 class ContainerCreateSerializer(StrictSerializer):
     """A new container from an image, or a clone of one of yours. Placement picks the node."""
 
@@ -180,6 +186,11 @@ class ContainerCreateSerializer(StrictSerializer):
     clone_of = serializers.IntegerField(required=False, help_text=_("The id of one of your containers."))
     node = serializers.CharField(required=False, help_text=_("Staff only: the name of the node to use."))
     owner = serializers.CharField(required=False, help_text=_("Staff only: the username to create it for."))
+    allow_draining = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("Staff only: place it on a draining node anyway (the named node, or a clone's source's); "
+                    "the audit log records it. A disabled node is never used."),
+    )
 
     def validate_image(self, value: int) -> Image:
         image = services.usable_images(_user(self)).filter(pk=value).first()
@@ -201,6 +212,9 @@ class ContainerCreateSerializer(StrictSerializer):
             raise serializers.ValidationError(_("There is no node with this name."))
         return node
 
+    def validate_allow_draining(self, value: bool) -> bool:
+        return _staff_override(self, value)
+
     def validate_owner(self, value: str) -> Any:
         if not _user(self).is_staff:
             raise serializers.ValidationError(_("Only staff may create containers for someone else."))
@@ -220,6 +234,13 @@ class ContainerCreateSerializer(StrictSerializer):
 
 class CloneSerializer(StrictSerializer):
     name = NameField(help_text=format_lazy("{}{}", _("The name of the new container. "), NAME_HELP))
+    allow_draining = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("Staff only: make the clone even though its source's node is draining (audited)."),
+    )
+
+    def validate_allow_draining(self, value: bool) -> bool:
+        return _staff_override(self, value)
 
 
 class SnapshotCreateSerializer(StrictSerializer):

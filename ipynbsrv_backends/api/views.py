@@ -137,10 +137,12 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self.body(s.ContainerCreateSerializer)
         owner = data.get("owner", request.user)
+        override = data.get("allow_draining", False)
         if "clone_of" in data:
-            container = services.clone_container(data["clone_of"], owner, data["name"])
+            container = services.clone_container(data["clone_of"], owner, data["name"], allow_draining=override)
         else:
-            container = services.create_container(owner, data["name"], image=data["image"], node=data.get("node"))
+            container = services.create_container(owner, data["name"], image=data["image"], node=data.get("node"),
+                                                  allow_draining=override)
         return self.answer(s.ContainerSerializer, container, created="container")
 
     @document(summary=_("Delete the container"),
@@ -230,7 +232,8 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     def clone(self, request: Request, pk: str | None = None) -> Response:
         source = self.get_object()
         data = self.body(s.CloneSerializer)
-        container = services.clone_container(source, request.user, data["name"])
+        container = services.clone_container(source, request.user, data["name"],
+                                             allow_draining=data.get("allow_draining", False))
         return self.answer(s.ContainerSerializer, container, created="container")
 
 
