@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when they are missing, and say which and why:
 #
-#   scripts/packages.sh demo   what `make demo` needs (the stand-in image):
+#   scripts/packages.sh demo   what `make demo` needs (the stand-in image, the proxy):
 #     busybox-static   the small stand-in image is built FROM scratch around it
 #     file             to tell a static busybox from a dynamic one
+#     nginx            the demo serves the master behind nginx and the proxy check, as a site
+#                      does (its own nginx; the system service is not started)
 #   scripts/packages.sh test   the above, and what only the tests need (`make test`, cluster, bench):
 #     docker-registry  a real registry the tests push to and pull from
 #     openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
-#     nginx            the proxy tests start their own nginx (the system service is not started)
 #     chromium, chromium-driver, fonts-liberation   the browser tests drive Debian's Chromium
 #                      (no browser download; the font is the one its recommends would bring)
 #
@@ -18,7 +19,7 @@ log() { printf '[packages] %s\n' "$*" >&2; }
 
 purpose=${1:-test}
 case "$purpose" in
-    demo) why="what the demo needs to build its stand-in image" ;;
+    demo) why="what the demo needs: its stand-in image, and nginx in front of the master" ;;
     test) why="what the tests need (the registry, TLS, the cluster test bed, nginx and the browser tests)" ;;
     *) log "usage: $0 demo|test"; exit 2 ;;
 esac
@@ -26,13 +27,13 @@ esac
 need=()
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
 command -v file >/dev/null 2>&1 || need+=(file)
+[ -x /usr/sbin/nginx ] || need+=(nginx)                          # the demo's and the proxy tests' proxy
 if [ "$purpose" = test ]; then
     command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make a CA
     command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
     command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
     command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
-    [ -x /usr/sbin/nginx ] || need+=(nginx)                      # the proxy tests
     [ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
     [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
     dpkg -s fonts-liberation >/dev/null 2>&1 || need+=(fonts-liberation)
