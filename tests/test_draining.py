@@ -94,7 +94,7 @@ def test_staff_in_the_users_api(make_node, image, alice, admin_user):
     assert answer.status_code == 503, answer.content
     assert answer.json()["code"] == "no_node_available" and "'n1' is draining" in answer.json()["detail"]
     assert not Container.objects.exists()
-    answer = staff.post("/api/containers/", {**body, "allow_draining": True}, format="json")
+    answer = staff.post("/api/containers/?wait=true", {**body, "allow_draining": True}, format="json")
     assert answer.status_code == 201, answer.content
     assert answer.json()["node"] == "n1"
     refused, placed = entries("container.create")

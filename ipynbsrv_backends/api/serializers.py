@@ -83,6 +83,9 @@ class NameField(serializers.CharField):
 class ContainerSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     node = serializers.CharField(source="node.name", read_only=True)
+    progress = serializers.CharField(read_only=True, help_text=_(
+        "What a long operation is doing now, for people ('' when none runs): while it is created, e.g. "
+        "'pulling IMAGE on n1: 3 of 7 layers, 120 of 376 MB (32 %)', then 'starting on n1'."))
     url = serializers.SerializerMethodField(help_text=_(
         "Where its owner opens it: its base URL on this site, through the proxy (the notebook server "
         "answers nothing that does not come through it); null until a port is published."))
@@ -90,12 +93,16 @@ class ContainerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Container
         fields = ["id", "name", "owner", "node", "status", "progress", "image", "clone_of", "ports", "url",
-                  "base_url", "created_at", "last_error"]
+                  "base_url", "created_at", "last_error", "error_code"]
         read_only_fields = fields
         extra_kwargs = {
             "image": {"help_text": _("The id of the image it was started from (null for a clone).")},
             "clone_of": {"help_text": _("The id of the container it was cloned from.")},
             "ports": {"help_text": _("[{address, external, internal}]: internal ports and where they are published.")},
+            "last_error": {"help_text": _("Why the last action or the creation failed ('' when none did).")},
+            "error_code": {"help_text": _("The machine code of the error that ended a creation in the background "
+                                          "(image_not_found, backend_unavailable, no_node_available, ...); '' "
+                                          "otherwise.")},
         }
 
     @extend_schema_field(OpenApiTypes.URI)
