@@ -471,11 +471,17 @@ def _pull_first(backend: Any, container: Container, image_ref: str) -> None:
     label = f"pulling {image_ref} on {container.node.name}"
     writer = _ProgressWriter(container)
     writer.update(label)
+    last = [label]
+
+    def report(summary: dict[str, Any]) -> None:
+        last[0] = f"{label}: {pullprogress.describe(summary)}"
+        writer.update(last[0])
+
     try:
-        puller(image_ref, on_progress=lambda summary: writer.update(f"{label}: {pullprogress.describe(summary)}"),
-               follow_pull_policy=True)
+        puller(image_ref, on_progress=report, follow_pull_policy=True)
     finally:
         writer.close()
+    logger.info("For %s: %s", container, last[0])
 
 
 def _fail(container: Container, exc: BaseException, *, keep: bool) -> None:
