@@ -382,21 +382,22 @@ def start_creating(owner: Any, name: str, *, submit: Callable[[Callable[[], None
         audit.record(action, None, error=exc, details=extra, target_type="container",
                      target=str(extra.get("target", "")))
         raise
-    Container.objects.filter(pk=container.pk).update(
-        progress_detail=f"waiting to be created on {container.node.name}")
+    container.progress_detail = f"waiting to be created on {container.node.name}"
+    Container.objects.filter(pk=container.pk).update(progress_detail=container.progress_detail)
+    # The worker gets a copy of its own: the record returned here is answered meanwhile.
+    work = Container.objects.select_related("node__backend", "owner").get(pk=container.pk)
 
     def run() -> None:
         try:
-            result = _build(plan, container, keep_failed=True)
+            result = _build(plan, work, keep_failed=True)
         except Exception as exc:  # recorded on the container and in the audit log
-            audit.record(action, None, error=exc, details=extra, **audit.describe(container))
+            audit.record(action, None, error=exc, details=extra, **audit.describe(work))
             if not isinstance(exc, errors.BackendError):
-                logger.exception("Creating %s failed", container)
+                logger.exception("Creating %s failed", work)
             return
         audit.record(action, None, details=extra, **audit.describe(result))
 
     submit(run)
-    container.refresh_from_db()
     return container
 
 
