@@ -19,7 +19,8 @@ LINTED ?= ipynbsrv_backends testproject tests bench scripts
 help:
 	@echo "make demo    set up the master here, start a demo container and serve the admin until Ctrl-C"
 	@echo "make image   build the real Jupyter Notebook image (no registry; FORCE=1 builds it again)"
-	@echo "make test    run every test (starts the engine and builds the test images first), then lint and matrix"
+	@echo "make test    run every test (starts the engine and builds the test images first), then lint and matrix;"
+	@echo "             ends with one line per stage and the verdict"
 	@echo "make lint    ruff and mypy (with django-stubs) on the package"
 	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
 	@echo "make screenshots   run the browser test and keep its screenshots in docs/screenshots/"
@@ -34,33 +35,47 @@ $(VENV)/.installed: setup.py
 
 venv: $(VENV)/.installed
 
+# What the tests need (and the cluster, the bench, the screenshots); the demo needs less.
 packages:
-	scripts/packages.sh
+	scripts/packages.sh test
+
+packages-demo:
+	scripts/packages.sh demo
 
 engine:
 	scripts/engine.sh
 
 # The small busybox stand-in (seconds to build).
-stand-in: engine packages
+stand-in: engine packages-demo
 	scripts/images.sh
 
 # The real Jupyter Notebook image: a couple of minutes the first time, then reused (rebuilt by
 # itself when images/notebook/ changes); FORCE=1 builds it again.
-image: engine packages
+image: engine packages-demo
 	scripts/notebook-image.sh $(if $(FORCE),--force)
 
 images: stand-in image
 
-.PHONY: stand-in image
+.PHONY: stand-in image packages-demo
 
+# Lint and matrix run as sub-makes through this variable, not $(MAKE) written out: make runs
+# a recipe line naming $(MAKE) even under -n, and this line starts PostgreSQL and the tests.
+STAGE = $(MAKE) --no-print-directory
 # A private PostgreSQL runs for the length of the tests (the concurrency tests' second pass).
-test: venv images
-	@port=$$(scripts/postgres.sh start) || exit 1; \
+# Every stage runs (tests, lint, matrix) whatever the one before did; the last lines say how
+# each went and the verdict (scripts/test-summary.sh), and the exit status is non-zero if any
+# stage failed. pytest's output is kept whole (colours too, on a terminal).
+test: venv packages images
+	@log=$$(mktemp); rc=$$(mktemp); trap 'rm -f "$$log" "$$rc"' EXIT; \
+	color=; [ -t 1 ] && color=--color=yes; \
+	port=$$(scripts/postgres.sh start) || { echo "make test: FAILED (the tests' PostgreSQL did not start)"; exit 1; }; \
 	export $$port; \
-	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
-	scripts/postgres.sh stop; exit $$status
-	$(MAKE) lint
-	$(MAKE) matrix
+	{ $(PY) -m pytest $$color $(PYTEST_ARGS); echo $$? >"$$rc"; } 2>&1 | tee "$$log"; \
+	tests=$$(cat "$$rc"); \
+	scripts/postgres.sh stop; \
+	$(STAGE) lint; lint=$$?; \
+	$(STAGE) matrix; matrix=$$?; \
+	scripts/test-summary.sh "$$log" "$${tests:-1}" "$$lint" "$$matrix" "$(strip $(PYTHON_NEW))"
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)
@@ -86,14 +101,14 @@ matrix: $(VENV_NEW)/.installed images
 	$(VENV_NEW)/bin/python -m pytest -q -p no:cacheprovider $(MATRIX_TESTS)
 endif
 
-screenshots: venv images
+screenshots: venv packages images
 	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 # The demo builds the notebook image itself (and says so if it must fall back to the stand-in).
 demo: venv stand-in
 	$(PY) scripts/demo.py
 
-cluster: venv stand-in
+cluster: venv packages stand-in
 	scripts/cluster.sh up 2
 	$(PY) scripts/cluster_master.py
 
@@ -112,5 +127,5 @@ $(VENV)/.bench-installed: $(VENV)/.installed setup.py
 	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed stand-in
+bench: $(VENV)/.bench-installed packages stand-in
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -13,8 +13,17 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.11",
-    packages=find_packages(include=["ipynbsrv_backends", "ipynbsrv_backends.*"]),
+    # Namespace packages too, so the folders of templates are listed as what they are (data
+    # inside the package) instead of setuptools warning that it installs them unlisted.
+    packages=find_namespace_packages(include=["ipynbsrv_backends", "ipynbsrv_backends.*"],
+                                     exclude=["*.__pycache__"]),
+    # The packages sit at the top of the checkout: said outright, an editable install (make
+    # venv) is a plain path entry to the checkout, without setuptools' notice about an import
+    # finder. With it, setuptools does not match MANIFEST.in's files to the packages: package
+    # data is listed here (the admin's templates; their folders are among the packages).
+    package_dir={"": "."},
     include_package_data=True,
+    package_data={"": ["*.html"]},
     zip_safe=False,
     install_requires=[
         "Django>=5.2",

@@ -8,6 +8,7 @@ No backend failure turns into a server error.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -90,15 +91,16 @@ else:
 
 class AuditedAdminMixin(_AdminBase):
     """Every view of this model admin acts as the signed-in staff member, through the admin,
-    for the audit log; saving a row through a form is recorded too (field names, no values)."""
+    for the audit log; saving a row through a form is recorded too (field names, no values).
 
-    def get_urls(self) -> list:
-        urls = super().get_urls()
-        for pattern in urls:
-            callback = getattr(pattern, "callback", None)
-            if callback is not None:
-                pattern.callback = _acting_in_admin(callback)
-        return urls
+    The audit context is set on :attr:`urls`, the list the admin site includes, so every
+    view is covered: Django's own, their actions, and any a subclass adds in ``get_urls``
+    (clone, commit, move), whatever order it puts them in.
+    """
+
+    @property
+    def urls(self) -> list:
+        return _audited_patterns(self.get_urls())
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -114,15 +116,25 @@ class AuditedAdminMixin(_AdminBase):
         audit.record(f"{obj._meta.model_name}.delete", None, **described)  # type: ignore[arg-type]
 
 
+def _audited_patterns(patterns: list) -> list:
+    """``patterns`` with every view (in included lists too) run inside the admin's audit context."""
+    for pattern in patterns:
+        callback = getattr(pattern, "callback", None)
+        if callback is not None and not getattr(callback, "audited_in_admin", False):
+            pattern.callback = _acting_in_admin(callback)
+        nested = getattr(pattern, "url_patterns", None)
+        if isinstance(nested, list):
+            _audited_patterns(nested)
+    return patterns
+
+
 def _acting_in_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with audit.acting(lambda: getattr(request, "user", None), audit.VIA_ADMIN):
             return view(request, *args, **kwargs)
 
-    for attr in ("csrf_exempt", "login_required"):
-        if hasattr(view, attr):
-            setattr(wrapped, attr, getattr(view, attr))
-    wrapped.__name__ = getattr(view, "__name__", "view")
+    wrapped.audited_in_admin = True  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -488,7 +500,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
             data = form.cleaned_data
             try:
                 container = services.create_container(
-                    data["owner"], data["name"], image=data["image"], node=data["node"], options=data["options"])
+                    data["owner"], data["name"], image=data["image"], node=data["node"], options=data["options"],
+                    allow_draining=data["allow_draining"])
             except BackendError as exc:
                 logger.warning("Admin create of %s/%s by %s failed: %s", data["owner"], data["name"], request.user, exc)
                 form.add_error(None, str(exc))
@@ -595,7 +608,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
             try:
                 data = form.cleaned_data
                 extra = {"node": data["node"]} if data["node"] is not None else {}
-                clone = services.clone_container(source, data["owner"], data["name"], **extra)
+                clone = services.clone_container(source, data["owner"], data["name"],
+                                                 allow_draining=data["allow_draining"], **extra)
             except BackendError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -618,7 +632,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             origin = container.node
             try:
-                services.move_container(container, form.cleaned_data["node"])
+                services.move_container(container, form.cleaned_data["node"],
+                                        allow_draining=form.cleaned_data["allow_draining"])
             except BackendError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -754,7 +769,7 @@ class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """The audit log, read-only: nobody adds, changes or deletes an entry."""
 
     list_display = ["when", "actor_display", "via", "action", "target", "node", "result_badge"]

@@ -36,6 +36,7 @@ class _Context:
     actor: Any  # a user, a callable returning one (resolved late: DRF authenticates lazily), or None
     via: str
     source: str = ""  # e.g. the command's name
+    run_by: str = ""  # a command: the operating-system account that ran it
 
 
 _context: contextvars.ContextVar[_Context | None] = contextvars.ContextVar("ipynbsrv_audit", default=None)
@@ -43,23 +44,24 @@ _depth: contextvars.ContextVar[int] = contextvars.ContextVar("ipynbsrv_audit_dep
 
 
 @contextmanager
-def acting(actor: Any, via: str, source: str = "") -> Iterator[None]:
-    """Everything the services do inside is recorded as done by ``actor`` through ``via``."""
-    token = _context.set(_Context(actor, via, source))
+def acting(actor: Any, via: str, source: str = "", run_by: str = "") -> Iterator[None]:
+    """Everything the services do inside is recorded as done by ``actor`` through ``via``
+    (for a command: ``source`` its name, ``run_by`` the account that ran it)."""
+    token = _context.set(_Context(actor, via, source, run_by))
     try:
         yield
     finally:
         _context.reset(token)
 
 
-def _actor() -> tuple[Any, str, str]:
+def _actor() -> tuple[Any, str, dict[str, str]]:
     ctx = _context.get()
     if ctx is None:
-        return None, VIA_SYSTEM, ""
+        return None, VIA_SYSTEM, {}
     actor = ctx.actor() if callable(ctx.actor) else ctx.actor
     if actor is not None and not getattr(actor, "is_authenticated", False):
         actor = None
-    return actor, ctx.via, ctx.source
+    return actor, ctx.via, {key: value for key, value in (("source", ctx.source), ("run_by", ctx.run_by)) if value}
 
 
 def scrub(value: Any) -> Any:
@@ -98,11 +100,11 @@ def record(action: str, subject: Any = None, /, *, error: BaseException | str | 
     """Append one entry; never raises (a failing audit write is logged, not fatal)."""
     from .models import AuditEntry
 
-    actor, via, source = _actor()
+    actor, via, origin = _actor()
     info = {**describe(subject), **fields}
     extra = dict(details or {})
-    if source:
-        extra.setdefault("source", source)
+    for key, value in origin.items():
+        extra.setdefault(key, value)
     try:
         message = "" if error is None else \
             f"{type(error).__name__ if not isinstance(error, str) else 'Error'}: {error}"[:_MAX_TEXT]
@@ -141,11 +143,13 @@ def _log(actor: Any, via: str, action: str, info: dict[str, str], message: str, 
 
 
 def audited(action: str, *, target: Callable[..., Any] | None = None,
-            details: Callable[..., dict[str, Any]] | None = None, from_result: bool = False) -> Callable[[F], F]:
+            details: Callable[..., dict[str, Any]] | None = None, from_result: bool = False,
+            outcome: Callable[[Any], dict[str, Any]] | None = None) -> Callable[[F], F]:
     """Record every outermost call of the decorated service: its target (``target(*args,
     **kwargs)``, default the first argument), details and result. With ``from_result`` (or
     no target) a successful call describes what it returned (a new container, where a move
-    ended); a failed one falls back on ``details["target"]``."""
+    ended); a failed one falls back on ``details["target"]``. ``outcome(result)`` adds to
+    the details of a successful call (e.g. the node a move went to)."""
 
     def decorate(func: F) -> F:
         signature = inspect.signature(func)
@@ -173,6 +177,11 @@ def audited(action: str, *, target: Callable[..., Any] | None = None,
                     raise
                 if depth == 0:
                     after = describe(result) if (subject is None or from_result) and result is not None else before
+                    if outcome is not None:
+                        try:
+                            extra = {**extra, **outcome(result)}
+                        except Exception:  # describing the result must never undo the action
+                            logger.exception("Could not describe the outcome of %s for the audit log", action)
                     record(action, None, details=extra, **after)
                 return result
             finally:

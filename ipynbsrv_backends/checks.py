@@ -153,6 +153,10 @@ def _check_numbers(value: Mapping[str, Any]) -> list[CheckMessage]:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         messages.append(_error(6, f"{_setting('MAX_CONTAINERS_PER_USER')} must be None (no limit) or a whole "
                                   f"number from 1 up, not {limit!r}."))
+    workers = value["CREATE_WORKERS"]
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+        messages.append(_error(6, f"{_setting('CREATE_WORKERS')} must be a whole number from 1 to 64, "
+                                  f"not {workers!r}."))
     return messages
 
 

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_BASE_URL": "/notebooks/{username}/{name}/",
     # The most containers one user may have (None: no limit).
     "MAX_CONTAINERS_PER_USER": None,
+    # Threads per web process that create the users' API's new containers in the background
+    # (POST containers/ answers 202 at once); more creations wait their turn.
+    "CREATE_WORKERS": 4,
     # --- The reverse proxy in front of containers (ipynbsrv_backends.proxy, docs/proxy.md) ---
     # Whether staff may open every user's container through the proxy (else owners only).
     "PROXY_STAFF_ACCESS": False,

@@ -133,6 +133,11 @@ class ContainerCreateForm(forms.Form):
         label=_("Options"), required=False, initial=dict, widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Optional, e.g. {\"mem_limit\": \"2g\", \"cpu_limit\": 1}."),
     )
+    allow_draining = forms.BooleanField(
+        label=_("Place it on a draining node anyway"), required=False,
+        help_text=_("A draining node takes no new containers; tick this to override that for this one "
+                    "(the audit log records it). A disabled node is never used."),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -156,6 +161,11 @@ class ContainerCloneForm(forms.Form):
         label=_("Node"), queryset=Node.objects.all(), required=False,
         help_text=_("Leave empty to clone on the source's node. Another node needs a registry both nodes use."),
     )
+    allow_draining = forms.BooleanField(
+        label=_("Place it on a draining node anyway"), required=False,
+        help_text=_("A draining node takes no new containers; tick this to override that for this one "
+                    "(the audit log records it). A disabled node is never used."),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -166,9 +176,14 @@ class ContainerMoveForm(forms.Form):
     """Move a container to another node."""
 
     node = forms.ModelChoiceField(
-        label=_("Target node"), queryset=Node.objects.filter(enabled=True, draining=False), required=False,
-        help_text=_("Leave empty to let placement pick. Both nodes need the same registry; the container's "
-                    "snapshots go with it, but a container with named volumes cannot move."),
+        label=_("Target node"), queryset=Node.objects.filter(enabled=True), required=False,
+        help_text=_("Leave empty to let placement pick (never a draining node). Both nodes need the same "
+                    "registry; the container's snapshots go with it, but a container with named volumes cannot move."),
+    )
+    allow_draining = forms.BooleanField(
+        label=_("Place it on a draining node anyway"), required=False,
+        help_text=_("A draining node takes no new containers; tick this to override that for this one "
+                    "(the audit log records it). A disabled node is never used."),
     )
 
 

@@ -214,6 +214,15 @@ class Container(models.Model):
         help_text=_("What the notebook server in the container requires of every request; the proxy "
                     "adds it for the owner. Never shown."),
     )
+    progress_detail = models.CharField(
+        _("progress detail"), max_length=255, blank=True, editable=False,
+        help_text=_("What its creation is doing now, e.g. how far the node got pulling the image."),
+    )
+    error_code = models.CharField(
+        _("error code"), max_length=64, blank=True, editable=False,
+        help_text=_("The machine code of the error that ended its creation in the background "
+                    "(image_not_found, backend_unavailable, ...); empty otherwise."),
+    )
     pending_move = models.JSONField(
         _("move in progress"), null=True, blank=True, editable=False,
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),
@@ -251,6 +260,8 @@ class Container(models.Model):
     def progress(self) -> str:
         """What a long operation on this container is doing now ('' when none runs)."""
         if self.status == self.Status.CREATING:
+            if self.progress_detail:
+                return self.progress_detail
             return str(_("creating on {node} (the node pulls the image if it lacks it)")).format(node=self.node)
         move = self.pending_move or {}
         if move:

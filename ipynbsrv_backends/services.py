@@ -10,6 +10,7 @@ be reached to confirm, the record is kept (status ``error``) for ``ipynbsrv_reco
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import secrets
@@ -26,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import audit, errors
+from . import audit, errors, pullprogress
 from .conf import app_settings
 from .contract import (
     ACCESS_SECRET_ENV,
@@ -48,6 +49,7 @@ __all__ = [
     "check_nodes_health",
     "candidate_nodes",
     "create_container",
+    "start_creating",
     "clone_container",
     "move_container",
     "start_container",
@@ -172,15 +174,34 @@ def _apply_record(container: Container, record: Mapping[str, Any]) -> None:
     container.volumes = record.get("volumes") or []
     container.status_checked_at = timezone.now()
     container.last_error = ""
+    container.error_code = ""
+    container.progress_detail = ""
+
+
+def _refuse_closed_node(node: Node, *, allow_draining: bool = False) -> None:
+    """The one rule for a new container (create, clone, move) on a node someone named, staff
+    included: never on a disabled node; on a draining one only with ``allow_draining``."""
+    if not node.enabled:
+        raise errors.NoNodeAvailableError(
+            f"The node {node.name!r} is disabled: it takes no new containers. "
+            "Pick another node (or none, and placement picks), or enable this one first."
+        )
+    if node.draining and not allow_draining:
+        raise errors.NoNodeAvailableError(
+            f"The node {node.name!r} is draining: it keeps its containers but takes no new ones. "
+            "Pick another node (or none, and placement picks), stop draining it, or, as staff, "
+            "place it there anyway with the override (allow_draining)."
+        )
 
 
 def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone_of: Container | None,
-             node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any]) -> Container:
-    """Pick a node and insert the record (status ``creating``) in one locked transaction."""
+             node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any],
+             allow_draining: bool = False) -> Container:
+    """Pick a node and insert the record (status ``creating``) in one locked transaction.
+    A named ``node`` must be enabled and, unless ``allow_draining``, not draining."""
     if node is not None:
         candidates = [node]
-        if not node.enabled:
-            raise errors.NoNodeAvailableError(f"The node {node.name!r} is disabled.")
+        _refuse_closed_node(node, allow_draining=allow_draining)
         if _stale(node):
             check_node_health(node)
         if not node.is_healthy:
@@ -196,6 +217,9 @@ def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clon
         )
     with _write_turn, transaction.atomic():
         locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        if node is not None:  # its flags as they are now, not as the caller loaded them
+            for current in locked:
+                _refuse_closed_node(current, allow_draining=allow_draining)
         loads = _active_counts(n.pk for n in locked)
         roomy = [n for n in locked if loads.get(n.pk, 0) < n.capacity]
         if not roomy:
@@ -227,38 +251,56 @@ def _find_on_node(backend: Any, owner: Any, name: str) -> dict[str, Any] | None:
 
 
 def _create_details(owner: Any, name: str, *, image: Any = None, clone_of: Any = None, node: Any = None,
-                    **kwargs: Any) -> dict[str, Any]:
+                    allow_draining: bool = False, **kwargs: Any) -> dict[str, Any]:
     return {"target": f"{owner}/{name}", "image": getattr(image, "ref", image) or "",
-            "clone_of": str(clone_of or ""), "requested_node": getattr(node, "name", "")}
+            "clone_of": str(clone_of or ""), "requested_node": getattr(node, "name", ""),
+            "allow_draining": bool(allow_draining)}
 
 
 def _clone_details(source: Any, owner: Any, name: str, **kwargs: Any) -> dict[str, Any]:
     node = kwargs.get("node")
-    return {"target": f"{owner}/{name}", "clone_of": str(source), "requested_node": getattr(node, "name", "")}
+    return {"target": f"{owner}/{name}", "clone_of": str(source), "requested_node": getattr(node, "name", ""),
+            "allow_draining": bool(kwargs.get("allow_draining"))}
 
 
-def _move_details(container: Any, node: Any = None) -> dict[str, Any]:
-    return {"from": container.node.name if container.node_id else "", "requested_node": getattr(node, "name", "")}
+def _move_details(container: Any, node: Any = None, *args: Any, allow_draining: bool = False,
+                  **kwargs: Any) -> dict[str, Any]:
+    """What a move's entry says before it runs (``to`` is filled in by :func:`_move_outcome`);
+    takes every argument :func:`move_container` takes, however it was called."""
+    return {"target": str(container), "from": container.node.name if container.node_id else "",
+            "requested_node": getattr(node, "name", ""), "allow_draining": bool(allow_draining), "to": ""}
 
 
-@audit.audited("container.create", target=lambda *a, **k: None, details=_create_details)
-def create_container(
-    owner: Any,
-    name: str,
-    *,
-    image: Image | str | None = None,
-    clone_of: Container | None = None,
-    node: Node | None = None,
-    cmd: str | list[str] | None = None,
-    options: dict[str, Any] | None = None,
-) -> Container:
-    """Create and start a container for ``owner``: place it, create it through the node's
-    backend, and record it. Placement skips nodes that turn out to be unreachable."""
+def _move_outcome(container: Any) -> dict[str, Any]:
+    return {"to": container.node.name if container.node_id else ""}
+
+
+@dataclass
+class _Creation:
+    """Everything a creation needs once its arguments are checked (see :func:`_plan_creation`)."""
+
+    owner: Any
+    name: str
+    image: Image | None
+    image_ref: str
+    clone_of: Container | None
+    node: Node | None
+    cmd: str | list[str] | None
+    options: dict[str, Any]
+    uid: int
+    base_url: str
+    volumes: list[Any]
+    secret: str
+    allow_draining: bool
+
+
+def _plan_creation(owner: Any, name: str, *, image: Image | str | None, clone_of: Container | None,
+                   node: Node | None, cmd: str | list[str] | None, options: dict[str, Any] | None,
+                   allow_draining: bool) -> _Creation:
+    """Check a creation's arguments and work out its names, options and access secret."""
     name = validate_name(name)
     if (image is None) == (clone_of is None):
         raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
-    if clone_of is not None and node is not None and node.pk != clone_of.node_id:
-        return _clone_across(clone_of, owner, name, node, cmd=cmd, options=options)
     image_obj = image if isinstance(image, Image) else None
     image_ref = image.ref if isinstance(image, Image) else (image or "")
     if clone_of is not None:
@@ -277,74 +319,283 @@ def create_container(
     # rather than given the homes root (see validation.fill_names).
     base_url = fill_names(app_settings.CONTAINER_BASE_URL, names)
     volumes = fill_names(app_settings.CONTAINER_VOLUMES or [], names)
+    return _Creation(owner=owner, name=name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
+                     cmd=cmd, options=merged_options, uid=uid, base_url=base_url, volumes=volumes,
+                     secret=_mint_secret(), allow_draining=allow_draining)
 
-    secret = _mint_secret()
+
+def _reserve_for(plan: _Creation) -> Container:
+    return _reserve(plan.owner, plan.name, image=plan.image, image_ref=plan.image_ref, clone_of=plan.clone_of,
+                    node=plan.node, exclude=set(), base_url=plan.base_url, options=plan.options,
+                    allow_draining=plan.allow_draining)
+
+
+@audit.audited("container.create", target=lambda *a, **k: None, details=_create_details)
+def create_container(
+    owner: Any,
+    name: str,
+    *,
+    image: Image | str | None = None,
+    clone_of: Container | None = None,
+    node: Node | None = None,
+    cmd: str | list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    allow_draining: bool = False,
+) -> Container:
+    """Create and start a container for ``owner``: place it, create it through the node's
+    backend, and record it. Placement skips nodes that turn out to be unreachable. A node
+    that is named (or implied: a clone's source, an image's only node) must be enabled and,
+    unless ``allow_draining``, not draining. While it runs, the record (status ``creating``)
+    says how far it got (``Container.progress``: the image's layers and bytes while the node
+    pulls it, then ``starting on NODE``)."""
+    if clone_of is not None and node is not None and node.pk != clone_of.node_id:
+        return _clone_across(clone_of, owner, validate_name(name), node, cmd=cmd, options=options,
+                             allow_draining=allow_draining)
+    plan = _plan_creation(owner, name, image=image, clone_of=clone_of, node=node, cmd=cmd, options=options,
+                          allow_draining=allow_draining)
+    return _build(plan, _reserve_for(plan), keep_failed=False)
+
+
+def start_creating(owner: Any, name: str, *, submit: Callable[[Callable[[], None]], Any],
+                   image: Image | str | None = None, clone_of: Container | None = None, node: Node | None = None,
+                   allow_draining: bool = False) -> Container:
+    """Place and record a new container now, and create it on its node through ``submit``
+    (which runs the function it is given later, in a worker thread: see
+    :mod:`ipynbsrv_backends.background`).
+
+    What :func:`create_container` refuses before anything is recorded (bad input, no node,
+    the quota, a name taken) is raised here, at once. The returned record has status
+    ``creating``; ``progress`` follows the work. A failure later keeps the record, with
+    status ``error``, ``last_error`` the message and ``error_code`` the error's code, where
+    :func:`create_container` would have removed it (so whoever polls it can read why); the
+    node is left as that function leaves it. The audit log gets one entry
+    (``container.create``, or ``container.clone`` for a clone) when the creation has ended,
+    or at once when it was refused."""
+    action = "container.clone" if clone_of is not None else "container.create"
+    extra = (_clone_details(clone_of, owner, name, allow_draining=allow_draining) if clone_of is not None
+             else _create_details(owner, name, image=image, node=node, allow_draining=allow_draining))
+    try:
+        plan = _plan_creation(owner, name, image=image, clone_of=clone_of, node=node, cmd=None, options=None,
+                              allow_draining=allow_draining)
+        container = _reserve_for(plan)
+    except Exception as exc:
+        audit.record(action, None, error=exc, details=extra, target_type="container",
+                     target=str(extra.get("target", "")))
+        raise
+    container.progress_detail = f"waiting to be created on {container.node.name}"
+    Container.objects.filter(pk=container.pk).update(progress_detail=container.progress_detail)
+    # The worker gets a copy of its own: the record returned here is answered meanwhile.
+    work = Container.objects.select_related("node__backend", "owner").get(pk=container.pk)
+
+    def run() -> None:
+        try:
+            result = _build(plan, work, keep_failed=True)
+        except Exception as exc:  # recorded on the container and in the audit log
+            audit.record(action, None, error=exc, details=extra, **audit.describe(work))
+            if not isinstance(exc, errors.BackendError):
+                logger.exception("Creating %s failed", work)
+            return
+        audit.record(action, None, details=extra, **audit.describe(result))
+
+    submit(run)
+    return container
+
+
+def _note(container: Container, text: str) -> None:
+    """What a creation does now, on its record (read by ``Container.progress``)."""
+    container.progress_detail = text[:255]
+    Container.objects.filter(pk=container.pk, status=S.CREATING).update(progress_detail=container.progress_detail)
+
+
+class _ProgressWriter:
+    """Writes a creating record's ``progress_detail`` from a thread of its own, at most every
+    ``interval`` seconds, so the pull that reports never waits for the database."""
+
+    interval = 0.5
+
+    def __init__(self, container: Container) -> None:
+        self._pk = container.pk
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._text: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def update(self, text: str) -> None:
+        with self._lock:
+            self._text = text[:255]
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"ipynbsrv-progress-{self._pk}", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        written: str | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    text = self._text
+                if text is not None and text != written:
+                    try:
+                        Container.objects.filter(pk=self._pk, status=S.CREATING).update(progress_detail=text)
+                    except Exception as exc:  # noqa: BLE001 - progress is a courtesy; the creation goes on
+                        logger.warning("Could not record the progress of container %s: %s", self._pk, exc)
+                    written = text
+                if self._stop.is_set():
+                    return
+                self._stop.wait(self.interval)
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        """Write the last text and end the thread (bounded: a stuck database is not waited for)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _pull_first(backend: Any, container: Container, image_ref: str) -> None:
+    """Pull the image with progress where the backend can and the node lacks it (the node's
+    pull policy still applies); ``create_container`` then finds it there."""
+    puller: Any = getattr(backend, "pull_container_image", None)
+    try:
+        reports = callable(puller) and "on_progress" in inspect.signature(puller).parameters
+    except (TypeError, ValueError):
+        reports = False
+    if not reports or not image_ref or backend.container_image_exists(image_ref):
+        return
+    label = f"pulling {image_ref} on {container.node.name}"
+    writer = _ProgressWriter(container)
+    writer.update(label)
+    last = [label]
+
+    def report(summary: dict[str, Any]) -> None:
+        last[0] = f"{label}: {pullprogress.describe(summary)}"
+        writer.update(last[0])
+
+    try:
+        puller(image_ref, on_progress=report, follow_pull_policy=True)
+    finally:
+        writer.close()
+    logger.info("For %s: %s", container, last[0])
+
+
+def _fail(container: Container, exc: BaseException, *, keep: bool) -> None:
+    """A creation failed and nothing of it runs: remove its record, or (``keep``) leave it
+    with status ``error`` and the reason, for whoever follows it."""
+    if not keep:
+        Container.objects.filter(pk=container.pk).delete()
+        return
+    container.status, container.last_error = S.ERROR, str(exc)[:2000] or type(exc).__name__
+    container.error_code = getattr(exc, "code", "") or "backend_error"
+    container.progress_detail = ""
+    Container.objects.filter(pk=container.pk).update(status=container.status, last_error=container.last_error,
+                                                     error_code=container.error_code, progress_detail="",
+                                                     updated_at=timezone.now())
+
+
+def _replace(container: Container, excluded: set[int]) -> None:
+    """Move a reservation whose node could not be reached to another node (placement again)."""
+    candidates = candidate_nodes(excluded)
+    with _write_turn, transaction.atomic():
+        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        loads = _active_counts(n.pk for n in locked)
+        roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
+        if not roomy:
+            raise errors.NoNodeAvailableError(
+                "No node can take a new container: every node is disabled, draining, full or not answering. "
+                "Ask an administrator to check the nodes."
+            )
+        chosen = get_algorithm().choose_node(roomy, loads)
+        Container.objects.filter(pk=container.pk).update(node=chosen)
+        container.node = chosen
+
+
+def _build(plan: _Creation, container: Container, *, keep_failed: bool) -> Container:
+    """Create the reserved ``container`` on its node and record it; on failure compensate
+    (see :func:`_fail`). Used by :func:`create_container` and :func:`start_creating`."""
+    owner, name = plan.owner, plan.name
     excluded: set[int] = set()
     while True:
-        container = _reserve(owner, name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
-                             exclude=excluded, base_url=base_url, options=merged_options)
         target = container.node
         ports: list[Any] = [{"address": target.address, "external": None, "internal": int(p)}
-                 for p in app_settings.CONTAINER_PORTS or []]
+                            for p in app_settings.CONTAINER_PORTS or []]
         try:
             backend = get_backend(target)
+            if plan.clone_of is None:
+                _pull_first(backend, container, plan.image_ref)
+            _note(container, f"starting on {target.name}")
             record = backend.create_container(
-                owner.get_username(), uid, name, ports, volumes, cmd=cmd, base_url=base_url,
-                image=image_ref if clone_of is None else None,
-                clone_of=clone_of.backend_pk if clone_of is not None else None,
-                **_with_secret(merged_options, secret),
+                owner.get_username(), plan.uid, name, ports, plan.volumes, cmd=plan.cmd, base_url=plan.base_url,
+                image=plan.image_ref if plan.clone_of is None else None,
+                clone_of=plan.clone_of.backend_pk if plan.clone_of is not None else None,
+                **_with_secret(plan.options, plan.secret),
             )
         except errors.BackendUnavailableError as exc:
-            # Nothing reached the node: forget the reservation and try another one.
-            container.delete()
+            # Nothing reached the node: place the reservation elsewhere.
             Node.objects.filter(pk=target.pk).update(last_status=BACKEND_STATUS_ERROR, last_error=str(exc),
                                                      last_checked=timezone.now())
             logger.warning("Node %s is unreachable (%s); placing %s/%s elsewhere", target.name, exc, owner, name)
-            if node is not None:
+            if plan.node is not None:
+                _fail(container, exc, keep=keep_failed)
                 raise
             excluded.add(target.pk)
+            try:
+                _replace(container, excluded)
+            except Exception as again:
+                _fail(container, again, keep=keep_failed)
+                raise
             continue
         except errors.BackendTimeoutError as exc:
-            _settle_after_timeout(container, owner, name, exc)
+            _settle_after_timeout(container, owner, name, exc, keep=keep_failed)
             raise
-        except errors.BackendError:
-            container.delete()  # the backend removed whatever it had started
+        except Exception as exc:
+            _fail(container, exc, keep=keep_failed)  # the backend removed whatever it had started
             raise
         break
     try:
         _apply_record(container, record)
-        container.access_secret = secret
+        container.access_secret = plan.secret
         with _write_turn:
             container.save()
-    except Exception:
+    except Exception as exc:
         logger.exception("Recording %s failed; removing it from %s", record.get("pk"), target.name)
         try:
             backend.delete_container(record["pk"])
         finally:
-            Container.objects.filter(pk=container.pk).delete()
+            _fail(container, exc, keep=keep_failed)
         raise
     logger.info("Created %s on %s (%s)", container, target.name, container.backend_pk)
     return container
 
 
-def _settle_after_timeout(container: Container, owner: Any, name: str, exc: Exception) -> None:
+def _settle_after_timeout(container: Container, owner: Any, name: str, exc: Exception, *,
+                          keep: bool = False) -> None:
     """The node did not answer in time: find out whether the container exists after all."""
     try:
         backend = get_backend(container.node)
         record = _find_on_node(backend, owner, name)
     except errors.BackendError:
         container.status, container.last_error = S.ERROR, f"Creation timed out and the node cannot confirm: {exc}"
-        container.save(update_fields=["status", "last_error", "updated_at"])
+        container.error_code = errors.BackendTimeoutError.code if keep else ""
+        container.progress_detail = ""
+        container.save(update_fields=["status", "last_error", "error_code", "progress_detail", "updated_at"])
         return
     if record is None:
-        container.delete()
+        _fail(container, exc, keep=keep)
         return
     try:
         backend.delete_container(record["pk"])
-        container.delete()
+        _fail(container, exc, keep=keep)
     except errors.BackendError as inner:
         _apply_record(container, record)
         container.status, container.last_error = S.ERROR, f"Creation timed out; clean-up failed: {inner}"
+        container.error_code = errors.BackendTimeoutError.code if keep else ""
         container.save()
 
 
@@ -397,9 +648,9 @@ def _clone_across(source: Container, owner: Any, name: str, node: Node, **kwargs
     return clone
 
 
-@audit.audited("container.move", from_result=True, details=_move_details)
+@audit.audited("container.move", from_result=True, details=_move_details, outcome=_move_outcome)
 def move_container(container: Container, node: Node | None = None,
-                   on_progress: Callable[[str], None] | None = None) -> Container:
+                   on_progress: Callable[[str], None] | None = None, *, allow_draining: bool = False) -> Container:
     """Move ``container`` to another node (``node``, or one placement picks).
 
     ``on_progress`` is called with a short sentence as each step starts (the commands
@@ -412,7 +663,8 @@ def move_container(container: Container, node: Node | None = None,
     copies on the target are removed and the old container is started again as it was.
 
     Named volumes live on their node: a container with one is refused rather than moved
-    without its data.
+    without its data. A named ``node`` must be enabled and, unless ``allow_draining``, not
+    draining (placement never picks a draining one).
     """
     source = container.node
     pk = _backend_pk(container)
@@ -428,8 +680,7 @@ def move_container(container: Container, node: Node | None = None,
     if node is None:
         candidates = candidate_nodes(exclude=[source.pk])
     else:
-        if not node.enabled or node.draining:
-            raise errors.NoNodeAvailableError(f"The node {node.name} is disabled or draining.")
+        _refuse_closed_node(node, allow_draining=allow_draining)
         check_node_health(node)
         if not node.is_healthy:
             raise errors.NoNodeAvailableError(
@@ -439,6 +690,9 @@ def move_container(container: Container, node: Node | None = None,
         raise errors.NoNodeAvailableError(f"No other node can take {container} now.")
     with transaction.atomic():
         locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+        if node is not None:  # its flags as they are now
+            for current in locked:
+                _refuse_closed_node(current, allow_draining=allow_draining)
         loads = _active_counts(n.pk for n in locked)
         roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
         if not roomy:

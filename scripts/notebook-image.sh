@@ -142,10 +142,10 @@ pip_on_host() {
 
 make_rootfs() {
     command -v debootstrap >/dev/null 2>&1 || {
-        log "installing debootstrap"
+        log "installing debootstrap: it makes the image's Debian root filesystem (apt-get, --no-install-recommends)"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -qq debootstrap >/dev/null 2>&1 \
-            || { apt-get update -qq >/dev/null && apt-get install -y -qq debootstrap >/dev/null; } \
+        apt-get install -y -q --no-install-recommends debootstrap \
+            || { apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap; } \
             || die "could not install debootstrap with apt-get"
     }
     local mirror

@@ -1,34 +1,53 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test bed uses, when they are missing:
-#   busybox-static   the small test images are built FROM scratch around it
-#   docker-registry  a real registry the tests push to and pull from
-#   file             to tell a static busybox from a dynamic one
-#   openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
-#   nginx            the proxy tests start their own nginx (the system service is not started)
-#   chromium, chromium-driver   the browser tests drive Debian's Chromium (no browser download)
+# Install the Debian packages a make target needs, when they are missing, and say which and why:
+#
+#   scripts/packages.sh demo   what `make demo` needs (the stand-in image, the proxy):
+#     busybox-static   the small stand-in image is built FROM scratch around it
+#     file             to tell a static busybox from a dynamic one
+#     nginx            the demo serves the master behind nginx and the proxy check, as a site
+#                      does (its own nginx; the system service is not started)
+#   scripts/packages.sh test   the above, and what only the tests need (`make test`, cluster, bench):
+#     docker-registry  a real registry the tests push to and pull from
+#     openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
+#     chromium, chromium-driver, fonts-liberation   the browser tests drive Debian's Chromium
+#                      (no browser download; the font is the one its recommends would bring)
+#
+# Always with --no-install-recommends (nothing but what is listed and its dependencies), and
+# apt's own output is shown.
 set -euo pipefail
 log() { printf '[packages] %s\n' "$*" >&2; }
 
+purpose=${1:-test}
+case "$purpose" in
+    demo) why="what the demo needs: its stand-in image, and nginx in front of the master" ;;
+    test) why="what the tests need (the registry, TLS, the cluster test bed, nginx and the browser tests)" ;;
+    *) log "usage: $0 demo|test"; exit 2 ;;
+esac
+
 need=()
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
-command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v file >/dev/null 2>&1 || need+=(file)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make a CA
-command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
-command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
-command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
-[ -x /usr/sbin/nginx ] || need+=(nginx)                      # the proxy tests
-[ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
-[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+[ -x /usr/sbin/nginx ] || need+=(nginx)                          # the demo's and the proxy tests' proxy
+if [ "$purpose" = test ]; then
+    command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make a CA
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)            # the cluster test bed
+    command -v curl >/dev/null 2>&1 || need+=(curl)              # the cluster test bed's health polls
+    command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+    [ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
+    [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+    dpkg -s fonts-liberation >/dev/null 2>&1 || need+=(fonts-liberation)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    log "missing: ${need[*]}; install them with apt-get (as root) and try again"
+    log "missing ($why): ${need[*]}"
+    log "install them as root: apt-get install --no-install-recommends ${need[*]}"
     exit 1
 fi
-log "installing ${need[*]}"
+log "installing ${need[*]}: $why (apt-get, --no-install-recommends)"
 export DEBIAN_FRONTEND=noninteractive
 # Packages that come with a service (nginx, docker-registry) must not start it: the tests run
 # their own. Debian's way is a policy-rc.d that says no, for the duration of the install.
@@ -37,9 +56,14 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     chmod 0755 /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-if ! apt-get install -y -qq "${need[@]}" >/dev/null 2>&1; then
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq "${need[@]}" >/dev/null
+# Refresh the package lists only when apt cannot find the packages with the ones it has.
+if ! apt-get install -s -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+    log "refreshing apt's package lists"
+    apt-get update -q
 fi
+apt-get install -y -q --no-install-recommends "${need[@]}"
 # docker-registry's package may start a system service; the tests run their own.
-if command -v service >/dev/null 2>&1; then service docker-registry stop >/dev/null 2>&1 || true; fi
+if [ "$purpose" = test ] && command -v service >/dev/null 2>&1; then
+    service docker-registry stop >/dev/null 2>&1 || true
+fi
+log "installed ${need[*]}"

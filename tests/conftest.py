@@ -206,6 +206,17 @@ def registry(workdir):
 
 # ---------------------------------------------------------------------------- the master
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Creations the users' API runs in the background (202) end before the test's fixtures
+    (its database, the engine's containers) are torn down."""
+    import sys
+
+    background = sys.modules.get("ipynbsrv_backends.background")
+    if background is not None and not background.wait_idle(300):
+        print("\nbackground creations were still running after the test")
+
+
 @pytest.fixture
 def make_node(engine):
     """Create a Node (and its Docker Backend row) on the real engine. Each node gets its own

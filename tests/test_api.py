@@ -15,7 +15,7 @@ import yaml
 from django.urls import resolve
 from rest_framework.test import APIClient
 
-from ipynbsrv_backends import registry
+from ipynbsrv_backends import background, registry
 from ipynbsrv_backends.models import Backend, Container, Image, Node, Snapshot
 
 from .conftest import TEST_IMAGE
@@ -59,7 +59,7 @@ def body(response) -> Any:
 
 def create(client: APIClient, name: str, image: Image | None = None, **more: Any):
     data = {"name": name, **({"image": image.pk} if image is not None else {}), **more}
-    return client.post(f"{API}/containers/", data, format="json")
+    return client.post(f"{API}/containers/?wait=true", data, format="json")
 
 
 def engine_names(engine, node: Node) -> list[str]:
@@ -107,7 +107,7 @@ def test_create_list_retrieve_and_delete(alice, make_node, image, engine):
     assert response.status_code == 201, body(response)
     data = body(response)
     assert set(data) == {"id", "name", "owner", "node", "status", "image", "clone_of", "ports", "url",
-                         "base_url", "created_at", "last_error", "progress"}
+                         "base_url", "created_at", "last_error", "progress", "error_code"}
     assert data["name"] == "nb" and data["owner"] == "alice" and data["node"] == "n1"
     assert data["status"] == "running" and data["image"] == image.pk and data["clone_of"] is None
     assert data["url"] == "http://testserver/notebooks/alice/nb/" and data["base_url"] == "/notebooks/alice/nb/"
@@ -222,7 +222,7 @@ def test_clone_by_action_and_on_create(alice, make_node, image):
     source = body(create(api, "nb", image))
     run_in(source["id"], "sh", "-c", "echo mine > /m")
 
-    response = api.post(f"{API}/containers/{source['id']}/clone/", {"name": "copy"}, format="json")
+    response = api.post(f"{API}/containers/{source['id']}/clone/?wait=true", {"name": "copy"}, format="json")
     assert response.status_code == 201, body(response)
     copy = body(response)
     assert copy["clone_of"] == source["id"] and copy["node"] == source["node"] and copy["owner"] == "alice"
@@ -431,9 +431,9 @@ def test_the_schema_describes_every_endpoint():
     operations = {(path, method) for path, item in schema["paths"].items() for method in item}
     assert operations == EXPECTED_OPERATIONS
     create_body = schema["components"]["schemas"]["ContainerCreateRequest"]
-    assert set(create_body["properties"]) == {"name", "image", "clone_of", "node", "owner"}
+    assert set(create_body["properties"]) == {"name", "image", "clone_of", "node", "owner", "allow_draining"}
     create_op = schema["paths"]["/api/containers/"]["post"]
-    assert {"201", "400", "409", "429", "503"} <= set(create_op["responses"])
+    assert {"201", "202", "400", "409", "429", "503"} <= set(create_op["responses"])
     start = schema["paths"]["/api/containers/{id}/start/"]["post"]
     assert "requestBody" not in start and start["parameters"][0]["schema"]["type"] == "integer"
     assert set(schema["components"]["securitySchemes"]) == {"basicAuth", "cookieAuth"}
@@ -474,14 +474,16 @@ def test_no_secret_in_any_answer(alice, bob, carol, make_node, image):
         return body(response)
 
     api, other, staff = client_for(alice), client_for(bob), client_for(carol)
-    pk = call(api, "post", "containers/", {"name": "nb", "image": image.pk})["id"]
+    pk = call(api, "post", "containers/?wait=true", {"name": "nb", "image": image.pk})["id"]
     for step in ("stop", "start", "restart", "suspend", "resume", "refresh"):
         call(api, "post", f"containers/{pk}/{step}/")
     snap = call(api, "post", f"containers/{pk}/snapshot/", {"name": "s"})["id"]
     call(api, "post", f"containers/{pk}/restore/", {"snapshot": snap})
     call(api, "post", f"snapshots/{snap}/restore/")
     committed = call(api, "post", f"containers/{pk}/commit/", {"name": "img", "public": True})["id"]
-    clone = call(api, "post", f"containers/{pk}/clone/", {"name": "copy"})["id"]
+    clone = call(api, "post", f"containers/{pk}/clone/", {"name": "copy"})["id"]  # 202, in the background
+    pending = call(api, "get", f"containers/{clone}/")
+    assert background.wait_idle(60) and call(api, "get", f"containers/{clone}/")["status"] == "running", pending
     call(api, "post", "containers/", {"name": "bad name", "image": image.pk})
     call(api, "post", "containers/", {"name": "nb", "image": image.pk})
     for client in (api, other, staff):

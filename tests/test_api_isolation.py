@@ -113,7 +113,7 @@ def test_staff_can_do_every_action_on_alices_things(alice, carol, make_node, ima
     assert response.status_code == 200, body(response)
     response = staff.post(f"{API}/containers/{pk}/commit/", {"name": "by-staff"}, format="json")
     assert response.status_code == 201, body(response)
-    response = staff.post(f"{API}/containers/{pk}/clone/", {"name": "copy"}, format="json")
+    response = staff.post(f"{API}/containers/{pk}/clone/?wait=true", {"name": "copy"}, format="json")
     assert response.status_code == 201, body(response)
     clone = body(response)["id"]
     assert staff.get(f"{API}/snapshots/{snap['id']}/").status_code == 200

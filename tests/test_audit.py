@@ -14,7 +14,7 @@ from django.db import transaction
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from ipynbsrv_backends import audit, errors, services
+from ipynbsrv_backends import audit, background, errors, services
 from ipynbsrv_backends.models import AuditEntry, Backend, Container, Node
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
@@ -46,7 +46,8 @@ def test_an_api_action_is_recorded_for_its_user(make_node, image, alice):
     node = make_node("n1")
     client = api_as("alice", "alice-password")
     answer = client.post("/api/containers/", {"name": "nb", "image": image.pk}, format="json")
-    assert answer.status_code == 201, answer.content
+    assert answer.status_code == 202, answer.content  # created in the background, recorded when done
+    assert background.wait_idle(60)
     entry = only_entry(action="container.create")
     assert (entry.actor, entry.actor_name, entry.via, entry.result) == (alice, "alice", "api", "ok")
     assert (entry.target_type, entry.target, entry.node) == ("container", "alice/nb", node.name)
@@ -116,7 +117,7 @@ def test_each_entry_is_also_a_log_line(make_node, image, alice, caplog):
     make_node("n1")
     client = api_as("alice", "alice-password")
     with caplog.at_level("INFO", logger="ipynbsrv_backends.audit"):
-        answer = client.post("/api/containers/", {"name": "nb", "image": image.pk}, format="json")
+        answer = client.post("/api/containers/?wait=true", {"name": "nb", "image": image.pk}, format="json")
         assert answer.status_code == 201, answer.content
         again = client.post("/api/containers/", {"name": "nb", "image": image.pk}, format="json")
         assert again.status_code == 409

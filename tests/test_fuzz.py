@@ -16,6 +16,7 @@ import secrets
 import pytest
 import requests
 
+from ipynbsrv_backends import background
 from ipynbsrv_backends.hostapi import signing
 
 from .conftest import TEST_IMAGE, backend_options
@@ -91,7 +92,8 @@ def test_fuzz_the_users_api(cheap_passwords, master_settings, live_server, alice
     auth = ("alice", "alice-password")
     with requests.Session() as session:
         session.auth = auth
-        container = session.post(f"{base}/containers/", json={"name": "nb", "image": image.pk}, timeout=120)
+        container = session.post(f"{base}/containers/?wait=true", json={"name": "nb", "image": image.pk},
+                                 timeout=120)
         assert container.status_code == 201, container.text
         cid = container.json()["id"]
         snap = session.post(f"{base}/containers/{cid}/snapshot/", json={"name": "s"}, timeout=120).json()
@@ -107,6 +109,7 @@ def test_fuzz_the_users_api(cheap_passwords, master_settings, live_server, alice
                 case.path_parameters["id"] = real[kind]
 
     report = fuzz(schema, live_server.url, headers={}, prepare=prepare, auth=auth)
+    assert background.wait_idle(300), "creations the fuzzer started (202) did not end"
     with capsys.disabled():
         print("\n" + report.summary("users' API"))
     assert report.cases >= 100

@@ -18,6 +18,7 @@ from ipynbsrv_backends.models import Container, Image
 
 from .cluster import cluster, cluster_nodes  # noqa: F401
 from .notebook import Jupyter, a_notebook, nginx, notebook_image, notebook_on_nodes, signed_in  # noqa: F401
+from .utils import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(420)]
 
@@ -37,6 +38,30 @@ class User:
         answer = self.api.request(method, f"{self.site}/api/{path}", json=body, timeout=300)
         assert answer.status_code == status, f"{method} {path}: {answer.status_code} {answer.text}"
         return answer.json() if answer.content else {}
+
+    def create(self, name: str, image: Image) -> dict:
+        """Create a container the way a user's script does: POST answers 202 at once with the
+        pending record and its Location, which is polled (bounded) until it is no longer
+        creating. Returns the settled record and every progress text seen meanwhile."""
+        answer = self.api.post(f"{self.site}/api/containers/", json={"name": name, "image": image.pk}, timeout=60)
+        assert answer.status_code == 202, f"POST containers/: {answer.status_code} {answer.text}"
+        pending = answer.json()
+        assert pending["status"] == "creating" and pending["progress"], pending
+        location = answer.headers["Location"]
+        assert location.endswith(f"/api/containers/{pending['id']}/"), location
+        seen = [pending["progress"]]
+
+        def settled() -> dict | None:
+            current = self.api.get(location, timeout=30)
+            assert current.status_code == 200, current.text
+            record = current.json()
+            if record["status"] == "creating":
+                seen.append(record["progress"])
+                return None
+            return record
+
+        record = wait_for(settled, timeout=300, interval=0.2, what=f"{name} to be created")
+        return {**record, "progress_seen": seen}
 
     def notebook(self, container: dict) -> Jupyter:
         return Jupyter(self.site + container["base_url"], signed_in(self.user))
@@ -66,8 +91,9 @@ def test_a_notebook_keeps_its_work_through_suspend_and_snapshot_restore(
     image = Image.objects.create(name="jupyter", ref=notebook_image, public=True)
     alice = User(django_user_model, "alice", nginx.url)  # the API through nginx too
 
-    created = alice.call("POST", "containers/", {"name": "nb", "image": image.pk}, status=201)
-    assert created["status"] == "running" and created["base_url"] == "/notebooks/alice/nb/"
+    created = alice.create("nb", image)  # 202 and polling, as a script does
+    assert created["status"] == "running" and created["base_url"] == "/notebooks/alice/nb/", created
+    assert created["progress"] == "" and created["last_error"] == ""
     pk = Container.objects.get(pk=created["id"]).backend_pk
     uid = Container.objects.get(pk=created["id"]).uid
     jupyter = alice.notebook(created)
@@ -121,7 +147,8 @@ def test_a_notebook_moves_to_the_other_node_with_its_work(
     image = Image.objects.create(name="jupyter", ref=notebook_on_nodes, public=True)
     alice = User(django_user_model, "alice", nginx.url)
     try:
-        created = alice.call("POST", "containers/", {"name": "nb", "image": image.pk}, status=201)
+        created = alice.create("nb", image)
+        assert created["status"] == "running", created
         container = Container.objects.get(pk=created["id"])
         first = container.node
         # Bound on the node's internal address only, and reached there through nginx.

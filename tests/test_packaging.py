@@ -38,12 +38,52 @@ def run(*args: object, cwd: Path | None = None, env: dict[str, str] | None = Non
     return result
 
 
+def quiet_env() -> dict[str, str]:
+    """This environment without PYTHONDONTWRITEBYTECODE (with it, setuptools notes that it
+    skips byte-compiling: a note about the machine, not about the package)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def warnings_in(output: str) -> list[str]:
+    """The lines of a build's output that warn (setuptools' warnings, its framed notices)."""
+    return [line for line in output.splitlines() if re.search(r"warn|deprecat|^\s*!!\s*$", line, re.I)]
+
+
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
-    """``python -m build``: the sdist, then the wheel built from it."""
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """``python -m build``: the sdist, then the wheel built from it; and what it printed."""
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, REPO, cwd=REPO)
-    return out
+    result = run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, REPO, cwd=REPO, env=quiet_env())
+    return out, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def dist(built) -> Path:
+    return built[0]
+
+
+def test_the_build_prints_no_warning(built):
+    """The package data (the admin's templates) is declared as setuptools wants it: building
+    the sdist and the wheel warns about nothing."""
+    assert not warnings_in(built[1]), "\n".join(warnings_in(built[1]))
+
+
+def test_an_editable_install_prints_no_warning(tmp_path):
+    """What ``make venv`` does (``pip install -e .``), through the same build hook pip calls,
+    warns about nothing, and the installed package is this work tree."""
+    out = tmp_path / "editable"
+    out.mkdir()
+    hook = f"from setuptools import build_meta; print(build_meta.build_editable({str(out)!r}))"
+    result = run(sys.executable, "-c", hook, cwd=REPO, env=quiet_env())
+    output = result.stdout + result.stderr
+    assert not warnings_in(output), "\n".join(warnings_in(output))
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "--disable-pip-version-check", "install",
+        "-q", "--no-deps", "--no-index", *out.glob("*.whl"))
+    where = run(venv / "bin" / "python", "-c", "import ipynbsrv_backends; print(ipynbsrv_backends.__file__)",
+                cwd=tmp_path)
+    assert where.stdout.strip() == str(PACKAGE / "__init__.py")
 
 
 def artefact(dist: Path, pattern: str) -> Path:

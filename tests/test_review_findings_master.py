@@ -274,7 +274,7 @@ def test_curl_with_basic_credentials_works_over_http(live_server, alice, make_no
         return int(code), text
 
     code, text = curl("-u", "alice:alice-password", "-H", "Content-Type: application/json",
-                      "-d", f'{{"name": "nb", "image": {image.pk}}}', f"{base}/containers/")
+                      "-d", f'{{"name": "nb", "image": {image.pk}}}', f"{base}/containers/?wait=true")
     assert code == 201, text
     container = Container.objects.get()
     code, text = curl("-u", "alice:alice-password", "-X", "POST", f"{base}/containers/{container.pk}/stop/")

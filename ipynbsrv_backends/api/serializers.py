@@ -83,6 +83,9 @@ class NameField(serializers.CharField):
 class ContainerSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     node = serializers.CharField(source="node.name", read_only=True)
+    progress = serializers.CharField(read_only=True, help_text=_(
+        "What a long operation is doing now, for people ('' when none runs): while it is created, e.g. "
+        "'pulling IMAGE on n1: 3 of 7 layers, 120 of 376 MB (32 %)', then 'starting on n1'."))
     url = serializers.SerializerMethodField(help_text=_(
         "Where its owner opens it: its base URL on this site, through the proxy (the notebook server "
         "answers nothing that does not come through it); null until a port is published."))
@@ -90,12 +93,16 @@ class ContainerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Container
         fields = ["id", "name", "owner", "node", "status", "progress", "image", "clone_of", "ports", "url",
-                  "base_url", "created_at", "last_error"]
+                  "base_url", "created_at", "last_error", "error_code"]
         read_only_fields = fields
         extra_kwargs = {
             "image": {"help_text": _("The id of the image it was started from (null for a clone).")},
             "clone_of": {"help_text": _("The id of the container it was cloned from.")},
             "ports": {"help_text": _("[{address, external, internal}]: internal ports and where they are published.")},
+            "last_error": {"help_text": _("Why the last action or the creation failed ('' when none did).")},
+            "error_code": {"help_text": _("The machine code of the error that ended a creation in the background "
+                                          "(image_not_found, backend_unavailable, no_node_available, ...); '' "
+                                          "otherwise.")},
         }
 
     @extend_schema_field(OpenApiTypes.URI)
@@ -172,6 +179,12 @@ def _user(serializer: serializers.Serializer) -> Any:
     return serializer.context["request"].user
 
 
+def _staff_override(serializer: serializers.Serializer, value: bool) -> bool:
+    if value and not _user(serializer).is_staff:
+        raise serializers.ValidationError(_("Only staff may place a container on a draining node; leave it out."))
+    return value
+
+
 class ContainerCreateSerializer(StrictSerializer):
     """A new container from an image, or a clone of one of yours. Placement picks the node."""
 
@@ -180,6 +193,11 @@ class ContainerCreateSerializer(StrictSerializer):
     clone_of = serializers.IntegerField(required=False, help_text=_("The id of one of your containers."))
     node = serializers.CharField(required=False, help_text=_("Staff only: the name of the node to use."))
     owner = serializers.CharField(required=False, help_text=_("Staff only: the username to create it for."))
+    allow_draining = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("Staff only: place it on a draining node anyway (the named node, or a clone's source's); "
+                    "the audit log records it. A disabled node is never used."),
+    )
 
     def validate_image(self, value: int) -> Image:
         image = services.usable_images(_user(self)).filter(pk=value).first()
@@ -201,6 +219,9 @@ class ContainerCreateSerializer(StrictSerializer):
             raise serializers.ValidationError(_("There is no node with this name."))
         return node
 
+    def validate_allow_draining(self, value: bool) -> bool:
+        return _staff_override(self, value)
+
     def validate_owner(self, value: str) -> Any:
         if not _user(self).is_staff:
             raise serializers.ValidationError(_("Only staff may create containers for someone else."))
@@ -220,6 +241,13 @@ class ContainerCreateSerializer(StrictSerializer):
 
 class CloneSerializer(StrictSerializer):
     name = NameField(help_text=format_lazy("{}{}", _("The name of the new container. "), NAME_HELP))
+    allow_draining = serializers.BooleanField(
+        required=False, default=False,
+        help_text=_("Staff only: make the clone even though its source's node is draining (audited)."),
+    )
+
+    def validate_allow_draining(self, value: bool) -> bool:
+        return _staff_override(self, value)
 
 
 class SnapshotCreateSerializer(StrictSerializer):

@@ -29,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from .. import __version__, audit, services
+from .. import __version__, audit, background, services
 from ..errors import ContainerNotFoundError
 from ..models import Container, Image, Node, Snapshot
 from ..parsers import SafeJSONParser
@@ -93,8 +93,9 @@ class UserAPIView(_ViewBase):
         return dict(serializer.validated_data)
 
     def answer(self, serializer_class: type[serializers.Serializer], obj: Any, *,
-               created: str | None = None) -> Response:
-        """``obj`` serialized; with ``created`` (the route's basename), 201 and its Location."""
+               created: str | None = None, accepted: bool = False) -> Response:
+        """``obj`` serialized; with ``created`` (the route's basename), 201 and its Location
+        (202 with ``accepted``: it is still being made)."""
         data = serializer_class(obj, context=self.get_serializer_context()).data
         if created is None:
             return Response(data)
@@ -102,10 +103,28 @@ class UserAPIView(_ViewBase):
         namespace = request.resolver_match.namespace if request.resolver_match else ""
         name = f"{namespace}:{created}-detail" if namespace else f"{created}-detail"
         location = reverse(name, kwargs={"pk": obj.pk}, request=request)
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+        code = status.HTTP_202_ACCEPTED if accepted else status.HTTP_201_CREATED
+        return Response(data, status=code, headers={"Location": location})
 
 
 CONTAINER_ERRORS = (404, 409, 501, 503, 504)
+
+WAIT_QUERY = OpenApiParameter(
+    "wait", bool, OpenApiParameter.QUERY, required=False,
+    description="true: answer only once the container runs (201), or with the error that stopped it, as "
+                "before creations ran in the background. Without it: 202 at once, with the record "
+                "(status `creating`) and a Location to poll.")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def wait_requested(request: Request) -> bool:
+    """``?wait=true``: create in the request and answer 201 (else 202 and the background)."""
+    value = request.query_params.get("wait")
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise serializers.ValidationError({"wait": [_("Use wait=true or wait=false.")]})
 
 
 class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -130,17 +149,30 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     @document(
         summary=_("Create and start a container"),
         description=_("From an image you may use, or as a clone of one of your containers. The node is "
-                      "chosen by placement; staff may name `node` and `owner`."),
+                      "chosen by placement; staff may name `node` and `owner`. Answers 202 at once with the "
+                      "record (status `creating`, its `progress`) and a Location to poll: it becomes `running`, "
+                      "or `error` with `last_error` and `error_code` saying why. Refusals found before anything "
+                      "is recorded (the body, no node, the quota, a name taken) are answered at once. "
+                      "With `?wait=true`: 201 once it runs, or the error."),
+        parameters=[WAIT_QUERY],
         request=s.ContainerCreateSerializer,
-        responses={201: s.ContainerSerializer, **errors(400, 409, 429, 503, 504)},
+        responses={201: s.ContainerSerializer, 202: s.ContainerSerializer, **errors(400, 409, 429, 503, 504)},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        wait = wait_requested(request)
         data = self.body(s.ContainerCreateSerializer)
         owner = data.get("owner", request.user)
+        override = data.get("allow_draining", False)
+        if not wait:
+            container = services.start_creating(owner, data["name"], submit=background.submit,
+                                                image=data.get("image"), clone_of=data.get("clone_of"),
+                                                node=data.get("node"), allow_draining=override)
+            return self.answer(s.ContainerSerializer, container, created="container", accepted=True)
         if "clone_of" in data:
-            container = services.clone_container(data["clone_of"], owner, data["name"])
+            container = services.clone_container(data["clone_of"], owner, data["name"], allow_draining=override)
         else:
-            container = services.create_container(owner, data["name"], image=data["image"], node=data.get("node"))
+            container = services.create_container(owner, data["name"], image=data["image"], node=data.get("node"),
+                                                  allow_draining=override)
         return self.answer(s.ContainerSerializer, container, created="container")
 
     @document(summary=_("Delete the container"),
@@ -224,13 +256,22 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self.answer(s.ImageSerializer, image, created="image")
 
     @document(summary=_("A new container of yours from this one's current filesystem"),
-              description=_("The clone is made on the same node."),
-              request=s.CloneSerializer, responses={201: s.ContainerSerializer, **errors(400, 429, *CONTAINER_ERRORS)})
+              description=_("The clone is made on the same node. Like creating one: 202 at once and a "
+                            "Location to poll, or with `?wait=true` 201 once it runs."),
+              parameters=[WAIT_QUERY], request=s.CloneSerializer,
+              responses={201: s.ContainerSerializer, 202: s.ContainerSerializer,
+                         **errors(400, 429, *CONTAINER_ERRORS)})
     @action(detail=True, methods=["post"])
     def clone(self, request: Request, pk: str | None = None) -> Response:
+        wait = wait_requested(request)
         source = self.get_object()
         data = self.body(s.CloneSerializer)
-        container = services.clone_container(source, request.user, data["name"])
+        override = data.get("allow_draining", False)
+        if not wait:
+            container = services.start_creating(request.user, data["name"], submit=background.submit,
+                                                clone_of=source, allow_draining=override)
+            return self.answer(s.ContainerSerializer, container, created="container", accepted=True)
+        container = services.clone_container(source, request.user, data["name"], allow_draining=override)
         return self.answer(s.ContainerSerializer, container, created="container")
 
 

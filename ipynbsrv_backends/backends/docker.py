@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import docker
@@ -41,6 +41,7 @@ from ..contract import (
     SuspendableContainerBackend,
     VolumeRecord,
 )
+from ..pullprogress import PullProgress
 from ..validation import (
     NAME_RE,
     iso_utc,
@@ -107,6 +108,10 @@ PRIVILEGED_OPTIONS = frozenset({
 })
 
 PULL_POLICIES = ("if-not-present", "always", "never")
+#: Seconds between two progress reports of one pull (a finished layer is reported at once).
+PROGRESS_INTERVAL = 0.25
+#: What ``pull_container_image(on_progress=...)`` calls with a pull's summary.
+ProgressCallback = Callable[[dict[str, Any]], None]
 REGISTRY_RE = re.compile(
     r"^(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?(?P<ns>(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)\Z",
     re.ASCII,
@@ -835,30 +840,71 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             return None
         return {"username": self.registry_username, "password": self.registry_password or ""}
 
-    def _stream_errors(self, stream: Any) -> str | None:
+    def _stream_errors(self, stream: Any, on_progress: ProgressCallback | None = None) -> str | None:
+        """Read a pull or push stream to its end; the first error's message, if any. With
+        ``on_progress``, a pull's summary (:mod:`..pullprogress`) is handed to it as it
+        changes: at most every ``PROGRESS_INTERVAL`` seconds, at once when a layer is done,
+        and once more at the end."""
+        tracker = PullProgress() if on_progress is not None else None
+        sent: dict[str, Any] | None = None
+        last = 0.0
+
+        def report(summary: dict[str, Any]) -> None:
+            nonlocal sent, last, on_progress
+            if on_progress is None:
+                return
+            sent, last = summary, time.monotonic()
+            try:
+                on_progress(dict(summary))
+            except Exception:  # a broken observer must not break the pull
+                logger.exception("The pull progress callback failed; the pull goes on without it")
+                on_progress = None
+
         for chunk in stream:
             if isinstance(chunk, dict) and (chunk.get("error") or chunk.get("errorDetail")):
                 return str(chunk.get("error") or chunk["errorDetail"].get("message"))
+            if tracker is not None and tracker.feed(chunk):
+                summary = tracker.summary()
+                layer_done = sent is None or summary["layers_done"] != sent["layers_done"]
+                if layer_done or time.monotonic() - last >= PROGRESS_INTERVAL:
+                    report(summary)
+        if tracker is not None and tracker.summary() != sent and tracker.summary()["layers"]:
+            report(tracker.summary())
         return None
 
-    def pull_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+    def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
+                             follow_pull_policy: bool = False, **kwargs: Any) -> ImageRecord:
         """Pull ``image`` now (so a first start does not wait for it) and return its record.
 
         Not part of the contract: the master uses it, where a backend has it, to put an
-        image on every node ahead of time."""
+        image on every node ahead of time, and to pull a new container's image with
+        progress: ``on_progress(summary)`` is called as the pull goes (see
+        :mod:`ipynbsrv_backends.pullprogress`). With ``follow_pull_policy`` it pulls only as
+        ``create_container`` would: with the policy ``never`` an image the engine lacks is
+        ``ContainerImageNotFoundError``, and one it has is not pulled again."""
         self._no_options(kwargs)
         validate_pk(image, "image")
         self._image_allowed(image)
-        self.pull_image(image)
+        if on_progress is not None and not callable(on_progress):
+            raise errors.InvalidArgumentError("on_progress must be a callable (it cannot travel as an option).")
+        if not isinstance(follow_pull_policy, bool):
+            raise errors.InvalidArgumentError("follow_pull_policy must be true or false.")
+        if follow_pull_policy and self.pull_policy != "always" and self.container_image_exists(image):
+            return self.get_container_image(image)
+        if follow_pull_policy and self.pull_policy == "never":
+            raise errors.ContainerImageNotFoundError(
+                f"The image {image!r} is not on this engine (and the pull policy is 'never')."
+            )
+        self.pull_image(image, on_progress=on_progress)
         return self.get_container_image(image)
 
-    def pull_image(self, image: str) -> None:
+    def pull_image(self, image: str, on_progress: ProgressCallback | None = None) -> None:
         """Pull ``image`` (from the registry it names)."""
         repo, tag = _split_ref(image)
         missing = errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled.")
         with self._engine(not_found=missing):
             failure = self._stream_errors(self._api().pull(repo, tag=tag or None, stream=True, decode=True,
-                                                           auth_config=self._auth_config_for(image)))
+                                                           auth_config=self._auth_config_for(image)), on_progress)
         if failure:
             raise errors.ContainerImageNotFoundError(f"The image {image!r} could not be pulled: {failure}")
 

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any, Literal
 
 import requests
@@ -40,6 +41,7 @@ from ..contract import (
 )
 from ..hostapi import signing
 from ..hostapi.wire import OPTIONS_PARAM, encode_pk
+from ..pullprogress import valid_summary
 from ..validation import validate_opaque_pk
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,12 @@ __all__ = ["HttpRemote"]
 
 Kind = Literal["status", "short", "long"]
 _SNIPPET = 200
+#: What a node answers a streamed pull with (see the host API's ``images/pull/``).
+NDJSON = "application/x-ndjson"
+#: The longest line of a streamed answer taken from a node (a progress line is ~100 bytes).
+_MAX_LINE = 65536
+#: What ``pull_container_image(on_progress=...)`` calls with a pull's summary.
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 def _snippet(data: bytes | str) -> str:
@@ -314,41 +322,52 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 time.sleep(delay)
             try:
                 response = self._send(method, url, query, data, headers, timeout)
-            except requests.exceptions.ConnectTimeout as exc:
-                failure = errors.BackendUnavailableError(
-                    f"No connection to the node at {self.url} within {self.connect_timeout:g} s ({op})."
-                )
-                failure.__cause__ = exc
-            except requests.exceptions.SSLError as exc:
-                raise errors.BackendUnavailableError(
-                    f"TLS with the node at {self.url} failed ({op}): {exc}. Check the node's "
-                    "certificate and the verify option (a CA bundle that signed it)."
-                ) from exc
-            except requests.exceptions.ReadTimeout as exc:
-                raise errors.BackendTimeoutError(
-                    f"The node at {self.url} did not answer {op} within {self._read_timeout(kind):g} s."
-                ) from exc
-            except requests.exceptions.ConnectionError as exc:
-                if _is_read_timeout(exc):
-                    raise errors.BackendTimeoutError(
-                        f"The node at {self.url} did not finish answering {op} within "
-                        f"{self._read_timeout(kind):g} s."
-                    ) from exc
-                failure = errors.BackendUnavailableError(
-                    f"Cannot reach the node at {self.url} ({op}): {exc.__class__.__name__}. "
-                    "Is ipynbsrv_hostapi running there and reachable from here?"
-                )
-                failure.__cause__ = exc
             except requests.exceptions.RequestException as exc:
-                raise errors.BackendError(f"Talking to the node at {self.url} failed ({op}): {exc}") from exc
+                failure, again = self._failure(exc, op, kind)
+                if not again:
+                    raise failure from exc
             else:
                 return self._answer(response, op)
         assert failure is not None
         raise failure from failure.__cause__
 
+    def _failure(self, exc: requests.exceptions.RequestException, op: str,
+                 kind: Kind) -> tuple[errors.BackendError, bool]:
+        """The error a ``requests`` failure is, and whether the request may be tried again
+        (it never reached the node)."""
+        failure: errors.BackendError
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            failure = errors.BackendUnavailableError(
+                f"No connection to the node at {self.url} within {self.connect_timeout:g} s ({op})."
+            )
+            failure.__cause__ = exc
+            return failure, True
+        if isinstance(exc, requests.exceptions.SSLError):
+            return errors.BackendUnavailableError(
+                f"TLS with the node at {self.url} failed ({op}): {exc}. Check the node's "
+                "certificate and the verify option (a CA bundle that signed it)."
+            ), False
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return errors.BackendTimeoutError(
+                f"The node at {self.url} did not answer {op} within {self._read_timeout(kind):g} s."
+            ), False
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if _is_read_timeout(exc):
+                return errors.BackendTimeoutError(
+                    f"The node at {self.url} did not finish answering {op} within "
+                    f"{self._read_timeout(kind):g} s."
+                ), False
+            failure = errors.BackendUnavailableError(
+                f"Cannot reach the node at {self.url} ({op}): {exc.__class__.__name__}. "
+                "Is ipynbsrv_hostapi running there and reachable from here?"
+            )
+            failure.__cause__ = exc
+            return failure, True
+        return errors.BackendError(f"Talking to the node at {self.url} failed ({op}): {exc}"), False
+
     def _send(
         self, method: str, url: str, query: dict[str, str], data: str | None,
-        headers: dict[str, str] | None, timeout: tuple[float, float],
+        headers: dict[str, str] | None, timeout: tuple[float, float], *, stream: bool = False,
     ) -> requests.Response:
         """One HTTP exchange; signed (with a new nonce each time) when there is a key.
 
@@ -368,9 +387,10 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 signing.signature_headers(self._signing_key, method, prepared.path_url, payload)
             )
         response = session.get_adapter(url).send(
-            prepared, stream=False, timeout=timeout, verify=self.verify, cert=None, proxies={}
+            prepared, stream=stream, timeout=timeout, verify=self.verify, cert=None, proxies={}
         )
-        response.content  # noqa: B018 - read it all, so the connection goes back to the pool
+        if not stream:
+            response.content  # noqa: B018 - read it all, so the connection goes back to the pool
         return response
 
     # ------------------------------------------------------------------ signing keys
@@ -602,12 +622,81 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
         self._delete(f"images/{self._pk(image, 'image')}/", "delete_container_image", kwargs)
 
-    def pull_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+    def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
+                             **kwargs: Any) -> ImageRecord:
         """Pull ``image`` onto the node now and return its record (not part of the contract;
         the node's backend must have ``pull_container_image``, else
-        ``CapabilityNotSupportedError``)."""
+        ``CapabilityNotSupportedError``). With ``on_progress``, the node answers the pull's
+        progress as it goes (one JSON line per report) and ``on_progress(summary)`` is called
+        with each summary, as the node's ``Docker`` calls it."""
         op = "pull_container_image"
-        return self._record(self._post("images/pull/", op, kwargs, kind="long", image=image), op)
+        if on_progress is None:
+            return self._record(self._post("images/pull/", op, kwargs, kind="long", image=image), op)
+        if not callable(on_progress):
+            raise errors.InvalidArgumentError("on_progress must be a callable.")
+        return self._record(self._streamed_pull(image, kwargs, on_progress, op), op)
+
+    def _streamed_pull(self, image: str, kwargs: dict[str, Any], on_progress: ProgressCallback, op: str) -> Any:
+        url = f"{self.url}/images/pull/"
+        data = self._json({"image": image, OPTIONS_PARAM: kwargs}, "The request")
+        headers = {"Content-Type": "application/json", "Accept": NDJSON}
+        # Each line must come within long_timeout, and the whole pull too (as unstreamed).
+        deadline = time.monotonic() + self.long_timeout
+        try:
+            response = self._send("POST", url, {}, data, headers, (self.connect_timeout, self.long_timeout),
+                                  stream=True)
+        except requests.exceptions.RequestException as exc:
+            raise self._failure(exc, op, "long")[0] from exc
+        try:
+            if response.status_code != 200 or response.headers.get("Content-Type", "").split(";")[0] != NDJSON:
+                return self._answer(response, op)  # an error, or a node that answers the record at once
+            buffer = b""
+            for chunk in response.iter_content(chunk_size=None):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    outcome = self._pull_line(line, op, on_progress)
+                    if outcome is not None:
+                        return outcome
+                if len(buffer) > _MAX_LINE:
+                    raise errors.BackendError(f"The node at {self.url} answered {op} with a line too long to be ours.")
+                if time.monotonic() > deadline:
+                    raise errors.BackendTimeoutError(
+                        f"The node at {self.url} did not finish {op} within {self.long_timeout:g} s.")
+            if buffer.strip():
+                outcome = self._pull_line(buffer, op, on_progress)
+                if outcome is not None:
+                    return outcome
+            raise errors.BackendError(f"The node at {self.url} ended {op} without the image's record or an error.")
+        except requests.exceptions.RequestException as exc:
+            raise self._failure(exc, op, "long")[0] from exc
+        finally:
+            response.close()
+
+    def _pull_line(self, line: bytes, op: str, on_progress: ProgressCallback) -> Any:
+        """One line of a streamed pull: progress (handed on; ``None`` returned), the record,
+        or the error (raised as the node raised it)."""
+        if not line.strip():
+            return None
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise errors.BackendError(
+                f"The node at {self.url} answered {op} with a line that is not JSON: {_snippet(line)!r}") from None
+        if isinstance(item, dict) and len(item) == 1:
+            if valid_summary(item.get("progress")):
+                try:
+                    on_progress(dict(item["progress"]))
+                except Exception:  # a broken observer must not break the pull
+                    logger.exception("The pull progress callback failed")
+                return None
+            if "record" in item:
+                return item["record"]
+            error = item.get("error")
+            if isinstance(error, dict) and isinstance(error.get("code"), str):
+                detail = error.get("detail")
+                raise errors.error_for_code(error["code"], None if detail is None else str(detail), None)
+        raise self._garbage(op, item)
 
     def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
         op = "get_container_image"

@@ -11,11 +11,15 @@ body of a POST, in the query string of a GET or DELETE. Errors are answered by
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.urls import NoReverseMatch, reverse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -39,7 +43,7 @@ from ..contract import (
     SnapshotableContainerBackend,
     SuspendableContainerBackend,
 )
-from ..errors import AuthenticationError, CapabilityNotSupportedError, InvalidArgumentError
+from ..errors import AuthenticationError, BackendError, CapabilityNotSupportedError, InvalidArgumentError
 from ..parsers import SafeJSONParser
 from . import serializers as s
 from . import signing
@@ -159,6 +163,8 @@ _RESERVED_OPTION_NAMES = frozenset({"self", "cls"})
 
 #: Accept headers answered with JSON without running DRF's content negotiation.
 _PLAIN_JSON_ACCEPT = frozenset({"application/json", "*/*"})
+#: What a client asks for (``Accept``) to get a pull's progress as it goes (``images/pull/``).
+NDJSON = "application/x-ndjson"
 
 
 class HostAPIView(_ViewBase):
@@ -181,8 +187,10 @@ class HostAPIView(_ViewBase):
         # JSON is all these views speak: what HttpRemote asks for needs no Accept parsing
         # (anything else still goes through DRF's negotiation, and may be a 406).
         renderers = self.get_renderers()
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        streams = accept == NDJSON and getattr(self, "action", None) == "pull"  # errors before it: JSON
         if (len(renderers) == 1 and isinstance(renderers[0], JSONRenderer)
-                and request.META.get("HTTP_ACCEPT", "*/*") in _PLAIN_JSON_ACCEPT):
+                and (accept in _PLAIN_JSON_ACCEPT or streams)):
             return renderers[0], renderers[0].media_type
         return super().perform_content_negotiation(request, force)
 
@@ -296,6 +304,39 @@ def _created(request: Request, record: Any, route: str, kwarg: str) -> Response:
     """``201 Created`` with the record, and a ``Location`` when the record has a pk."""
     pk = record.get("pk") if isinstance(record, dict) else None
     return Response(record, status=http_status.HTTP_201_CREATED, headers=_location(request, route, kwarg, pk))
+
+
+def _streamed_pull(puller: Callable[..., Any], image: str, options: dict[str, Any]) -> StreamingHttpResponse:
+    """Run the pull in a thread of its own and answer its progress, one JSON line per report,
+    ending with the image's record or the error (``{"code", "detail"}`` as everywhere)."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def run() -> None:
+        try:
+            record = HostAPIView.call(puller, image, options=options,
+                                      on_progress=lambda summary: events.put(("progress", summary)))
+            events.put(("record", record))
+        except BackendError as exc:
+            events.put(("error", exc.as_dict()))
+        except Exception:
+            logger.exception("Unexpected error in a streamed pull of %s", image)
+            events.put(("error", BackendError("Unexpected error on the node; see the node's log.").as_dict()))
+
+    # The thread ends with the pull (bounded by the backend's own timeouts), even if the
+    # client has gone: the image is then on the node for the next try.
+    threading.Thread(target=run, name="hostapi-pull", daemon=True).start()
+
+    def lines() -> Any:
+        while True:
+            kind, value = events.get()
+            yield (json.dumps({kind: value}, allow_nan=False) + "\n").encode("utf-8")
+            if kind != "progress":
+                return
+
+    response = StreamingHttpResponse(lines(), content_type=NDJSON)
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must pass the lines on as they come
+    return response
 
 
 def _location(request: Request, route: str, kwarg: str, pk: Any) -> dict[str, str]:
@@ -721,12 +762,18 @@ class ImageViewSet(HostAPIView, viewsets.ViewSet):
         request=s.PullImageSerializer,
         responses=_responses(s.ImageRecordResponse, 404, 501),
         description="Pull an image onto this node ahead of time, where the backend can "
-        "(`Docker.pull_container_image`); answers the image's record.",
+        "(`Docker.pull_container_image`); answers the image's record. Asked with `Accept: "
+        f"{NDJSON}`, it answers 200 at once with one JSON object a line as the pull goes: "
+        "`{\"progress\": {layers, layers_done, bytes_done, bytes_total, sizes_known}}` lines, then "
+        "`{\"record\": ...}` or `{\"error\": {code, detail}}`. Errors found before the pull starts "
+        "(authentication, the body, a backend without pulls) are the usual JSON error answers.",
     )
     @action(detail=False, methods=["post"])
-    def pull(self, request: Request) -> Response:
+    def pull(self, request: Request) -> Response | StreamingHttpResponse:
         puller = self.optional_method("pull_container_image", "pull images")
         data = self.body(request, s.PullImageSerializer)
+        if request.META.get("HTTP_ACCEPT") == NDJSON:
+            return _streamed_pull(puller, data["image"], data["options"])
         return Response(self.call(puller, data["image"], options=data["options"]))
 
     @document(

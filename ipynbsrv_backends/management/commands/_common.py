@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -35,9 +36,20 @@ def when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _account() -> str:
+    """The operating-system account running this process ("" when it has no name)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no name for this uid (containers): the entry says nothing
+        return ""
+
+
 class AuditedCommand(BaseCommand):
-    """A command whose actions the audit log records as the system's, through a command."""
+    """The base of every command of the app: whatever it does through the services is
+    recorded with via ``command``, no user (the system), the command's name as ``source``
+    and the operating-system account that ran it as ``run_by`` (tests/test_audit_entry_points.py
+    checks that every command of the app is one)."""
 
     def execute(self, *args: Any, **options: Any) -> Any:
-        with audit.acting(None, audit.VIA_COMMAND, source=self.__module__.rsplit(".", 1)[-1]):
+        with audit.acting(None, audit.VIA_COMMAND, source=self.__module__.rsplit(".", 1)[-1], run_by=_account()):
             return super().execute(*args, **options)

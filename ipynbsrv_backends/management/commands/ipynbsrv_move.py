@@ -10,7 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import errors, services
 from ...models import Container
-from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes
+from ._common import EXIT_PROBLEM, EXIT_USAGE, AuditedCommand, select_nodes
 
 
 class Command(AuditedCommand):
@@ -23,10 +23,16 @@ class Command(AuditedCommand):
         parser.add_argument("containers", nargs="*", metavar="OWNER/NAME")
         parser.add_argument("--from", dest="source", metavar="NODE", help="move every container off this node")
         parser.add_argument("--to", dest="target", metavar="NODE", help="the target node (default: placement decides)")
+        parser.add_argument("--allow-draining", action="store_true",
+                            help="let --to name a draining node (recorded in the audit log); never a disabled one")
 
-    def handle(self, *args: Any, containers: list[str], source: str | None, target: str | None, **options: Any) -> None:
+    def handle(self, *args: Any, containers: list[str], source: str | None, target: str | None,
+               allow_draining: bool = False, **options: Any) -> None:
         if bool(containers) == bool(source):
             raise CommandError("Name containers as OWNER/NAME, or give --from NODE (one of the two).")
+        if allow_draining and not target:
+            raise CommandError("--allow-draining goes with --to NODE (placement never picks a draining node).",
+                               returncode=EXIT_USAGE)
         target_node = select_nodes([target])[0] if target else None
         if source:
             node = select_nodes([source])[0]
@@ -41,7 +47,8 @@ class Command(AuditedCommand):
         for container in chosen:
             origin = container.node.name
             try:
-                services.move_container(container, target_node, on_progress=self._reporter(container))
+                services.move_container(container, target_node, on_progress=self._reporter(container),
+                                        allow_draining=allow_draining)
             except errors.BackendError as exc:
                 failures += 1
                 self.stdout.write(self.style.ERROR(f"{container}: not moved from {origin}: {exc}"))

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ...errors import BackendError
 from ...keys import rotate_signing_key
 from ...models import Node
+from ._common import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Rotate the request-signing key of the named nodes (or of every HttpRemote node with --all)."
 
     def add_arguments(self, parser: CommandParser) -> None:
