@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from .utils import wait_for
+from .utils import load_image_into, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
@@ -59,11 +59,7 @@ def notebook_on_nodes(cluster, notebook_image, raw_docker):
                                notebook_image], capture_output=True, text=True)
         if have.returncode == 0 and have.stdout.strip() == wanted:
             continue
-        save = subprocess.Popen(["docker", "save", notebook_image], stdout=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", f"unix://{engine_socket}", "load", "-q"], stdin=save.stdout,
-                              capture_output=True, text=True, timeout=300)
-        save.stdout.close()
-        assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+        load_image_into(engine_socket, notebook_image)
     return notebook_image
 
 

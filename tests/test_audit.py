@@ -4,7 +4,6 @@ holds a secret; the admin shows the log read-only."""
 
 from __future__ import annotations
 
-import base64
 import json
 from io import StringIO
 
@@ -12,10 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from ipynbsrv_backends import audit, background, errors, services
 from ipynbsrv_backends.models import AuditEntry, Backend, Container, Node
+
+from .utils import api_as
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -28,12 +28,6 @@ def _master(master_settings):
     authentication hashes the password on every request."""
     master_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return master_settings
-
-
-def api_as(username: str, password: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
-    return client
 
 
 def only_entry(**filters) -> AuditEntry:

@@ -30,7 +30,7 @@ from ipynbsrv_backends.backends import Docker
 from ipynbsrv_backends.contract import BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 
 from .conftest import TEST_IMAGE
-from .utils import wait_for
+from .utils import load_image_into, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -149,12 +149,7 @@ def tls_engine(certs, raw_docker):
             return run("docker", "-H", f"unix://{sock}", "info", check=False).returncode == 0
 
         wait_for(up, timeout=60, interval=0.3, what="the TLS engine to start")
-        save = subprocess.Popen(["docker", "save", TEST_IMAGE], stdout=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", f"unix://{sock}", "load", "-q"], stdin=save.stdout,
-                              capture_output=True, text=True, timeout=120)
-        assert save.stdout is not None
-        save.stdout.close()
-        assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+        load_image_into(str(sock), TEST_IMAGE, timeout=120)
         yield state
     finally:
         if process is not None and process.poll() is None:

@@ -5,16 +5,16 @@ whether the override was asked for."""
 
 from __future__ import annotations
 
-import base64
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from ipynbsrv_backends import errors, services
 from ipynbsrv_backends.models import AuditEntry, Container, Node
+
+from .utils import api_as
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -23,12 +23,6 @@ pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 def _master(master_settings):
     master_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return master_settings
-
-
-def api_as(username: str, password: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
-    return client
 
 
 def drain(node: Node, **flags: bool) -> Node:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
 
 import pytest
 from rest_framework.test import APIClient
@@ -17,20 +16,13 @@ from .cluster import cluster, cluster_nodes  # noqa: F401 - fixtures
 from .conftest import RUN_ID
 from .notebook import notebook_image  # noqa: F401 - fixture
 from .test_cluster import node_engine
-from .utils import wait_for
+from .utils import load_image_into, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 
 PULLING = r"pulling {ref} on n2: \d+ of \d+ layers, [\d.]+ (of [\d.]+ MB \(\d+ %\)|MB of [\d.]+ MB known so far)"
 
 
-def load_into(socket: str, image: str) -> None:
-    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-    load = subprocess.run(["docker", "-H", f"unix://{socket}", "load", "-q"], stdin=save.stdout,
-                          capture_output=True, text=True, timeout=300)
-    assert save.stdout is not None
-    save.stdout.close()
-    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
 
 
 def test_polling_a_creation_shows_the_pull_of_the_notebook_image(cluster, cluster_nodes, notebook_image,
@@ -43,7 +35,7 @@ def test_polling_a_creation_shows_the_pull_of_the_notebook_image(cluster, cluste
     kept_tags: list[str] = []
     try:
         # Into the test bed's registry through n1, whose engine trusts it.
-        load_into(cluster.sockets[cluster.addresses.index(n1.address)], notebook_image)
+        load_image_into(cluster.sockets[cluster.addresses.index(n1.address)], notebook_image)
         on_n1.images.get(wanted).tag(repo, "progress")
         on_n1.images.push(repo, tag="progress")
         on_n1.images.remove(ref)
@@ -79,7 +71,7 @@ def test_polling_a_creation_shows_the_pull_of_the_notebook_image(cluster, cluste
         print(f"\nprogress seen while creating ({len(seen)} polls):\n  " + "\n  ".join(dict.fromkeys(seen)))
     finally:
         if kept_tags and not any(image.id == wanted for image in on_n2.images.list()):
-            load_into(cluster.sockets[cluster.addresses.index(n2.address)], notebook_image)
+            load_image_into(cluster.sockets[cluster.addresses.index(n2.address)], notebook_image)
         for tag in kept_tags:
             name, _, tag_name = tag.rpartition(":")
             on_n2.images.get(wanted).tag(name, tag_name)

@@ -42,3 +42,27 @@ def http_answers(url: str, timeout: float = 15.0) -> bytes:
         return body if status == 200 else None
 
     return wait_for(attempt, timeout=timeout, interval=0.1, what=f"{url} to answer")
+
+
+def load_image_into(engine_socket: str, image: str, timeout: float = 300) -> None:
+    """Put ``image`` of this machine's engine into the engine at ``engine_socket`` (a test-bed
+    node reaches no registry but the bed's own): ``docker save | docker -H ... load``."""
+    import subprocess
+
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", "-H", f"unix://{engine_socket}", "load", "-q"], stdin=save.stdout,
+                          capture_output=True, text=True, timeout=timeout)
+    assert save.stdout is not None
+    save.stdout.close()
+    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+
+
+def api_as(username: str, password: str):
+    """A DRF test client of the users' API signed in with HTTP Basic."""
+    import base64
+
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{username}:{password}".encode()).decode())
+    return client
