@@ -239,3 +239,22 @@ def test_no_container_on_either_node_reaches_a_notebook_on_the_other(
             client.close()
     for container in (far, near, mine):
         services.delete_container(container)
+
+
+def test_a_notebook_server_without_a_secret_does_not_start(engine, docker_backend, notebook_image):  # noqa: F811
+    """The image refuses to serve open: started without (or with too short) a secret, it exits
+    before Jupyter starts, and says why."""
+    for name, env in (("nosecret", {}), ("short", {ACCESS_SECRET_ENV: "too-short"})):
+        record = docker_backend.create_container(
+            "carol", 2999, name, [{"address": "127.0.0.1", "external": None, "internal": 8888}], [],
+            image=notebook_image, base_url="/x/", env=env)
+
+        def exited(pk=record["pk"]):
+            state = engine.containers.get(pk).attrs["State"]
+            return state if state["Status"] == "exited" else None
+
+        state = wait_for(exited, timeout=60, interval=0.3, what=f"{name} to exit")
+        assert state["ExitCode"] == 64
+        logs = engine.containers.get(record["pk"]).logs().decode(errors="replace")
+        assert f"{ACCESS_SECRET_ENV} is not set" in logs and "serving Jupyter" not in logs
+        docker_backend.delete_container(record["pk"])
