@@ -32,10 +32,18 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
-    log "installing docker.io from Debian (this takes a minute the first time)"
+    # docker.io and what it depends on, without its recommends (git, needrestart, xz-utils, ...);
+    # apparmor only where the kernel enforces AppArmor (the engine needs its parser there).
+    need=(docker.io)
+    why="the Docker engine the containers run on"
+    if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] && ! command -v apparmor_parser >/dev/null 2>&1; then
+        need+=(apparmor)
+        why="$why, and AppArmor's parser, which the engine needs on this kernel"
+    fi
+    log "installing ${need[*]}: $why (apt-get, --no-install-recommends; a minute the first time)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq docker.io >/dev/null
+    apt-get update -q
+    apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
 if [ ! -S /var/run/docker.sock ] || ! engine_answers; then
