@@ -14,6 +14,7 @@ Two baselines run in the same repetitions, interleaved with the backends:
 from __future__ import annotations
 
 import logging
+import random
 import re
 import statistics
 from pathlib import Path
@@ -100,21 +101,25 @@ class RawSameCycle(Cycle):
     def __init__(self, api: docker.APIClient, prefix: str, instance: str) -> None:
         self.api, self.prefix, self.instance = api, prefix, instance
 
-    def _host_config(self) -> dict[str, Any]:
-        return self.api.create_host_config(port_bindings={8888: ("127.0.0.1",)}, binds=[],
+    def _host_config(self, port: int) -> dict[str, Any]:
+        return self.api.create_host_config(port_bindings={8888: ("127.0.0.1", port)}, binds=[],
                                            security_opt=["no-new-privileges"], init=True)
 
     def create(self, name: str) -> str:
         pk = f"{self.prefix}-u{UID}-{name}"
-        self.api.inspect_image(IMAGE)
         self.api.containers(all=True, filters={"name": f"^/{re.escape(pk)}$"})
+        self.api.inspect_image(IMAGE)
+        # the host port is chosen once, as Docker does: one listing of what is taken, then a draw
+        taken = {int(p["PublicPort"]) for item in self.api.containers(all=True)
+                 for p in item.get("Ports") or [] if p.get("PublicPort")}
+        port = next(p for p in (random.randint(20000, 32767) for _ in range(100)) if p not in taken)
         labels = {key: "" for key in CONTAINER_LABELS}
         labels.update({L_INSTANCE: self.instance, L_KIND: "container", "org.ipynbsrv.owner": USER,
                        "org.ipynbsrv.uid": str(UID), "org.ipynbsrv.name": name, "org.ipynbsrv.image": IMAGE,
-                       "org.ipynbsrv.ports": '[{"address": "127.0.0.1", "external": null, "internal": 8888}]',
+                       "org.ipynbsrv.ports": f'[{{"address": "127.0.0.1", "external": {port}, "internal": 8888}}]',
                        "org.ipynbsrv.volumes": "[]", BENCH_LABEL: "1"})
         self.api.create_container(IMAGE, command=None, name=pk, environment={"OWNER": USER, "BASE_URL": "/"},
-                                  labels=labels, ports=[8888], host_config=self._host_config())
+                                  labels=labels, ports=[8888], host_config=self._host_config(port))
         self.api.start(pk)
         self.api.inspect_container(pk)
         return pk

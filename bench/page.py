@@ -32,12 +32,14 @@ resume, exec and delete, four ways: through `Docker`; through `HttpRemote` → a
 `ipynbsrv_hostapi` process on 127.0.0.1 (gunicorn, 2 workers × 8 threads) → `Docker`; and two
 docker-py baselines:
 
-- **same calls** — docker-py sending exactly the requests `Docker` sends, in the same order
-  (the ownership inspect before every action, the image and name checks before a create, the
-  snapshot listing and image prune after a delete). The targets apply to this baseline: the
-  difference is what the abstraction itself costs.
+- **same calls** — docker-py sending exactly the requests `Docker` sends (the ownership
+  inspect before every action; the image and name checks and the listing of taken host ports
+  before a create, whose port is then chosen once and kept; the snapshot listing and image
+  prune after a delete). The targets apply to this baseline: the difference is what the
+  abstraction itself costs.
 - **minimal calls** — what a hand-written docker-py script needs for the same effect, with no
-  checks. The gap between the two is the engine's time for the backend's safety checks
+  checks (and a port the engine picks at each start). The gap between the two is the engine's
+  time for the backend's safety checks
   (one inspect is a few milliseconds), shown for information.
 
 A fifth way runs docker-py's same calls but sends suspend and resume through a **bare hop**
