@@ -194,6 +194,23 @@ def _refuse_closed_node(node: Node, *, allow_draining: bool = False) -> None:
         )
 
 
+def _choose_locked(candidates: Iterable[Node], *, named: Node | None, full: str,
+                   allow_draining: bool = False) -> Node:
+    """Inside the caller's transaction: lock the candidate nodes, and choose the one the new
+    container goes to: ``named`` when one was named (its flags re-checked as they are now),
+    else the placement algorithm's pick among those with room. ``full`` is the error's message
+    when none has room. The one placement step of create, re-placement and move."""
+    locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
+    if named is not None:  # its flags as they are now, not as the caller loaded them
+        for current in locked:
+            _refuse_closed_node(current, allow_draining=allow_draining)
+    loads = _active_counts(n.pk for n in locked)
+    roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
+    if not roomy:
+        raise errors.NoNodeAvailableError(full)
+    return roomy[0] if named is not None else get_algorithm().choose_node(roomy, loads)
+
+
 def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone_of: Container | None,
              node: Node | None, exclude: set[int], base_url: str, options: dict[str, Any],
              allow_draining: bool = False) -> Container:
@@ -216,18 +233,9 @@ def _reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clon
             "Ask an administrator to check the nodes."
         )
     with _write_turn, transaction.atomic():
-        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
-        if node is not None:  # its flags as they are now, not as the caller loaded them
-            for current in locked:
-                _refuse_closed_node(current, allow_draining=allow_draining)
-        loads = _active_counts(n.pk for n in locked)
-        roomy = [n for n in locked if loads.get(n.pk, 0) < n.capacity]
-        if not roomy:
-            raise errors.NoNodeAvailableError(
-                "Every node that could take the container is full. Ask an administrator to add capacity."
-            )
-        roomy.sort(key=lambda n: n.name)
-        chosen = roomy[0] if node is not None else get_algorithm().choose_node(roomy, loads)
+        chosen = _choose_locked(
+            candidates, named=node, allow_draining=allow_draining,
+            full="Every node that could take the container is full. Ask an administrator to add capacity.")
         limit = app_settings.MAX_CONTAINERS_PER_USER
         if limit is not None and Container.objects.filter(owner=owner).exclude(status=S.LOST).count() >= int(limit):
             raise errors.QuotaExceededError(f"{owner} already has {limit} containers, the most allowed.")
@@ -503,15 +511,10 @@ def _replace(container: Container, excluded: set[int]) -> None:
     """Move a reservation whose node could not be reached to another node (placement again)."""
     candidates = candidate_nodes(excluded)
     with _write_turn, transaction.atomic():
-        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
-        loads = _active_counts(n.pk for n in locked)
-        roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
-        if not roomy:
-            raise errors.NoNodeAvailableError(
-                "No node can take a new container: every node is disabled, draining, full or not answering. "
-                "Ask an administrator to check the nodes."
-            )
-        chosen = get_algorithm().choose_node(roomy, loads)
+        chosen = _choose_locked(
+            candidates, named=None,
+            full="No node can take a new container: every node is disabled, draining, full or not answering. "
+                 "Ask an administrator to check the nodes.")
         Container.objects.filter(pk=container.pk).update(node=chosen)
         container.node = chosen
 
@@ -689,15 +692,8 @@ def move_container(container: Container, node: Node | None = None,
     if not candidates:
         raise errors.NoNodeAvailableError(f"No other node can take {container} now.")
     with transaction.atomic():
-        locked = list(Node.objects.select_for_update().filter(pk__in=[n.pk for n in candidates]).order_by("pk"))
-        if node is not None:  # its flags as they are now
-            for current in locked:
-                _refuse_closed_node(current, allow_draining=allow_draining)
-        loads = _active_counts(n.pk for n in locked)
-        roomy = sorted((n for n in locked if loads.get(n.pk, 0) < n.capacity), key=lambda n: n.name)
-        if not roomy:
-            raise errors.NoNodeAvailableError(f"Every node that could take {container} is full.")
-        target = roomy[0] if node is not None else get_algorithm().choose_node(roomy, loads)
+        target = _choose_locked(candidates, named=node, allow_draining=allow_draining,
+                                full=f"Every node that could take {container} is full.")
 
     def step(text: str) -> None:
         if on_progress is not None:

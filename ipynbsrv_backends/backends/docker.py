@@ -731,17 +731,20 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             raise errors.InvalidArgumentError(
                 f"Host path {source[:200]!r} cannot be mounted: {exc.strerror or exc}."
             ) from exc
-        for root in self.allowed_volume_roots:
-            if real == root or real.startswith(root.rstrip("/") + "/"):
-                if not os.path.isdir(real) and not os.path.isfile(real):
-                    raise errors.InvalidArgumentError(
-                        f"Host path {source!r} does not exist: create it first (the engine would create it as root)."
-                    )
-                return real
+        if self._under_roots(real):
+            if not os.path.isdir(real) and not os.path.isfile(real):
+                raise errors.InvalidArgumentError(
+                    f"Host path {source!r} does not exist: create it first (the engine would create it as root)."
+                )
+            return real
         raise errors.InvalidArgumentError(
             f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
             f"({', '.join(self.allowed_volume_roots)})."
         )
+
+    def _under_roots(self, real: str) -> bool:
+        """Whether the resolved path ``real`` is an allowed volume root or lies under one."""
+        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots)
 
     def _recheck_binds(self, info: Mapping[str, Any], action: str) -> None:
         """Resolve the bind sources of an existing container again before the engine mounts
@@ -772,7 +775,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
             return f"cannot be resolved any more ({exc.strerror or exc})"
         if real != source:
             return f"now resolves to {real!r}: a symlink was put in its path since the container was created"
-        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
+        if not self._under_roots(real):
             return f"is now outside the allowed volume roots ({', '.join(self.allowed_volume_roots)})"
         if not os.path.isdir(real) and not os.path.isfile(real):
             return "no longer exists (the engine would create it again, as root)"
@@ -836,7 +839,7 @@ class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
         first, slash, _rest = image.partition("/")
         if not slash or not ("." in first or ":" in first or first == "localhost"):
             return None
-        if first != self.registry.split("/", 1)[0]:
+        if first != self._registry_base():
             return None
         return {"username": self.registry_username, "password": self.registry_password or ""}
 
