@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .format import OPTIONS_PARAM
+
 __all__ = [
     "BASE",
     "SUSPEND",
@@ -85,7 +87,10 @@ class Route:
     #: Error statuses the operation documents beyond 400, 401, 503 and 504.
     errors: tuple[int, ...] = ()
     summary: str = ""
+    #: The OpenAPI operation's description (the contract method's docstring when empty).
     description: str = field(default="", repr=False)
+    #: What the doc's table says besides the method.
+    note: str = ""
 
     @property
     def pks(self) -> tuple[str, ...]:
@@ -100,8 +105,8 @@ class Route:
     @property
     def title(self) -> str:
         """The operation's summary."""
-        if self.summary:
-            return self.summary
+        if self.summary or not self.serves:
+            return self.summary or self.note
         outside = " (not in the contract)" if self.serves and self.contract is None else ""
         return f"{self.serves}(){outside}"
 
@@ -126,15 +131,15 @@ _CREATE_ARGS = ("username", "uid", "name", "ports", "volumes", "cmd", "base_url"
 #: Every route of the host API, in the order of the docs.
 ROUTES: tuple[Route, ...] = (
     Route("health", "GET", "health/", "health", None, contract=None, timeout=None, options=False, auth=False,
-          summary="Liveness (no token)", description="Bare liveness: answers while the process serves. "
+          summary="Liveness (no token)", note="liveness", description="Bare liveness: answers while the process serves. "
           "The one open endpoint; it touches neither the backend nor the engine."),
-    Route("get_node_status", "GET", "status/", "status", "get_status", timeout="status",
+    Route("get_node_status", "GET", "status/", "status", "get_status", timeout="status", note="and the node's resources",
           summary="get_status() and the node's resources",
           description="`backend.status` is the backend's get_status() (0 ok, 1 stopped, 2 error); "
           "`resources.containers` counts the containers the backend manages (running includes "
           "suspended); they are null when the backend is not ok."),
     Route("schema", "GET", "schema/", "schema", None, contract=None, timeout=None, options=False,
-          summary="The OpenAPI schema of all of this (YAML; `?format=json` for JSON)"),
+          note="the OpenAPI schema of all of this (YAML; `?format=json` for JSON)"),
     _container("", "get_containers", "records", record="container", query=("only_running",)),
     _container("", "create_container", "record", record="container", status=201, args=_CREATE_ARGS,
                errors=(404, 409), description="create_container(); the container is started before the answer.",
@@ -200,10 +205,13 @@ ROUTES: tuple[Route, ...] = (
               "registry. Without a registry, `501 not_supported`."),
     Route("install_next_signing_key", "POST", "keys/next/", "none", None, contract=None, status=204,
           args=("key",), options=False, errors=(409, 501), summary="Install the next signing key",
+          note="install the next signing key (signed with an accepted key; `501 not_supported` without "
+          "a signing key or `--state-dir`)",
           description="Signed with a key the node accepts. From now on the node accepts the "
           "current and the next key, so requests in flight never fail."),
     Route("promote_signing_key", "POST", "keys/promote/", "none", None, contract=None, status=204,
           args=("grace",), options=False, errors=(409, 501), summary="Make the next signing key the current one",
+          note="make the next key current (signed with that next key; `409 illegal_state` when there is none)",
           description="Must be signed with the next key itself (proof that the master has it). "
           "The replaced key is still accepted for `grace` seconds."),
 )
@@ -269,26 +277,23 @@ def _answer_text(r: Route) -> str:
 
 
 def _method_text(r: Route) -> str:
-    if r.serves is None:
-        return "— " + (r.summary[0].lower() + r.summary[1:] if r.summary else "")
-    text = f"`{r.serves}`"
-    if r.contract is None:
-        text += f" (not in the contract; `501` when the backend cannot {r.capability})"
-    elif r.contract != BASE:
+    text = f"`{r.serves}`" if r.serves else "—"
+    if r.serves and r.contract is None:
+        text += f" (not in the contract; `501 not_supported` when the backend cannot {r.capability})"
+    elif r.serves and r.contract != BASE:
         text += f" (`{r.contract}`)"
-    return text
+    return f"{text} {r.note}" if r.note else text
 
 
 def markdown_table(routes: tuple[Route, ...] = ROUTES) -> str:
     """The route table of ``docs/hostapi.md``."""
     lines = [
-        "| method | path | backend method | arguments | answer | `HttpRemote` timeout |",
+        "| method | path | backend method | arguments (POST: body; else query) | answer | `HttpRemote` timeout |",
         "|---|---|---|---|---|---|",
     ]
     for r in routes:
-        where = [f"`{arg}`" for arg in r.body] + [f"`?{arg}=`" for arg in r.query]
-        if r.options:
-            where.append("`options`")
+        names = [*r.body, *r.query, *([OPTIONS_PARAM] if r.options else [])]
+        where = [f"`{name}`" if r.http == "POST" else f"`?{name}=`" for name in names]
         timeout = f"`{TIMEOUT_OPTIONS[r.timeout]}`" if r.timeout else "—"
         if not r.auth:
             timeout += " (no token)"
