@@ -216,3 +216,16 @@ def test_the_table_command_prints_and_writes(tmp_path):
     assert r.write_doc(stale) is False
     with pytest.raises(ValueError, match="markers"):
         r.with_table("no markers here")
+
+
+def test_the_old_import_paths_are_the_moved_modules_names():
+    from ipynbsrv_backends.hostapi import signing as old_signing
+    from ipynbsrv_backends.hostapi import wire as old_wire
+    from ipynbsrv_backends.wire import format as new_format
+    from ipynbsrv_backends.wire import signing as new_signing
+
+    for old, new in ((old_signing, new_signing), (old_wire, new_format)):
+        assert set(old.__all__) == set(new.__all__)
+        for name in new.__all__:
+            assert getattr(old, name) is getattr(new, name), name
+    assert {"SIGNATURE_PREFIX", "KEY_MIN_LENGTH", "signature_headers"} <= set(old_signing.__all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from ..wire.format import EMPTY_PK, OPTIONS_PARAM, PK_PATTERN, decode_pk, encode_pk
+from ..wire import format as _moved
+from ..wire.format import *  # noqa: F403 - every name of the module it was
 
-__all__ = ["EMPTY_PK", "PK_PATTERN", "OPTIONS_PARAM", "encode_pk", "decode_pk"]
+__all__ = list(_moved.__all__)
