@@ -111,109 +111,122 @@ class Route:
         return f"{self.serves}(){outside}"
 
 
-def _container(path: str, name: str, answer: Answer, http: Http = "GET", **more: Any) -> Route:
-    return Route(name, http, "containers/" + path, answer, name, **more)
+def _method(name: str, http: Http, path: str, answer: Answer, **more: Any) -> Route:
+    """The route of the backend method ``name``."""
+    return Route(name, http, path, answer, name, **more)
 
 
-def _image(path: str, name: str, answer: Answer, http: Http = "GET", **more: Any) -> Route:
-    return Route(name, http, "images/" + path, answer, name, **more)
-
-
-def _snapshot(path: str, name: str, answer: Answer, http: Http = "GET", **more: Any) -> Route:
-    return Route(name, http, "snapshots/" + path, answer, name, **{"contract": SNAPSHOT, **more})
-
-
-_C = "{container}/"
-_WRITE: dict[str, Any] = {"http": "POST", "timeout": "long"}
-_ACTION: dict[str, Any] = {"http": "POST", "status": 204, "args": ("container",), "errors": (404, 409)}
+_LONG: dict[str, Any] = {"timeout": "long"}
 _CREATE_ARGS = ("username", "uid", "name", "ports", "volumes", "cmd", "base_url", "image", "clone_of")
+_PULL = (
+    "Pull an image onto this node ahead of time, where the backend can (`Docker.pull_container_image`); "
+    "answers the image's record. Asked with `Accept: application/x-ndjson`, it answers 200 at once with "
+    "one JSON object a line as the pull goes: `{\"progress\": {layers, layers_done, bytes_done, bytes_total, "
+    "sizes_known}}` lines, then `{\"record\": ...}` or `{\"error\": {code, detail}}`. Errors found before "
+    "the pull starts (authentication, the body, a backend without pulls) are the usual JSON error answers."
+)
+_IMPORT = (
+    "Make an image that `snapshots/{snapshot}/export/` pushed to the registry (on this node or another) "
+    "the snapshot `name` of this container: pulled when the node lacks it, relabelled for this backend, "
+    "and its pulled tag removed again (the registry keeps it). `image` must be in the backend's registry; "
+    "without a registry, `501 not_supported`."
+)
+_EXPORT = (
+    "Push a copy of the snapshot to the backend's registry as a new image of this backend (a unique "
+    "reference), for `containers/{container}/snapshots/import/` on another node; answers the image's "
+    "record. `DELETE images/{image}/` removes it here and from the registry. Without a registry, "
+    "`501 not_supported`."
+)
 
 #: Every route of the host API, in the order of the docs.
 ROUTES: tuple[Route, ...] = (
+    # -- the node
     Route("health", "GET", "health/", "health", None, contract=None, timeout=None, options=False, auth=False,
-          summary="Liveness (no token)", note="liveness", description="Bare liveness: answers while the process serves. "
-          "The one open endpoint; it touches neither the backend nor the engine."),
-    Route("get_node_status", "GET", "status/", "status", "get_status", timeout="status", note="and the node's resources",
-          summary="get_status() and the node's resources",
+          summary="Liveness (no token)", note="liveness",
+          description="Bare liveness: answers while the process serves. The one open endpoint; it touches "
+          "neither the backend nor the engine."),
+    Route("get_node_status", "GET", "status/", "status", "get_status", timeout="status",
+          summary="get_status() and the node's resources", note="and the node's resources",
           description="`backend.status` is the backend's get_status() (0 ok, 1 stopped, 2 error); "
           "`resources.containers` counts the containers the backend manages (running includes "
           "suspended); they are null when the backend is not ok."),
     Route("schema", "GET", "schema/", "schema", None, contract=None, timeout=None, options=False,
           note="the OpenAPI schema of all of this (YAML; `?format=json` for JSON)"),
-    _container("", "get_containers", "records", record="container", query=("only_running",)),
-    _container("", "create_container", "record", record="container", status=201, args=_CREATE_ARGS,
-               errors=(404, 409), description="create_container(); the container is started before the answer.",
-               **_WRITE),
-    _container(_C, "get_container", "record", record="container", args=("container",), errors=(404,)),
-    _container(_C, "delete_container", "none", http="DELETE", status=204, timeout="long", args=("container",),
-               errors=(404, 409)),
-    _container(_C + "exists/", "container_exists", "flag", member="exists", args=("container",)),
-    _container(_C + "running/", "container_is_running", "flag", member="running", args=("container",),
-               errors=(404,)),
-    _container(_C + "suspended/", "container_is_suspended", "flag", member="suspended", contract=SUSPEND,
-               args=("container",), errors=(404, 501)),
-    _container(_C + "start/", "start_container", "none", timeout="long", **_ACTION),
-    _container(_C + "stop/", "stop_container", "none", timeout="long", **_ACTION),
-    _container(_C + "restart/", "restart_container", "none", timeout="long", **_ACTION),
-    _container(_C + "suspend/", "suspend_container", "none", contract=SUSPEND, **{**_ACTION, "errors": (404, 409, 501)}),
-    _container(_C + "resume/", "resume_container", "none", contract=SUSPEND, **{**_ACTION, "errors": (404, 409, 501)}),
-    _container(_C + "exec/", "exec_in_container", "text", member="output", args=("container", "cmd"),
-               errors=(404, 409), **_WRITE),
-    _container(_C + "logs/", "get_container_logs", "lines", args=("container",), query=("tail", "since"),
-               errors=(404,)),
-    _container(_C + "snapshots/", "get_containers_snapshots", "records", record="snapshot", contract=SNAPSHOT,
-               args=("container",), errors=(404, 501)),
-    _container(_C + "snapshots/", "create_container_snapshot", "record", record="snapshot", contract=SNAPSHOT,
-               status=201, args=("container", "name"), errors=(404, 409, 501), **_WRITE),
-    _container(_C + "snapshots/import/", "import_container_snapshot", "record", record="snapshot", contract=None,
-               status=201, args=("container", "name", "image"), errors=(404, 409, 501),
-               capability="import snapshots", **_WRITE,
-               description="Make an image that `snapshots/{snapshot}/export/` pushed to the registry (on "
-               "this node or another) the snapshot `name` of this container: pulled when the node lacks "
-               "it, relabelled for this backend, and its pulled tag removed again (the registry keeps "
-               "it). `image` must be in the backend's registry; without a registry, `501 not_supported`."),
-    _container(_C + "restore/", "restore_container_snapshot", "record", record="container", contract=SNAPSHOT,
-               args=("container", "snapshot"), errors=(404, 409, 501), **_WRITE),
-    _image("", "get_container_images", "records", record="image"),
-    _image("", "create_container_image", "record", record="image", status=201, args=("container", "name"),
-           errors=(404, 409), **_WRITE,
-           description="create_container_image(): commit a container (and push it when the backend has a registry)."),
-    _image("pull/", "pull_container_image", "record", record="image", contract=None, args=("image",), streams=True,
-           errors=(404, 501), capability="pull images", **_WRITE,
-           description="Pull an image onto this node ahead of time, where the backend can "
-           "(`Docker.pull_container_image`); answers the image's record. Asked with `Accept: "
-           "application/x-ndjson`, it answers 200 at once with one JSON object a line as the pull goes: "
-           "`{\"progress\": {layers, layers_done, bytes_done, bytes_total, sizes_known}}` lines, then "
-           "`{\"record\": ...}` or `{\"error\": {code, detail}}`. Errors found before the pull starts "
-           "(authentication, the body, a backend without pulls) are the usual JSON error answers."),
-    _image("{image}/", "get_container_image", "record", record="image", args=("image",), errors=(404,)),
-    _image("{image}/", "delete_container_image", "none", http="DELETE", status=204, timeout="long",
-           args=("image",), errors=(404, 409)),
-    _image("{image}/exists/", "container_image_exists", "flag", member="exists", args=("image",)),
-    _snapshot("", "get_container_snapshots", "records", record="snapshot", errors=(501,)),
-    _snapshot("{snapshot}/", "get_container_snapshot", "record", record="snapshot", args=("snapshot",),
-              errors=(404, 501)),
-    _snapshot("{snapshot}/", "delete_container_snapshot", "none", http="DELETE", status=204, timeout="long",
-              args=("snapshot",), errors=(404, 409, 501)),
-    _snapshot("{snapshot}/exists/", "container_snapshot_exists", "flag", member="exists", args=("snapshot",),
-              errors=(501,)),
-    _snapshot("{snapshot}/export/", "export_container_snapshot", "record", record="image", contract=None,
-              status=201, args=("snapshot",), errors=(404, 409, 501), capability="export snapshots", **_WRITE,
-              description="Push a copy of the snapshot to the backend's registry as a new image of this "
-              "backend (a unique reference), for `containers/{container}/snapshots/import/` on another "
-              "node; answers the image's record. `DELETE images/{image}/` removes it here and from the "
-              "registry. Without a registry, `501 not_supported`."),
+    # -- containers
+    _method("get_containers", "GET", "containers/", "records", record="container", query=("only_running",)),
+    _method("create_container", "POST", "containers/", "record", record="container", status=201, **_LONG,
+            args=_CREATE_ARGS, errors=(404, 409),
+            description="create_container(); the container is started before the answer."),
+    _method("get_container", "GET", "containers/{container}/", "record", record="container",
+            args=("container",), errors=(404,)),
+    _method("delete_container", "DELETE", "containers/{container}/", "none", status=204, **_LONG,
+            args=("container",), errors=(404, 409)),
+    _method("container_exists", "GET", "containers/{container}/exists/", "flag", member="exists",
+            args=("container",)),
+    _method("container_is_running", "GET", "containers/{container}/running/", "flag", member="running",
+            args=("container",), errors=(404,)),
+    _method("container_is_suspended", "GET", "containers/{container}/suspended/", "flag", member="suspended",
+            contract=SUSPEND, args=("container",), errors=(404, 501)),
+    _method("start_container", "POST", "containers/{container}/start/", "none", status=204, **_LONG,
+            args=("container",), errors=(404, 409)),
+    _method("stop_container", "POST", "containers/{container}/stop/", "none", status=204, **_LONG,
+            args=("container",), errors=(404, 409)),
+    _method("restart_container", "POST", "containers/{container}/restart/", "none", status=204, **_LONG,
+            args=("container",), errors=(404, 409)),
+    _method("suspend_container", "POST", "containers/{container}/suspend/", "none", status=204,
+            contract=SUSPEND, args=("container",), errors=(404, 409, 501)),
+    _method("resume_container", "POST", "containers/{container}/resume/", "none", status=204,
+            contract=SUSPEND, args=("container",), errors=(404, 409, 501)),
+    _method("exec_in_container", "POST", "containers/{container}/exec/", "text", member="output", **_LONG,
+            args=("container", "cmd"), errors=(404, 409)),
+    _method("get_container_logs", "GET", "containers/{container}/logs/", "lines",
+            args=("container",), query=("tail", "since"), errors=(404,)),
+    _method("get_containers_snapshots", "GET", "containers/{container}/snapshots/", "records", record="snapshot",
+            contract=SNAPSHOT, args=("container",), errors=(404, 501)),
+    _method("create_container_snapshot", "POST", "containers/{container}/snapshots/", "record", record="snapshot",
+            status=201, **_LONG, contract=SNAPSHOT, args=("container", "name"), errors=(404, 409, 501)),
+    _method("import_container_snapshot", "POST", "containers/{container}/snapshots/import/", "record",
+            record="snapshot", status=201, **_LONG, contract=None, capability="import snapshots",
+            args=("container", "name", "image"), errors=(404, 409, 501), description=_IMPORT),
+    _method("restore_container_snapshot", "POST", "containers/{container}/restore/", "record", record="container",
+            **_LONG, contract=SNAPSHOT, args=("container", "snapshot"), errors=(404, 409, 501)),
+    # -- images
+    _method("get_container_images", "GET", "images/", "records", record="image"),
+    _method("create_container_image", "POST", "images/", "record", record="image", status=201, **_LONG,
+            args=("container", "name"), errors=(404, 409),
+            description="create_container_image(): commit a container (and push it when the backend has a "
+            "registry)."),
+    _method("pull_container_image", "POST", "images/pull/", "record", record="image", streams=True, **_LONG,
+            contract=None, capability="pull images", args=("image",), errors=(404, 501), description=_PULL),
+    _method("get_container_image", "GET", "images/{image}/", "record", record="image",
+            args=("image",), errors=(404,)),
+    _method("delete_container_image", "DELETE", "images/{image}/", "none", status=204, **_LONG,
+            args=("image",), errors=(404, 409)),
+    _method("container_image_exists", "GET", "images/{image}/exists/", "flag", member="exists", args=("image",)),
+    # -- snapshots (made and restored under their container)
+    _method("get_container_snapshots", "GET", "snapshots/", "records", record="snapshot",
+            contract=SNAPSHOT, errors=(501,)),
+    _method("get_container_snapshot", "GET", "snapshots/{snapshot}/", "record", record="snapshot",
+            contract=SNAPSHOT, args=("snapshot",), errors=(404, 501)),
+    _method("delete_container_snapshot", "DELETE", "snapshots/{snapshot}/", "none", status=204, **_LONG,
+            contract=SNAPSHOT, args=("snapshot",), errors=(404, 409, 501)),
+    _method("container_snapshot_exists", "GET", "snapshots/{snapshot}/exists/", "flag", member="exists",
+            contract=SNAPSHOT, args=("snapshot",), errors=(501,)),
+    _method("export_container_snapshot", "POST", "snapshots/{snapshot}/export/", "record", record="image",
+            status=201, **_LONG, contract=None, capability="export snapshots", args=("snapshot",),
+            errors=(404, 409, 501), description=_EXPORT),
+    # -- signing keys (docs/security.md); HttpRemote's own methods, not a backend's
     Route("install_next_signing_key", "POST", "keys/next/", "none", None, contract=None, status=204,
           args=("key",), options=False, errors=(409, 501), summary="Install the next signing key",
           note="install the next signing key (signed with an accepted key; `501 not_supported` without "
           "a signing key or `--state-dir`)",
-          description="Signed with a key the node accepts. From now on the node accepts the "
-          "current and the next key, so requests in flight never fail."),
+          description="Signed with a key the node accepts. From now on the node accepts the current and "
+          "the next key, so requests in flight never fail."),
     Route("promote_signing_key", "POST", "keys/promote/", "none", None, contract=None, status=204,
           args=("grace",), options=False, errors=(409, 501), summary="Make the next signing key the current one",
           note="make the next key current (signed with that next key; `409 illegal_state` when there is none)",
-          description="Must be signed with the next key itself (proof that the master has it). "
-          "The replaced key is still accepted for `grace` seconds."),
+          description="Must be signed with the next key itself (proof that the master has it). The replaced "
+          "key is still accepted for `grace` seconds."),
 )
 
 _BY_NAME: dict[str, Route] = {r.name: r for r in ROUTES}
