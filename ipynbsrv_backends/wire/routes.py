@@ -335,6 +335,9 @@ def write_doc(path: Path = DOC) -> bool:
 
 def main(argv: list[str]) -> int:
     if argv == ["--write"]:
+        if not DOC.is_file():
+            print(f"no {DOC}: --write works in a checkout of the project", file=sys.stderr)
+            return 1
         print(("updated " if write_doc() else "unchanged ") + str(DOC))
         return 0
     if argv:
