@@ -32,10 +32,13 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    ImagePullingContainerBackend,
     ImageRecord,
+    KeyRotatingContainerBackend,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
     SnapshotRecord,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
@@ -75,7 +78,8 @@ def _positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
-class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
+class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
+                 NodeStatusContainerBackend, KeyRotatingContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
     Arguments (every one is described in the README and ``docs/hostapi.md``):
