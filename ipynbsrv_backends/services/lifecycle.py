@@ -1,0 +1,115 @@
+"""A container's life on its node: start, stop, restart, suspend, resume, delete, and
+reading its state back into the record."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .. import audit, errors
+from ..contract import SuspendableContainerBackend
+from ..models import Container, Node
+from ..registry import get_backend
+from ._base import S, apply_record, backend_pk, refuse_while_moving
+
+logger = logging.getLogger(__name__)
+
+
+def refresh_container(container: Container) -> Container:
+    """Read the container's state from its node into the record."""
+    backend = get_backend(container.node)
+    try:
+        record = backend.get_container(backend_pk(container))
+    except errors.ContainerNotFoundError:
+        container.status = S.LOST
+        container.last_error = "The node no longer has this container."
+        container.status_checked_at = timezone.now()
+        container.save(update_fields=["status", "last_error", "status_checked_at", "updated_at"])
+        raise
+    apply_record(container, record)
+    container.save()
+    return container
+
+
+def _act(container: Container, action: str, capability: type | None = None) -> Container:
+    refuse_while_moving(container)
+    backend = get_backend(container.node)
+    if capability is not None and not isinstance(backend, capability):
+        raise errors.CapabilityNotSupportedError(
+            f"The backend of {container.node} cannot {action.split('_')[0]} containers."
+        )
+    try:
+        getattr(backend, action)(backend_pk(container))
+    except errors.ContainerNotFoundError:
+        refresh_container(container)  # marks it lost and raises
+        raise
+    logger.info("%s %s", action, container)
+    return refresh_container(container)
+
+
+@audit.audited("container.start")
+def start_container(container: Container) -> Container:
+    return _act(container, "start_container")
+
+
+@audit.audited("container.stop")
+def stop_container(container: Container) -> Container:
+    return _act(container, "stop_container")
+
+
+@audit.audited("container.restart")
+def restart_container(container: Container) -> Container:
+    return _act(container, "restart_container")
+
+
+@audit.audited("container.suspend")
+def suspend_container(container: Container) -> Container:
+    return _act(container, "suspend_container", SuspendableContainerBackend)
+
+
+@audit.audited("container.resume")
+def resume_container(container: Container) -> Container:
+    return _act(container, "resume_container", SuspendableContainerBackend)
+
+
+@audit.audited("container.delete")
+def delete_container(container: Container) -> None:
+    """Remove the container from its node, then its record. If the node cannot be reached
+    the record stays: nothing is forgotten while it may still run."""
+    refuse_while_moving(container)
+    if container.backend_pk:
+        backend = get_backend(container.node)
+        try:
+            backend.delete_container(container.backend_pk)
+        except errors.ContainerNotFoundError:
+            logger.info("%s was already gone from %s", container, container.node)
+    container.delete()
+    logger.info("Deleted %s", container)
+
+
+def refresh_node(node: Node) -> int:
+    """Update the status of every record on ``node`` from one listing. Returns how many
+    records changed."""
+    records = {r["pk"]: r for r in get_backend(node).get_containers()}
+    changed = 0
+    for container in Container.objects.filter(node=node).exclude(status=S.CREATING):
+        record = records.get(container.backend_pk)
+        if record is None:
+            if container.status != S.LOST and container.backend_pk:
+                container.status, container.last_error = S.LOST, "The node no longer has this container."
+                container.save(update_fields=["status", "last_error", "updated_at"])
+                changed += 1
+            continue
+        if container.status != record["status"] or container.ports != record["ports"]:
+            apply_record(container, record)
+            container.save()
+            changed += 1
+    return changed
+
+
+def user_containers(user: Any) -> QuerySet[Container]:
+    """The containers ``user`` may see: their own, or all for staff."""
+    return Container.objects.select_related("node", "owner", "image").visible_to(user)
