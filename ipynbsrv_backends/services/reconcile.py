@@ -79,6 +79,7 @@ def _reconcile(node: Node, *, mark_lost: bool, adopt: bool, remove: bool) -> Rec
     known = {c.backend_pk: c for c in rows if c.backend_pk}
     changed, lost = _match_unconfirmed(unconfirmed, records, report)
     more_changed, more_lost = _match_known(known, records, report)
+    known.update((c.backend_pk, c) for c in changed)  # found by name: theirs now, no orphans
     _write(changed + more_changed, (lost + more_lost) if mark_lost else [], report)
     orphans = {pk: r for pk, r in records.items()
                if pk not in known and (r.get("owner"), r.get("name")) not in in_flight}
