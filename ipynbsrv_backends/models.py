@@ -52,12 +52,9 @@ class ContainerQuerySet(models.QuerySet["Container"]):
         return self if user.is_staff else self.filter(owner=user)
 
     def active(self) -> ContainerQuerySet:
-        """Containers that count against their node's capacity (every status but ``lost``)."""
+        """Containers that count against their node's capacity and their owner's quota (every
+        status but ``lost``)."""
         return self.filter(status__in=Container.ACTIVE)
-
-    def held(self) -> ContainerQuerySet:
-        """Containers that count against their owner's quota (every status but ``lost``)."""
-        return self.exclude(status=Container.Status.LOST)
 
     def moving(self) -> ContainerQuerySet:
         """Containers with a move in progress (or an interrupted one left to reconcile)."""

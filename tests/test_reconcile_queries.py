@@ -121,3 +121,20 @@ def test_adopting_orphans_costs_the_same_queries_at_10_and_40(listing, django_us
         assert sorted((c.owner.username, c.name, c.backend_pk) for c in adopted) == \
             sorted((r["owner"], r["name"], r["pk"]) for r in Listing.RECORDS[:count])
     assert counts[10] == counts[40], counts
+
+
+def test_refreshing_a_node_costs_the_same_queries_at_10_and_100(listing, django_user_model):
+    """The admin's "refresh" action on a node: one listing, the same few queries (it saved
+    every changed row on its own)."""
+    users = [django_user_model.objects.create_user(f"user{i}") for i in range(5)]
+    counts = {}
+    for count in (10, 100):
+        node = Node.objects.select_related("backend").get(pk=drifted_node(listing, users, count, f"{count}").pk)
+        with CaptureQueriesContext(connection) as captured:
+            changed = services.refresh_node(node)
+        counts[count] = len(captured.captured_queries)
+        gone, stopped = len(range(0, count, 3)), len(range(1, count, 3))
+        assert changed == gone + stopped
+        assert Container.objects.filter(node=node, status="lost").count() == gone
+        assert Container.objects.filter(node=node, status="stopped").count() == stopped
+    assert counts[10] == counts[100], counts

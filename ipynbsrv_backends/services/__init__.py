@@ -26,7 +26,6 @@ from .images import commit_container, delete_image, usable_images
 from .lifecycle import (
     delete_container,
     refresh_container,
-    refresh_node,
     restart_container,
     resume_container,
     start_container,
@@ -38,7 +37,7 @@ from .move import finish_move as _finish_move
 from .move import move_container, resume_interrupted_move
 from .move import move_progress as _move_progress
 from .movestate import MOVE_STALE_AFTER, MoveStage, PendingMove, move_interrupted
-from .reconcile import ReconcileReport, reconcile
+from .reconcile import ReconcileReport, reconcile, refresh_node
 from .snapshots import create_snapshot, delete_snapshot, restore_snapshot
 
 __all__ = [

@@ -44,7 +44,7 @@ def reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone
     full = "Every node that could take the container is full. Ask an administrator to add capacity."
     with placing(candidates, named=node, full=full, allow_draining=allow_draining) as chosen:
         limit = app_settings.MAX_CONTAINERS_PER_USER
-        if limit is not None and Container.objects.filter(owner=owner).held().count() >= int(limit):
+        if limit is not None and Container.objects.filter(owner=owner).active().count() >= int(limit):
             raise errors.QuotaExceededError(f"{owner} already has {limit} containers, the most allowed.")
         if Container.objects.filter(owner=owner, name=name).exists():
             raise errors.ContainerAlreadyExistsError(f"{owner} already has a container named {name!r}.")

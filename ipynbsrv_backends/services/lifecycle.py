@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from .. import audit, errors
 from ..contract import SuspendableContainerBackend
-from ..models import Container, Node
+from ..models import Container
 from ..registry import get_backend
 from ._base import S, apply_record, backend_pk, refuse_while_moving
 
@@ -88,26 +88,6 @@ def delete_container(container: Container) -> None:
             logger.info("%s was already gone from %s", container, container.node)
     container.delete()
     logger.info("Deleted %s", container)
-
-
-def refresh_node(node: Node) -> int:
-    """Update the status of every record on ``node`` from one listing. Returns how many
-    records changed."""
-    records = {r["pk"]: r for r in get_backend(node).get_containers()}
-    changed = 0
-    for container in Container.objects.filter(node=node).exclude(status=S.CREATING):
-        record = records.get(container.backend_pk)
-        if record is None:
-            if container.status != S.LOST and container.backend_pk:
-                container.status, container.last_error = S.LOST, "The node no longer has this container."
-                container.save(update_fields=["status", "last_error", "updated_at"])
-                changed += 1
-            continue
-        if container.status != record["status"] or container.ports != record["ports"]:
-            apply_record(container, record)
-            container.save()
-            changed += 1
-    return changed
 
 
 def user_containers(user: Any) -> QuerySet[Container]:

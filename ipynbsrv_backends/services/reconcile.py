@@ -95,6 +95,17 @@ def _reconcile(node: Node, *, mark_lost: bool, adopt: bool, remove: bool) -> Rec
     return report
 
 
+def refresh_node(node: Node) -> int:
+    """Update the status of every record on ``node`` from one listing (records whose
+    container is gone are marked ``lost``), in a few queries. Returns how many changed."""
+    records = {r["pk"]: dict(r) for r in get_backend(node).get_containers()}
+    rows = Container.objects.filter(node=node).exclude(status=S.CREATING).exclude(backend_pk="")
+    report = ReconcileReport(node=node.name)
+    changed, lost = _match_known({c.backend_pk: c for c in rows.select_related("owner")}, records, report)
+    _write(changed, lost, report)
+    return len(changed) + len(lost)
+
+
 def _resolve_moves(node: Node, report: ReconcileReport) -> set[tuple[str, str]]:
     """Finish or roll back the interrupted moves that involve ``node``; returns (owner, name)
     of the moves still running elsewhere, whose new copy is no orphan."""
