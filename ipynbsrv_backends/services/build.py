@@ -163,8 +163,8 @@ def _create_on_node(plan: Creation, container: Container) -> tuple[ContainerBack
     return backend, dict(record)
 
 
-def _create_somewhere(plan: Creation, container: Container, *, keep_failed: bool) -> tuple[ContainerBackend,
-                                                                                            dict[str, Any]]:
+def _create_somewhere(plan: Creation, container: Container, *,
+                      keep_failed: bool) -> tuple[ContainerBackend, dict[str, Any]]:
     """Create the container on its node, placing it again while nodes turn out unreachable
     (unless one was named); on failure compensate (see :func:`fail`) and raise."""
     excluded: set[int] = set()
