@@ -32,10 +32,13 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    ImagePullingContainerBackend,
     ImageRecord,
+    KeyRotatingContainerBackend,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
     SnapshotRecord,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
@@ -76,7 +79,8 @@ def _positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
-class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
+class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
+                 NodeStatusContainerBackend, KeyRotatingContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
     Arguments (every one is described in the README and ``docs/hostapi.md``):
@@ -629,7 +633,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
                              **kwargs: Any) -> ImageRecord:
-        """Pull ``image`` onto the node now and return its record (not part of the contract;
+        """Pull ``image`` onto the node now and return its record (``ImagePullingContainerBackend``;
         the node's backend must have ``pull_container_image``, else
         ``CapabilityNotSupportedError``). With ``on_progress``, the node answers the pull's
         progress as it goes (one JSON line per report) and ``on_progress(summary)`` is called
@@ -730,12 +734,12 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
 
     def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
         """Push a copy of the snapshot to the node's registry as an image and return that
-        image's record (not part of the contract; see ``Docker.export_container_snapshot``;
+        image's record (``SnapshotTransferContainerBackend``; see ``Docker.export_container_snapshot``;
         ``CapabilityNotSupportedError`` when the node's backend cannot)."""
         return self._call("export_container_snapshot", kwargs, snapshot=snapshot)
 
     def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
         """Make the exported ``image`` the snapshot ``name`` of ``container`` on the node and
-        return the snapshot's record (not part of the contract; see
+        return the snapshot's record (``SnapshotTransferContainerBackend``; see
         ``Docker.import_container_snapshot``)."""
         return self._call("import_container_snapshot", kwargs, container=container, name=name, image=image)

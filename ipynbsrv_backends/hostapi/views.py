@@ -35,6 +35,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from .. import __version__
+from .. import contract as contract_module
 from ..conf import app_settings
 from ..contract import (
     BACKEND_STATUS_ERROR,
@@ -54,7 +55,7 @@ from ..errors import (
 from ..parsers import SafeJSONParser
 from ..wire import signing
 from ..wire.format import OPTIONS_PARAM, decode_pk, encode_pk
-from ..wire.routes import BASE, ROUTES, SUSPEND, Route
+from ..wire.routes import BASE, ROUTES, SNAPSHOT, SUSPEND, Route
 from . import serializers as s
 from .auth import HostAPITokenAuthentication, IsHostAPIClient, PayloadTooLarge, get_keystore
 from .exceptions import hostapi_exception_handler
@@ -77,6 +78,8 @@ _RESERVED_OPTION_NAMES = frozenset({"self", "cls"})
 
 #: Accept headers answered with JSON without running DRF's content negotiation.
 _PLAIN_JSON_ACCEPT = frozenset({"application/json", "*/*"})
+#: What a backend without a route's sub-contract cannot do, when the route does not say.
+_CANNOT = {SUSPEND: "suspend containers", SNAPSHOT: "snapshot containers"}
 #: What a client asks for (``Accept``) to get a pull's progress as it goes (``images/pull/``).
 NDJSON = "application/x-ndjson"
 
@@ -138,39 +141,17 @@ class HostAPIView(_ViewBase):
     def backend(self) -> ContainerBackend:
         return get_backend()
 
-    def suspendable(self) -> SuspendableContainerBackend:
-        backend = self.backend
-        if not isinstance(backend, SuspendableContainerBackend):
-            raise CapabilityNotSupportedError(
-                f"The backend of this node ({describe_backend()}) cannot suspend containers."
-            )
-        return backend
-
-    def snapshotable(self) -> SnapshotableContainerBackend:
-        backend = self.backend
-        if not isinstance(backend, SnapshotableContainerBackend):
-            raise CapabilityNotSupportedError(
-                f"The backend of this node ({describe_backend()}) cannot snapshot containers."
-            )
-        return backend
-
     def capable(self, route: Route) -> Callable[..., Any] | None:
         """The method of a route outside the base contract, or ``501 not_supported`` when the
-        node's backend lacks it; ``None`` for a base contract route."""
-        assert route.serves is not None
+        node's backend does not claim the route's sub-contract; ``None`` for a base contract route."""
+        assert route.serves is not None and route.contract is not None
         if route.contract == BASE:
             return None
-        if route.contract is None:
-            return self.optional_method(route.serves, route.capability)
-        return getattr(self.suspendable() if route.contract == SUSPEND else self.snapshotable(), route.serves)
-
-    def optional_method(self, name: str, what: str) -> Callable[..., Any]:
-        """A backend method outside the contract (such as ``pull_container_image``); a
-        backend without it is ``501 not_supported``."""
-        method = getattr(self.backend, name, None)
-        if not callable(method):
+        backend = self.backend
+        if not isinstance(backend, getattr(contract_module, route.contract)):
+            what = route.capability or _CANNOT[route.contract]
             raise CapabilityNotSupportedError(f"The backend of this node ({describe_backend()}) cannot {what}.")
-        return method
+        return getattr(backend, route.serves)
 
     @staticmethod
     def decoded_pk(segment: str) -> str:

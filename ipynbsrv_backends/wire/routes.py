@@ -44,6 +44,8 @@ Timeout = Literal["status", "short", "long"]
 BASE = "ContainerBackend"
 SUSPEND = "SuspendableContainerBackend"
 SNAPSHOT = "SnapshotableContainerBackend"
+PULL = "ImagePullingContainerBackend"
+TRANSFER = "SnapshotTransferContainerBackend"
 
 TIMEOUT_OPTIONS: dict[str, str] = {"status": "status_timeout", "short": "timeout", "long": "long_timeout"}
 
@@ -82,7 +84,7 @@ class Route:
     streams: bool = False
     #: Whether the token (and the signature) is needed.
     auth: bool = True
-    #: What a backend without a method outside the contract cannot do (its 501 message).
+    #: What a backend without the route's sub-contract cannot do (its 501 message).
     capability: str = ""
     #: Error statuses the operation documents beyond 400, 401, 503 and 504.
     errors: tuple[int, ...] = ()
@@ -186,7 +188,7 @@ ROUTES: tuple[Route, ...] = (
     _method("create_container_snapshot", "POST", "containers/{container}/snapshots/", "record", record="snapshot",
             status=201, **_LONG, contract=SNAPSHOT, args=("container", "name"), errors=(404, 409, 501)),
     _method("import_container_snapshot", "POST", "containers/{container}/snapshots/import/", "record",
-            record="snapshot", status=201, **_LONG, contract=None, capability="import snapshots",
+            record="snapshot", status=201, **_LONG, contract=TRANSFER, capability="import snapshots",
             args=("container", "name", "image"), errors=(404, 409, 501), description=_IMPORT),
     _method("restore_container_snapshot", "POST", "containers/{container}/restore/", "record", record="container",
             **_LONG, contract=SNAPSHOT, args=("container", "snapshot"), errors=(404, 409, 501)),
@@ -197,7 +199,7 @@ ROUTES: tuple[Route, ...] = (
             description="create_container_image(): commit a container (and push it when the backend has a "
             "registry)."),
     _method("pull_container_image", "POST", "images/pull/", "record", record="image", streams=True, **_LONG,
-            contract=None, capability="pull images", args=("image",), errors=(404, 501), description=_PULL),
+            contract=PULL, capability="pull images", args=("image",), errors=(404, 501), description=_PULL),
     _method("get_container_image", "GET", "images/{image}/", "record", record="image",
             args=("image",), errors=(404,)),
     _method("delete_container_image", "DELETE", "images/{image}/", "none", status=204, **_LONG,
@@ -213,7 +215,7 @@ ROUTES: tuple[Route, ...] = (
     _method("container_snapshot_exists", "GET", "snapshots/{snapshot}/exists/", "flag", member="exists",
             contract=SNAPSHOT, args=("snapshot",), errors=(501,)),
     _method("export_container_snapshot", "POST", "snapshots/{snapshot}/export/", "record", record="image",
-            status=201, **_LONG, contract=None, capability="export snapshots", args=("snapshot",),
+            status=201, **_LONG, contract=TRANSFER, capability="export snapshots", args=("snapshot",),
             errors=(404, 409, 501), description=_EXPORT),
     # -- signing keys (docs/security.md); HttpRemote's own methods, not a backend's
     Route("install_next_signing_key", "POST", "keys/next/", "none", None, contract=None, status=204,
