@@ -5,6 +5,11 @@ Engine tests run against the real Docker engine. Everything they create carries 
 test fails, the engine's view of what it made is printed.
 
 With ``CI=true`` a missing engine is a failure, not a skip.
+
+``IPYNBSRV_TEST_BACKEND=memory`` (``make test-fast``) puts the in-memory backend under the
+master's tests instead: ``make_node`` makes ``Memory`` nodes, ``engine`` and ``raw_docker``
+are a docker-py-shaped view of the simulated host they share (:mod:`tests.support.memory_engine`),
+and the contract suite runs on its ``memory`` kind only. No engine is contacted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from .support.engine import prune_images, purge_instances  # noqa: F401 - prune_images: older imports
+
 RUN_ID = uuid.uuid4().hex[:6]
 INSTANCE = f"pytest-{RUN_ID}"
 PREFIX = f"t{RUN_ID}"
@@ -26,9 +33,12 @@ WORK_DIR = Path(tempfile.gettempdir()) / f"ipynbsrv-test-{RUN_ID}"
 ALLOWED_ROOT = WORK_DIR / "allowed"
 LABEL = f"org.ipynbsrv.instance={INSTANCE}"
 
-#: The backends the contract suite runs against. Each name ``kind`` needs a session
-#: fixture ``<kind>_backend``.
-BACKEND_KINDS = ["docker", "http_remote"]
+#: Which backend the master's tests run on: "docker" (the real engine) or "memory".
+TEST_BACKEND = os.environ.get("IPYNBSRV_TEST_BACKEND", "docker")
+MEMORY = TEST_BACKEND == "memory"
+#: The backends the contract suite runs against. Each name ``kind`` needs a fixture
+#: ``<kind>_backend``.
+BACKEND_KINDS = ["memory"] if MEMORY else ["docker", "http_remote", "memory"]
 
 
 def backend_options(**more: Any) -> dict[str, Any]:
@@ -43,13 +53,40 @@ def backend_options(**more: Any) -> dict[str, Any]:
     }
 
 
+def memory_options(**more: Any) -> dict[str, Any]:
+    """Options of the ``Memory`` backend under test: the run's own simulated host."""
+    return {
+        "host": INSTANCE,
+        "instance": INSTANCE,
+        "name_prefix": PREFIX,
+        "stop_timeout": 3,
+        "allowed_volume_roots": [str(ALLOWED_ROOT)],
+        "images": [TEST_IMAGE],
+        **more,
+    }
+
+
+def _memory_engine():
+    from ipynbsrv_backends.backends import Memory
+
+    from .support.memory_engine import MemoryEngine
+
+    return MemoryEngine(Memory(**memory_options()).host, (TEST_IMAGE,))
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="session")
 def raw_docker():
-    """docker-py itself, for checking what the engine really has."""
+    """docker-py itself, for checking what the engine really has (with the memory backend,
+    the same questions asked of its simulated host)."""
+    if MEMORY:
+        client = _memory_engine()
+        yield client
+        purge(client)
+        return
     import docker
 
     try:
@@ -78,38 +115,15 @@ EXTRA_INSTANCES: set[str] = set()
 
 
 def purge(client) -> None:
-    """Remove everything this run made on the engine."""
-    for instance in [INSTANCE, *sorted(EXTRA_INSTANCES)]:
-        label = f"org.ipynbsrv.instance={instance}"
-        for container in client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True, v=True)
-        for image in client.images.list(all=True, filters={"label": label}):
-            for tag in image.tags or [image.id]:
-                try:
-                    client.images.remove(tag, force=True)
-                except Exception:  # noqa: BLE001 - already gone with an earlier tag
-                    pass
-        prune_images(client, label)
-        for volume in client.volumes.list(filters={"label": label}):
-            volume.remove(force=True)
+    """Remove everything this run made on the engine (or the memory backend's host)."""
+    from .support.memory_engine import MemoryEngine
 
+    if isinstance(client, MemoryEngine):
+        from ipynbsrv_backends.backends import Memory
 
-def prune_images(client, label: str, attempts: int = 40) -> None:
-    """Prune our dangling images; the engine runs one prune at a time (a 409 while another
-    test session or backend prunes), so wait for our turn, within bounds."""
-    import time
-
-    import docker
-
-    for _ in range(attempts):
-        try:
-            client.images.prune(filters={"dangling": True, "label": label})
-            return
-        except docker.errors.APIError as exc:
-            if "prune operation is already running" not in str(exc):
-                raise
-            time.sleep(0.25)
-    raise AssertionError(f"the engine kept refusing to prune the images labelled {label}")
+        Memory.reset(INSTANCE)
+        return
+    purge_instances(client, [INSTANCE, *sorted(EXTRA_INSTANCES)])
 
 
 def dump_engine(client) -> str:
@@ -151,18 +165,28 @@ def docker_backend(raw_docker, workdir):
 from .hostapi_process import hostapi_node, http_remote_backend  # noqa: E402,F401
 
 
-@pytest.fixture(params=BACKEND_KINDS)
-def backend(request, engine):
-    """Each backend of the contract suite, in front of the same real engine."""
-    return request.getfixturevalue(f"{request.param}_backend")
+@pytest.fixture
+def memory_backend(workdir):
+    """The contract suite's ``memory`` kind, on a simulated host emptied after each test."""
+    from ipynbsrv_backends.backends import Memory
+
+    yield Memory(**memory_options())
+    Memory.reset(INSTANCE)
 
 
-def _free_port() -> int:
-    import socket
+@pytest.fixture(params=[kind if kind == "memory" else pytest.param(kind, marks=pytest.mark.engine)
+                        for kind in BACKEND_KINDS])
+def backend_kind(request):
+    return request.param
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+
+@pytest.fixture
+def backend(request, backend_kind):
+    """Each backend of the contract suite: ``docker`` and ``http_remote`` in front of the same
+    real engine (purged after the test), ``memory`` on its own simulated host."""
+    if backend_kind != "memory":
+        request.getfixturevalue("engine")
+    return request.getfixturevalue(f"{backend_kind}_backend")
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +194,7 @@ def registry(workdir):
     """A real registry (Debian's docker-registry) on 127.0.0.1; yields ``HOST:PORT``."""
     import subprocess
 
-    from .utils import http_get, wait_for
+    from .support import free_port, http_get, wait_for
 
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -178,7 +202,7 @@ def registry(workdir):
         if _in_ci():
             pytest.fail(message)
         pytest.skip(message)
-    port = _free_port()
+    port = free_port()
     root = workdir / "registry"
     root.mkdir(exist_ok=True)
     config = workdir / "registry.yml"
@@ -227,8 +251,11 @@ def make_node(engine):
         instance = f"{INSTANCE}-{name}"
         EXTRA_INSTANCES.add(instance)
         options = backend_options(instance=instance, name_prefix=f"{PREFIX}{name}")
+        kind = "Docker"
+        if MEMORY:
+            kind, options = "Memory", memory_options(instance=instance, name_prefix=f"{PREFIX}{name}")
         options.update(config)
-        backend = Backend.objects.create(name=f"docker-{name}", kind="Docker", config=options)
+        backend = Backend.objects.create(name=f"{kind.lower()}-{name}", kind=kind, config=options)
         return Node.objects.create(name=name, address="127.0.0.1", backend=backend, capacity=capacity)
 
     return make
