@@ -36,9 +36,9 @@ LABEL = f"org.ipynbsrv.instance={INSTANCE}"
 #: Which backend the master's tests run on: "docker" (the real engine) or "memory".
 TEST_BACKEND = os.environ.get("IPYNBSRV_TEST_BACKEND", "docker")
 MEMORY = TEST_BACKEND == "memory"
-#: The backends the contract suite runs against. Each name ``kind`` needs a fixture
-#: ``<kind>_backend``.
-BACKEND_KINDS = ["memory"] if MEMORY else ["docker", "http_remote", "memory"]
+#: The backends the ``backend`` fixture gives, in front of the real engine. Each name
+#: ``kind`` needs a fixture ``<kind>_backend``; the contract suite adds ``memory``.
+BACKEND_KINDS = ["docker", "http_remote"]
 
 
 def backend_options(**more: Any) -> dict[str, Any]:
@@ -174,16 +174,15 @@ def memory_backend(workdir):
     Memory.reset(INSTANCE)
 
 
-@pytest.fixture(params=[kind if kind == "memory" else pytest.param(kind, marks=pytest.mark.engine)
-                        for kind in BACKEND_KINDS])
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.engine) for kind in BACKEND_KINDS])
 def backend_kind(request):
     return request.param
 
 
 @pytest.fixture
 def backend(request, backend_kind):
-    """Each backend of the contract suite: ``docker`` and ``http_remote`` in front of the same
-    real engine (purged after the test), ``memory`` on its own simulated host."""
+    """Each backend kind: ``docker`` and ``http_remote`` in front of the same real engine
+    (purged after the test), ``memory`` on its own simulated host."""
     if backend_kind != "memory":
         request.getfixturevalue("engine")
     return request.getfixturevalue(f"{backend_kind}_backend")
@@ -362,3 +361,48 @@ def no_secret_in_any_log(tmp_path_factory):
     for path, text in _log_texts(tmp_path_factory.getbasetemp(), WORK_DIR, _cluster_dir()):
         leaks += [f"{path}: secret #{MINTED_SECRETS.index(s)}" for s in MINTED_SECRETS if s in text]
     assert not leaks, "access secrets appear in logs:\n" + "\n".join(leaks)
+
+
+# ---------------------------------------------------------------------------- the fast tier
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """In the fast tier, users' passwords are hashed cheaply (each test makes a few users,
+    and the real hasher's cost is most of a test's time); ``make test`` keeps the real one."""
+    if not MEMORY:
+        yield
+        return
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``IPYNBSRV_TEST_BACKEND=memory`` only what runs without an engine is collected:
+    the master's tests (on ``Memory`` nodes, less the few that need a real engine; they are
+    skipped with the reason) and every test that reaches no engine and starts no server
+    process (:mod:`tests.support.fast_tier`)."""
+    if not MEMORY:
+        return
+    from .support.fast_tier import ENGINE_ONLY, MASTER_FILES, NEEDS_ENGINE, PROCESS_FILES, REAL_ONLY
+
+    kept, dropped = [], []
+    for item in items:
+        path = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        if path in MASTER_FILES:
+            reason = ENGINE_ONLY.get(item.nodeid.split("[", 1)[0].rsplit("/", 1)[-1])
+            if not reason and set(item.fixturenames) & REAL_ONLY:
+                reason = f"it uses {', '.join(sorted(set(item.fixturenames) & REAL_ONLY))}"
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"needs the real engine: {reason}"))
+            kept.append(item)
+        elif (path in PROCESS_FILES or any(item.get_closest_marker(m) for m in NEEDS_ENGINE[0])
+              or set(item.fixturenames) & NEEDS_ENGINE[1]):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

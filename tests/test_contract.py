@@ -23,7 +23,7 @@ from ipynbsrv_backends.contract import (
     SuspendableContainerBackend,
 )
 
-from .conftest import ALLOWED_ROOT, INSTANCE, LABEL, TEST_IMAGE, memory_options
+from .conftest import ALLOWED_ROOT, BACKEND_KINDS, INSTANCE, LABEL, TEST_IMAGE, memory_options
 from .support import http_answers, wait_for
 from .support.memory_engine import MemoryEngine
 
@@ -31,6 +31,12 @@ UID = 4242
 USER = "alice"
 HTTP_PORT = [{"address": "127.0.0.1", "external": None, "internal": 8888}]
 LOOP = "trap 'exit 0' TERM; while true; do sleep 0.1; done"
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.engine) for kind in BACKEND_KINDS] + ["memory"])
+def backend_kind(request):
+    """The conftest's kinds, and ``memory``: the contract suite runs on the in-memory backend too."""
+    return request.param
 
 
 @pytest.fixture

@@ -12,11 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import docker.errors
+
 from ipynbsrv_backends.backends.memory import LABEL, Container, Host, Image, Volume
 
 
-class NotFound(Exception):
-    """What docker-py raises for a missing object (``docker.errors.NotFound``'s place)."""
+class NotFound(docker.errors.NotFound):
+    """What docker-py raises for a missing object, so the tests' ``except`` clauses hold."""
 
 
 def _matches(labels: dict[str, str], filters: dict[str, Any] | None) -> bool:
@@ -46,6 +48,11 @@ class _ContainerView:
         return self.item.labels
 
     @property
+    def image(self) -> _ImageView:
+        made = self.host.images.get(self.item.image)
+        return _ImageView(made or Image(self.item.image, {}))
+
+    @property
     def status(self) -> str:
         return {"suspended": "paused", "stopped": "exited"}.get(self.item.status, self.item.status)
 
@@ -55,6 +62,11 @@ class _ContainerView:
     def remove(self, force: bool = False, v: bool = False) -> None:
         with self.host.lock:
             self.host.containers.pop(self.item.pk, None)
+
+    def stop(self, timeout: int = 10) -> None:
+        """Stopped behind the backend's back, as ``docker stop`` would."""
+        with self.host.lock:
+            self.item.status = "stopped"
 
     def logs(self, tail: int = 30) -> bytes:
         return "\n".join(line for _when, line in self.item.logs[-tail:]).encode()
