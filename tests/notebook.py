@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from .utils import load_image_into, wait_for
+from .support import free_port, load_image_into, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
@@ -63,12 +63,6 @@ def notebook_on_nodes(cluster, notebook_image, raw_docker):
     return notebook_image
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Nginx:
     """Debian's nginx on 127.0.0.1 with its own prefix directory, serving the template."""
@@ -101,7 +95,7 @@ def start_nginx(prefix: Path, master: str) -> Nginx:
         _missing("nginx is needed (scripts/packages.sh installs Debian's package)")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     site = TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
     (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"

@@ -1,146 +1,50 @@
-"""An in-memory backend, for development and tests: no engine, no network.
-
-Containers, images, snapshots and named volumes live in this process's memory, on a
-simulated *host* shared by every :class:`Memory` with the same ``host`` option (as backends
-of several instances share one engine): each backend sees only its own ``instance``'s
-containers, host ports are kept across instances, and names are taken host-wide. Nothing
-runs in a container: its status is bookkeeping, its files are a dict, ``exec_in_container``
-answers a handful of shell commands (:mod:`.memory_shell`), its logs are what
-:meth:`Memory.write_logs` put there, and a published port is reserved, never bound.
-
-It keeps the contract as :class:`~ipynbsrv_backends.backends.Docker` does: the same checks
-(shared :mod:`~ipynbsrv_backends.validation`), the same records and the same ``errors.*``
-for the same faults. With a ``registry`` name, snapshots travel between backends of this
-process through an in-memory registry of that name. ``Memory.reset()`` forgets everything.
-"""
+"""The :class:`Memory` backend: options, the base contract, create and lifecycle."""
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
 import os
-import re
 import secrets
-import threading
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .. import errors
-from ..contract import (
+from ... import errors
+from ...contract import (
     BACKEND_STATUS_OK,
     ContainerRecord,
-    ImageRecord,
     PortRecord,
     SnapshotableContainerBackend,
-    SnapshotRecord,
     SuspendableContainerBackend,
     VolumeRecord,
 )
-from ..validation import (
+from ...validation import (
     NAME_RE,
-    iso_utc,
     parse_since,
     validate_cmd,
     validate_cpu_limit,
     validate_env,
     validate_mem_limit,
-    validate_name,
     validate_pids_limit,
     validate_pk,
     validate_ports,
     validate_tail,
-    validate_uid,
     validate_username,
     validate_volumes,
 )
-from .memory_shell import Mount, Shell
+from . import store
+from .images import MemoryImages
+from .shell import Mount, Shell
+from .store import LABEL, Container, Volume, moment, now
 
 __all__ = ["Memory"]
 
 logger = logging.getLogger(__name__)
 
-LABEL = "org.ipynbsrv."
-#: The size an image or snapshot reports besides its files (a base image's whole size).
-BASE_SIZE = 1_000_000
-TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
-#: Options that would widen a real container's privileges: refused by name, as Docker does.
-PRIVILEGED_OPTIONS = frozenset({
-    "privileged", "cap_add", "cap_drop", "devices", "network_mode", "network", "pid_mode", "ipc_mode",
-    "uts_mode", "userns_mode", "security_opt", "sysctls", "volumes_from", "user", "binds", "mounts",
-    "tmpfs", "runtime", "host_config", "labels", "entrypoint",
-})
 
 
-def _now() -> str:
-    return iso_utc(dt.datetime.now(dt.UTC))
-
-
-def _moment() -> str:
-    """Now, to the microsecond (when a container last started)."""
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
-@dataclass
-class Container:
-    """One container on a simulated host (``labels`` as the engine would keep them)."""
-
-    pk: str
-    labels: dict[str, str]
-    image: str
-    env: dict[str, str]
-    ports: list[PortRecord]
-    volumes: list[VolumeRecord]
-    limits: dict[str, Any]
-    cmd: list[str] | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    status: str = "running"
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: str = field(default_factory=_moment)
-    exit_code: int = 0
-    logs: list[tuple[dt.datetime, str]] = field(default_factory=list)
-
-
-@dataclass
-class Image:
-    """An image, snapshot or base image: a copy of a container's files."""
-
-    ref: str
-    labels: dict[str, str]
-    files: dict[str, str] = field(default_factory=dict)
-    created: str = field(default_factory=_now)
-
-    @property
-    def size(self) -> int:
-        return BASE_SIZE + sum(len(text) for text in self.files.values())
-
-
-@dataclass
-class Volume:
-    name: str
-    labels: dict[str, str]
-    files: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Host:
-    """What one simulated engine keeps; every access holds ``lock``."""
-
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    containers: dict[str, Container] = field(default_factory=dict)
-    images: dict[str, Image] = field(default_factory=dict)
-    volumes: dict[str, Volume] = field(default_factory=dict)
-
-
-_HOSTS: dict[str, Host] = {}
-_REGISTRIES: dict[str, dict[str, Image]] = {}
-_GLOBAL = threading.Lock()
-
-
-class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
+class Memory(MemoryImages, SnapshotableContainerBackend, SuspendableContainerBackend):
     """Containers kept in this process's memory (see the module's docstring)."""
 
     OPTIONS: ClassVar[dict[str, Any]] = {
@@ -165,8 +69,7 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
         self.registry: str | None = config["registry"]
         self.port_range: tuple[int, int] = config["port_range"]
         self.stop_timeout: int = config["stop_timeout"]
-        with _GLOBAL:
-            self.host = _HOSTS.setdefault(self.host_name, Host())
+        self.host = store.host(self.host_name)
 
     def __repr__(self) -> str:
         return f"Memory(host={self.host_name!r}, instance={self.instance!r})"
@@ -205,87 +108,7 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
     def reset(cls, host: str | None = None) -> None:
         """Empty the simulated host ``host`` (every host and registry when ``None``): a
         test's clean slate. Backends on it stay usable."""
-        with _GLOBAL:
-            hosts = [_HOSTS[host]] if host in _HOSTS else [] if host else list(_HOSTS.values())
-            if host is None:
-                _REGISTRIES.clear()
-        for item in hosts:
-            with item.lock:
-                item.containers.clear()
-                item.images.clear()
-                item.volumes.clear()
-
-    # ------------------------------------------------------------------ lookups
-
-    def _no_options(self, kwargs: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> None:
-        unknown = sorted(set(kwargs) - set(allowed))
-        forbidden = [key for key in unknown if key in PRIVILEGED_OPTIONS]
-        if forbidden:
-            raise errors.InvalidArgumentError(
-                f"Option(s) {', '.join(forbidden)} are not allowed: they would widen what a container may do on the host."
-            )
-        if unknown:
-            accepted = f"; this call accepts {', '.join(allowed)}" if allowed else "; this call takes no options"
-            raise errors.InvalidArgumentError(f"Unknown option(s) {', '.join(unknown)}{accepted}.")
-
-    def _ours(self, labels: Mapping[str, str], kind: str) -> bool:
-        return labels.get(LABEL + "instance") == self.instance and labels.get(LABEL + "kind") == kind
-
-    def _container(self, container: str) -> Container:
-        validate_pk(container)
-        found = self.host.containers.get(container)
-        if found is None or not self._ours(found.labels, "container"):
-            raise errors.ContainerNotFoundError(f"No container {container!r} is managed by this backend.")
-        return found
-
-    def _image(self, image: str, kind: str, missing: errors.BackendError) -> Image:
-        validate_pk(image, "snapshot" if kind == "snapshot" else "image")
-        found = self.host.images.get(image)
-        if found is None or not self._ours(found.labels, kind):
-            raise missing
-        return found
-
-    def _snapshot(self, snapshot: str) -> Image:
-        return self._image(snapshot, "snapshot",
-                           errors.ContainerSnapshotNotFoundError(f"No snapshot {snapshot!r} is kept by this backend."))
-
-    def _listed(self, kind: str, **labels: str) -> list[Image]:
-        found = [i for i in self.host.images.values() if self._ours(i.labels, kind)
-                 and all(i.labels.get(LABEL + key) == value for key, value in labels.items())]
-        return sorted(found, key=lambda image: (image.created, image.ref))
-
-    def engine_name(self, uid: int, name: str) -> str:
-        """The pk of a user's container, as Docker names it."""
-        return f"{self.name_prefix}-u{validate_uid(uid)}-{validate_name(name)}"
-
-    # ------------------------------------------------------------------ records
-
-    def _record(self, item: Container) -> ContainerRecord:
-        labels = item.labels
-        return {  # type: ignore[typeddict-unknown-key]
-            "pk": item.pk, "name": labels[LABEL + "name"], "status": item.status,  # type: ignore[typeddict-item]
-            "image": item.image, "owner": labels[LABEL + "owner"], "uid": int(labels[LABEL + "uid"]),
-            "created": labels[LABEL + "created"], "ports": copy.deepcopy(item.ports),
-            "volumes": copy.deepcopy(item.volumes), "clone_of": labels.get(LABEL + "clone-of") or None,
-        }
-
-    def _image_record(self, image: Image) -> ImageRecord:
-        managed = self._ours(image.labels, "image")
-        return {  # type: ignore[typeddict-unknown-key]
-            "pk": image.ref, "name": image.labels.get(LABEL + "image-name", image.ref) if managed else image.ref,
-            "created": image.created, "size": image.size,
-            "owner": image.labels.get(LABEL + "owner") if managed else None,
-            "container": image.labels.get(LABEL + "container") if managed else None, "managed": managed,
-            "registry": self.registry if self.registry and image.ref.startswith(self.registry + "/") else None,
-        }
-
-    def _snapshot_record(self, image: Image) -> SnapshotRecord:
-        return {  # type: ignore[typeddict-unknown-key]
-            "pk": image.ref, "name": image.labels[LABEL + "snapshot"], "container": image.labels[LABEL + "container"],
-            "created": image.created, "size": image.size,
-        }
-
-    # ------------------------------------------------------------------ the base contract
+        store.reset(host)
 
     def container_exists(self, container: str, **kwargs: Any) -> bool:
         self._no_options(kwargs)
@@ -452,7 +275,7 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
                 self.host.volumes[volume] = Volume(volume, {LABEL + "instance": self.instance,
                                                             LABEL + "owner": username, LABEL + "kind": "volume"})
             labels = {LABEL + "instance": self.instance, LABEL + "kind": "container", LABEL + "owner": username,
-                      LABEL + "uid": str(uid), LABEL + "name": name, LABEL + "created": _now()}
+                      LABEL + "uid": str(uid), LABEL + "name": name, LABEL + "created": now()}
             if source is not None:
                 labels[LABEL + "clone-of"] = source.pk
                 files, run_image = dict(source.files), source.image
@@ -476,7 +299,7 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
             if item.status == "suspended":
                 raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
             if item.status == "stopped":
-                item.status, item.started_at = "running", _moment()
+                item.status, item.started_at = "running", moment()
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
         self._no_options(kwargs)
@@ -521,7 +344,7 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
         return Shell(item.files, mounts, dict(item.env))
 
     def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
-        """Run ``cmd`` in :mod:`.memory_shell`'s small shell."""
+        """Run ``cmd`` in :mod:`.shell`'s small shell."""
         self._no_options(kwargs)
         argv = validate_cmd(cmd, allow_none=False)
         assert argv is not None
@@ -544,162 +367,3 @@ class Memory(SnapshotableContainerBackend, SuspendableContainerBackend):
         with self.host.lock:
             lines = [line for when, line in self._container(container).logs if moment is None or when >= moment]
         return lines[len(lines) - tail:] if tail is not None and tail < len(lines) else ([] if tail == 0 else lines)
-
-    # ------------------------------------------------------------------ images
-
-    def _commit(self, item: Container, ref: str, labels: dict[str, str]) -> Image:
-        if ref in self.host.images:
-            raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")
-        image = Image(ref, {LABEL + "instance": self.instance, LABEL + "container": item.pk, **labels}, dict(item.files))
-        self.host.images[ref] = image
-        return image
-
-    def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
-        self._no_options(kwargs)
-        with self.host.lock:
-            item = self._container(container)
-            repo, _colon, tag = name.partition(":") if isinstance(name, str) else ("", "", "")
-            if not isinstance(name, str) or len(name) > 128 or not NAME_RE.fullmatch(repo) or (_colon and not TAG_RE.fullmatch(tag)):
-                raise errors.InvalidArgumentError(
-                    f"Invalid image name {str(name)[:80]!r}: use a lower-case name with an optional tag, such as "
-                    "'my-stack' or 'my-stack:v2'."
-                )
-            tag = tag or "latest"
-            base = f"{self.registry}/" if self.registry else ""
-            ref = validate_pk(f"{base}{self.name_prefix}-u{item.labels[LABEL + 'uid']}/{repo}:{tag}", "image")
-            image = self._commit(item, ref, {LABEL + "kind": "image", LABEL + "image-name": f"{repo}:{tag}",
-                                             LABEL + "owner": item.labels[LABEL + "owner"]})
-            if self.registry:
-                _REGISTRIES.setdefault(self.registry, {})[ref] = image
-            return self._image_record(image)
-
-    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
-        self._no_options(kwargs)
-        validate_pk(image, "image")
-        with self.host.lock:
-            if image in self.host.images:
-                return self._image_record(self.host.images[image])
-            if image in self.base_images:
-                return self._image_record(Image(image, {}, created="1970-01-01T00:00:00Z"))
-        raise errors.ContainerImageNotFoundError(f"No image {image!r} on this host.")
-
-    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
-        self._no_options(kwargs)
-        with self.host.lock:
-            return [self._image_record(image) for image in self._listed("image")]
-
-    def delete_container_image(self, image: str, **kwargs: Any) -> None:
-        """Remove an image this backend committed (and from its registry); never a base image."""
-        self._no_options(kwargs)
-        missing = errors.ContainerImageNotFoundError(f"No image {image!r} was made by this backend.")
-        with self.host.lock:
-            self._image(image, "image", missing)
-            del self.host.images[image]
-            if self.registry:
-                _REGISTRIES.get(self.registry, {}).pop(image, None)
-
-    # ------------------------------------------------------------------ snapshots
-
-    def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
-        with self.host.lock:
-            try:
-                self._snapshot(snapshot)
-            except errors.ContainerSnapshotNotFoundError:
-                return False
-        return True
-
-    def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
-        self._no_options(kwargs)
-        with self.host.lock:
-            item = self._container(container)
-            validate_name(name, "snapshot name")
-            ref = f"{self.name_prefix}-snapshots/{item.pk}:{name}"
-            if ref in self.host.images:
-                raise errors.ContainerAlreadyExistsError(f"The container {item.pk!r} already has a snapshot named {name!r}.")
-            return self._snapshot_record(self._commit(item, ref, {LABEL + "kind": "snapshot", LABEL + "snapshot": name}))
-
-    def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
-        with self.host.lock:
-            del self.host.images[self._snapshot(snapshot).ref]
-
-    def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
-        self._no_options(kwargs)
-        with self.host.lock:
-            return self._snapshot_record(self._snapshot(snapshot))
-
-    def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
-        self._no_options(kwargs)
-        with self.host.lock:
-            return [self._snapshot_record(image) for image in self._listed("snapshot")]
-
-    def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
-        self._no_options(kwargs)
-        with self.host.lock:
-            pk = self._container(container).pk
-            return [self._snapshot_record(image) for image in self._listed("snapshot", container=pk)]
-
-    def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
-        """The snapshot's files back in place; pk, ports, volumes, environment and limits kept.
-        Option ``env``: variables to set or replace in the kept environment."""
-        self._no_options(kwargs, ("env",))
-        replaced = validate_env(kwargs.get("env"))
-        with self.host.lock:
-            item = self._container(container)
-            image = self._snapshot(snapshot)
-            if image.labels.get(LABEL + "container") != item.pk:
-                raise errors.ContainerSnapshotNotFoundError(f"{snapshot!r} is not a snapshot of the container {item.pk!r}.")
-            item.files, item.id = dict(image.files), uuid.uuid4().hex
-            item.env.update(replaced)
-            if item.status != "stopped":
-                item.status, item.started_at = "running", _moment()
-            return self._record(item)
-
-    # ------------------------------------------------------------------ between backends
-
-    def _needs_registry(self, what: str) -> str:
-        if not self.registry:
-            raise errors.CapabilityNotSupportedError(
-                f"{what} needs a registry: set the Memory backend's registry option (the same name on both sides)."
-            )
-        return self.registry
-
-    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
-        """Put a copy of the snapshot into the in-memory registry, as an image."""
-        self._no_options(kwargs)
-        with self.host.lock:
-            source = self._snapshot(snapshot)
-            registry = self._needs_registry("Exporting a snapshot")
-            item_uid = self.host.containers[source.labels[LABEL + "container"]].labels[LABEL + "uid"]
-            name = f"transfer-{source.labels[LABEL + 'snapshot']}-{secrets.token_hex(4)}"
-            ref = f"{registry}/{self.name_prefix}-u{item_uid}/{name}:latest"
-            item = self.host.containers[source.labels[LABEL + "container"]]
-            image = Image(ref, {LABEL + "instance": self.instance, LABEL + "kind": "image", LABEL + "container": item.pk,
-                                LABEL + "owner": item.labels[LABEL + "owner"], LABEL + "image-name": name},
-                          dict(source.files))
-            self.host.images[ref] = image
-            _REGISTRIES.setdefault(registry, {})[ref] = image
-            return self._image_record(image)
-
-    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
-        """Make the image a snapshot ``name`` of the container."""
-        self._no_options(kwargs)
-        with self.host.lock:
-            item = self._container(container)
-            validate_name(name, "snapshot name")
-            registry = self._needs_registry("Importing a snapshot")
-            validate_pk(image, "image")
-            if not image.startswith(registry + "/"):
-                raise errors.InvalidArgumentError(f"{image!r} is not an image of the registry {registry}.")
-            found = _REGISTRIES.get(registry, {}).get(image) or self.host.images.get(image)
-            if found is None:
-                raise errors.ContainerImageNotFoundError(f"No image {image!r} in the registry {registry}.")
-            ref = f"{self.name_prefix}-snapshots/{item.pk}:{name}"
-            if ref in self.host.images:
-                raise errors.ContainerAlreadyExistsError(f"The container {item.pk!r} already has a snapshot named {name!r}.")
-            copied = Image(ref, {LABEL + "instance": self.instance, LABEL + "kind": "snapshot",
-                                 LABEL + "container": item.pk, LABEL + "snapshot": name}, dict(found.files))
-            self.host.images[ref] = copied
-            return self._snapshot_record(copied)
-
