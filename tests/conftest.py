@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from .support.ci import in_ci, missing
 from .support.engine import prune_images, purge_instances  # noqa: F401 - prune_images: older imports
 
 RUN_ID = uuid.uuid4().hex[:6]
@@ -74,8 +75,7 @@ def _memory_engine():
     return MemoryEngine(Memory(**memory_options()).host, (TEST_IMAGE,))
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_in_ci = in_ci  # older imports (tests/test_browser.py)
 
 
 @pytest.fixture(scope="session")
@@ -94,10 +94,7 @@ def raw_docker():
         client.ping()
         client.images.get(TEST_IMAGE)
     except Exception as exc:  # noqa: BLE001
-        message = f"a Docker engine with the image {TEST_IMAGE} is needed ({exc}); run `make test`"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"a Docker engine with the image {TEST_IMAGE} is needed ({exc}); run `make test`")
     yield client
     purge(client)
     client.close()
@@ -197,10 +194,7 @@ def registry(workdir):
 
     binary = shutil.which("docker-registry")
     if binary is None:
-        message = "docker-registry is needed (scripts/packages.sh installs it)"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("docker-registry is needed (scripts/packages.sh installs it)")
     port = free_port()
     root = workdir / "registry"
     root.mkdir(exist_ok=True)

@@ -126,18 +126,12 @@ class _Containers:
         return view
 
 
-@dataclass
 class _VolumeView:
-    host: Host
-    item: Volume
+    """A named volume as docker-py's ``Volume``: its name, labels, removal."""
 
-    @property
-    def name(self) -> str:
-        return self.item.name
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return {"Name": self.item.name, "Labels": dict(self.item.labels)}
+    def __init__(self, host: Host, item: Volume) -> None:
+        self.host, self.item, self.name = host, item, item.name
+        self.attrs = {"Name": item.name, "Labels": dict(item.labels)}
 
     def remove(self, force: bool = False) -> None:
         with self.host.lock:
