@@ -123,3 +123,18 @@ def test_the_small_shell(memory, workdir):
     assert run(pk, ["sh", "-c", "cat /nope 2>/dev/null; echo done"]) == "done\n"
     assert run(pk, ["python3", "-c", "1"]) == "sh: python3: not found\n"
     assert "syntax error" in run(pk, ["sh", "-c", "echo 'open"])
+
+
+def test_the_shell_never_follows_a_link_out_of_a_bind_mount(memory, workdir):
+    outside = workdir / "memory-outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "secret.txt").write_text("host secret\n")
+    inside = ALLOWED_ROOT / "memory-links"
+    inside.mkdir(exist_ok=True)
+    link = inside / "out"
+    if not link.exists():
+        link.symlink_to(outside)
+    pk = make(memory, volumes=[{"source": str(inside), "target": "/mnt"}])["pk"]
+    assert "No such file" in memory.exec_in_container(pk, ["cat", "/mnt/out/secret.txt"])
+    assert "can't create" in memory.exec_in_container(pk, ["sh", "-c", "echo x > /mnt/out/new.txt"])
+    assert not (outside / "new.txt").exists()

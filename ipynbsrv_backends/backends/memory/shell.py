@@ -54,13 +54,24 @@ class Shell:
                 return mount, path[len(mount.target):].lstrip("/")
         return None, path
 
+    @staticmethod
+    def _on_host(mount: Mount, key: str) -> str:
+        """The host path of ``key`` in a bind mount; never outside it (a symlink in the host
+        directory that leads out is refused as a missing file)."""
+        assert mount.host is not None
+        root = os.path.realpath(mount.host)
+        real = os.path.realpath(os.path.join(root, key))
+        if real != root and not real.startswith(root + "/"):
+            raise FileNotFoundError(key)
+        return real
+
     def read(self, path: str) -> str | None:
         mount, key = self._where(path)
         if mount is None:
             return self.files.get(key)
         if mount.host is not None:
             try:
-                with open(os.path.join(mount.host, key), encoding="utf-8") as handle:
+                with open(self._on_host(mount, key), encoding="utf-8") as handle:
                     return handle.read()
             except OSError:
                 return None
@@ -74,7 +85,7 @@ class Shell:
             return f"sh: can't create {path}: Read-only file system"
         if mount is not None and mount.host is not None:
             try:
-                with open(os.path.join(mount.host, key), "a" if append else "w", encoding="utf-8") as handle:
+                with open(self._on_host(mount, key), "a" if append else "w", encoding="utf-8") as handle:
                     handle.write(text)
             except OSError as exc:
                 return f"sh: can't create {path}: {exc.strerror}"
@@ -88,7 +99,7 @@ class Shell:
         mount, key = self._where(path)
         if mount is not None and mount.host is not None:
             try:
-                os.remove(os.path.join(mount.host, key))
+                os.remove(self._on_host(mount, key))
             except OSError:
                 return False
             return True
