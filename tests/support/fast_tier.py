@@ -8,10 +8,11 @@ reason given here. Every other test runs when it reaches no engine (no marker of
 
 from __future__ import annotations
 
-#: The master's test modules (services, admin, users' API, proxy) that run on Memory nodes.
+#: The master's test modules (services, admin, users' API, proxy, audit, draining) that run on
+#: Memory nodes.
 MASTER_FILES = frozenset({
     "test_services.py", "test_admin.py", "test_api.py", "test_api_async.py", "test_api_isolation.py",
-    "test_proxy.py",
+    "test_proxy.py", "test_audit.py", "test_draining.py",
 })
 
 #: Engine-free modules left to ``make test`` all the same: they start other processes and
@@ -35,6 +36,7 @@ ENGINE_ONLY: dict[str, str] = {
     "test_services.py::test_direct_backend_and_service_agree": "it builds a Docker backend from the node's options",
     "test_admin.py::test_a_backend_change_that_would_break_a_node_is_refused": _KIND,
     "test_admin.py::test_a_down_node_gives_readable_errors": _DOWN,
+    "test_audit.py::test_a_failed_admin_delete_is_recorded": _DOWN,
     "test_api.py::test_nodes_are_for_staff_only": _KIND,
     "test_api.py::test_no_secret_in_any_answer": "the secrets it hides are the Docker backend's registry credentials",
     "test_proxy.py::test_through_nginx_only_the_owner_reaches_a_real_notebook":
