@@ -23,14 +23,11 @@ from ...validation import (
     parse_since,
     validate_cmd,
     validate_cpu_limit,
-    validate_env,
+    validate_create_arguments,
     validate_mem_limit,
     validate_pids_limit,
     validate_pk,
-    validate_ports,
     validate_tail,
-    validate_username,
-    validate_volumes,
 )
 from . import store
 from .images import MemoryImages
@@ -252,17 +249,10 @@ class Memory(MemoryImages, SnapshotableContainerBackend, SuspendableContainerBac
         **kwargs: Any,
     ) -> ContainerRecord:
         self._no_options(kwargs, CREATE_OPTIONS)
-        username = validate_username(username)
         pk = self.engine_name(uid, name)
-        port_specs, volume_specs, argv = validate_ports(ports), validate_volumes(volumes), validate_cmd(cmd)
-        if base_url is not None and (not isinstance(base_url, str) or "\x00" in base_url or len(base_url) > 2048):
-            raise errors.InvalidArgumentError("base_url must be a string such as '/user/alice/notebook/'.")
-        if (image is None) == (clone_of is None):
-            raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
-        env = validate_env(kwargs.get("env"))
+        checked = validate_create_arguments(username, ports, volumes, cmd, base_url, image, clone_of, kwargs.get("env"))
+        username, port_specs, volume_specs, argv, env = checked
         limits = self._limits(kwargs)
-        if image is not None:
-            validate_pk(image, "image")
         with self.host.lock:
             source = self._container(clone_of) if clone_of is not None else None
             if pk in self.host.containers:
