@@ -241,6 +241,8 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
         messages.append(_error(11, f"{_setting('HOSTAPI_BACKEND')}: {problem}"))
     if not isinstance(value["HOSTAPI_BACKEND_OPTIONS"], Mapping):
         messages.append(_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')} must be a dict of constructor arguments."))
+    elif not problem:
+        messages += _check_backend_options(path, value["HOSTAPI_BACKEND_OPTIONS"])
     token = value["HOSTAPI_TOKEN"]
     if token is not None and not isinstance(token, str):
         messages.append(_error(11, f"{_setting('HOSTAPI_TOKEN')} must be a string or None."))
@@ -263,6 +265,24 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
             hint="Use it for local development only; set HOSTAPI_TOKEN (or IPYNBSRV_HOSTAPI_TOKEN) on real nodes.",
         ))
     return messages
+
+
+def _check_backend_options(path: str, options: Mapping[str, Any]) -> list[CheckMessage]:
+    """The node's backend options, checked by the class's own declaration (which contacts
+    nothing and never echoes a secret)."""
+    cls = import_string(path)
+    validator = getattr(cls, "validate_options", None)
+    if validator is None:
+        return []
+    try:
+        validator(**options)
+    except errors.InvalidArgumentError as exc:
+        table = getattr(cls, "OPTION_TABLE", None)
+        return [_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')}: {exc}",
+                       hint=table.help_text() if table is not None else None)]
+    except TypeError as exc:  # keys that are not names
+        return [_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')} must map option names to values ({exc}).")]
+    return []
 
 
 def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:

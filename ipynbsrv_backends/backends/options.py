@@ -3,7 +3,7 @@
 A backend class declares its constructor options as an :class:`Options` table of
 :class:`Option` entries (name, default, check, help text, secret or not). From that one
 declaration come the constructor's defaults and ``validate_options``, the admin form's help,
-the system checks, what ``repr`` and logs may show (:meth:`Options.redact`), and the
+the system checks, which options are secret (never shown), and the
 README's constructor tables (``python -m ipynbsrv_backends.backends.options --write``
 regenerates them; a test fails when they are stale).
 
@@ -30,11 +30,7 @@ __all__ = [
     "optional_string",
     "positive_seconds",
     "choice",
-    "MASK",
 ]
-
-#: What a secret option's value is shown as (never the value itself).
-MASK = "***"
 
 #: A check takes the option's name and value and returns the value to keep (normalised),
 #: or raises ``InvalidArgumentError`` saying what is wrong and what to use instead. A check
@@ -108,18 +104,13 @@ class Options:
                 raise errors.InvalidArgumentError(f"{first} and {second} go together: give both or neither.")
         return result
 
-    def redact(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """``config`` with every secret that is set shown as :data:`MASK`."""
-        hidden = self.secrets()
-        return {key: MASK if key in hidden and value else value for key, value in config.items()}
-
     def help_text(self) -> str:
-        """One line per option (``name (default): help``), secrets marked as such."""
-        lines = []
+        """One line naming every option and its default, secrets marked (values never)."""
+        parts = []
         for option in self:
-            secret = " Secret: never shown." if option.secret else ""
-            lines.append(f"{option.name} ({option.default_text().strip('`')}): {option.help}{secret}")
-        return "\n".join(lines)
+            default = option.default_text().strip("`")
+            parts.append(f"{option.name} (secret)" if option.secret else f"{option.name} ({default})")
+        return f"{self.label} options: {', '.join(parts)}."
 
     def markdown(self) -> str:
         """The README's table of these options."""
@@ -218,3 +209,53 @@ def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
 
     checked._options_checked = True  # type: ignore[attr-defined]
     return checked
+
+
+# --------------------------------------------------------------------------- the README's tables
+
+#: The README's generated tables: marker name -> ``module:attribute`` of an :class:`Options`.
+README_TABLES = {
+    "HttpRemote": "ipynbsrv_backends.backends.http_remote_options:HTTP_REMOTE_OPTIONS",
+    "Docker": "ipynbsrv_backends.backends.docker.options:DOCKER_OPTIONS",
+}
+REGENERATE = "python -m ipynbsrv_backends.backends.options --write README.md"
+
+
+def render_readme(text: str) -> str:
+    """``text`` (the README) with each table between ``<!-- options:NAME -->`` and
+    ``<!-- /options:NAME -->`` generated from its declaration."""
+    import importlib
+
+    for marker, target in README_TABLES.items():
+        module, attribute = target.split(":")
+        table: Options = getattr(importlib.import_module(module), attribute)
+        start, end = f"<!-- options:{marker} -->", f"<!-- /options:{marker} -->"
+        before, found, rest = text.partition(start)
+        if not found or end not in rest:
+            raise ValueError(f"The README has no {start} ... {end} block.")
+        text = f"{before}{start}\n{table.markdown()}\n{end}{rest.partition(end)[2]}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import pathlib
+
+    parser = argparse.ArgumentParser(description="Regenerate (or check) the README's constructor tables.")
+    parser.add_argument("--write", action="store_true", help="rewrite the file (else: exit 1 when it is stale)")
+    parser.add_argument("path", nargs="?", default="README.md")
+    args = parser.parse_args(argv)
+    path = pathlib.Path(args.path)
+    text = path.read_text(encoding="utf-8")
+    fresh = render_readme(text)
+    if args.write:
+        path.write_text(fresh, encoding="utf-8")
+        return 0
+    if fresh != text:
+        print(f"{path} is stale: run {REGENERATE}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
