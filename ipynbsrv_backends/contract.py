@@ -16,6 +16,7 @@ dropped.
 from __future__ import annotations
 
 import abc
+import typing
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SnapshotRecord",
     "ContainerStatus",
     "RECORDS",
+    "record_fields",
     "ContainerBackend",
     "SuspendableContainerBackend",
     "SnapshotableContainerBackend",
@@ -131,6 +133,17 @@ RECORDS: dict[str, type] = {
     "ImageRecord": ImageRecord,
     "SnapshotRecord": SnapshotRecord,
 }
+
+
+def record_fields(record: type) -> dict[str, tuple[Any, bool]]:
+    """Each key of a record type: its type and whether every record has it (``NotRequired``
+    extras do not). Read from the annotations, since ``__required_keys__`` is not reliable
+    with postponed annotations."""
+    fields = {}
+    for key, hint in typing.get_type_hints(record, include_extras=True).items():
+        extra = typing.get_origin(hint) is NotRequired
+        fields[key] = (typing.get_args(hint)[0] if extra else hint, not extra)
+    return fields
 
 
 class ContainerBackend(abc.ABC):

@@ -73,41 +73,10 @@ def _is_read_timeout(exc: BaseException) -> bool:
 class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
-    Arguments (every one is described in the README and ``docs/hostapi.md``):
-
-    ``url``
-        The node's host API base URL, e.g. ``https://10.0.0.2:8080`` (or
-        ``http://host:8000/hostapi`` for a project that includes the URLs under a prefix).
-    ``token``
-        The node's token (its ``IPYNBSRV_HOSTAPI_TOKEN``), sent as ``Authorization: Bearer``;
-        ``None`` sends none (only a node started with ``--insecure-no-token`` accepts that).
-    ``signing_key``
-        The node's signing key (its ``IPYNBSRV_HOSTAPI_SIGNING_KEY``, or the last one the
-        master rotated in): every request is then signed over its method, path, body,
-        a timestamp and a nonce (``docs/security.md``). ``None`` signs nothing, which only
-        a node without a signing key accepts.
-    ``verify``
-        TLS verification for ``https`` URLs: ``True`` (the system's CAs via certifi), the
-        path of a CA bundle (file or directory) that signed the node's certificate, or
-        ``False`` (no verification; a warning is logged).
-    ``connect_timeout``
-        Seconds to establish a connection; past it the node is unavailable.
-    ``timeout``
-        Seconds to wait for an answer to a quick call: reads, exists checks, lists, logs,
-        suspend and resume.
-    ``status_timeout``
-        Seconds to wait for ``get_status()`` and ``get_node_status()``, so placement is
-        never held up by a slow node.
-    ``long_timeout``
-        Seconds to wait for a slow call: create, clone, commit (and push), pull, snapshot,
-        restore, exec, start, stop, restart and the deletes.
-    ``retries``
-        How many times a read (a GET) is tried again after a connection failure; writes are
-        never repeated, and neither is a call whose answer timed out.
-    ``retry_backoff``
-        Seconds before the first retry; doubled for each further one.
-    ``pool_size``
-        Connections kept open to the node (one per concurrent call).
+    ``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every argument is
+    declared once, with its default, check and help, in
+    :data:`~ipynbsrv_backends.backends.http_remote_options.HTTP_REMOTE_OPTIONS` (the README's
+    table is generated from it). ``token`` and ``signing_key`` are secrets: never shown.
     """
 
     #: The declaration of every constructor option.

@@ -207,7 +207,7 @@ def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
             self._refuse_options(name, set(kwargs) - named)
         return method(self, *args, **kwargs)
 
-    checked._options_checked = True  # type: ignore[attr-defined]
+    checked.__dict__["_options_checked"] = True
     return checked
 
 

@@ -28,6 +28,7 @@ from ...contract import (
     SnapshotRecord,
 )
 from ...validation import parse_since, validate_cmd, validate_env, validate_tail
+from ..options import Options
 from . import spec
 from .constants import (
     CONTAINER_LABELS,
@@ -61,7 +62,7 @@ class Docker(ContainerCreation):
     """
 
     #: The declaration of every constructor option.
-    OPTION_TABLE: ClassVar = DOCKER_OPTIONS
+    OPTION_TABLE: ClassVar[Options] = DOCKER_OPTIONS
     #: Constructor options and their defaults (besides the three positional ones).
     OPTIONS: ClassVar[dict[str, Any]] = DOCKER_OPTIONS.defaults(exclude=_POSITIONAL)
     SECRET_OPTIONS: ClassVar[frozenset[str]] = DOCKER_OPTIONS.secrets()
