@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import errors
 from ..hostapi import signing
-from .options import Option, Options
+from .options import Option, Options, positive_seconds
 
 __all__ = ["HTTP_REMOTE_OPTIONS"]
 
@@ -63,9 +63,7 @@ def _verify(name: str, value: Any) -> bool | str:
 
 
 def _seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise errors.InvalidArgumentError(f"Invalid {name} {value!r}: use a positive number of seconds.")
-    return float(value)
+    return float(positive_seconds(name, value))
 
 
 def _retries(name: str, value: Any) -> int:

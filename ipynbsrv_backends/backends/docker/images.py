@@ -16,7 +16,7 @@ from ...validation import iso_utc, validate_pk
 from .constants import KIND_IMAGE, L_CONTAINER, L_CREATED, L_IMAGE_NAME, L_INSTANCE, L_KIND, L_UID
 from .records import image_record
 from .registry_client import ProgressCallback
-from .spec import image_ref, split_ref
+from .spec import split_ref
 from .transfer import SnapshotTransfer
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ImageOps(SnapshotTransfer):
     def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
         info = self._inspect_container(container)
         labels = info["Config"].get("Labels") or {}
-        ref = image_ref(self.registry, self.name_prefix, int(labels.get(L_UID) or 0), name)
+        ref = self._image_ref(int(labels.get(L_UID) or 0), name)
         with self._name_lock:
             if self.container_image_exists(ref):
                 raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")

@@ -38,6 +38,10 @@ __all__ = ["SnapshotTransfer"]
 class SnapshotTransfer(RegistryClient):
     """Clean commits and the snapshot moves of the ``Docker`` backend."""
 
+    def _image_ref(self, uid: int, name: str) -> str:
+        """The reference of an image this backend commits (see :func:`.spec.image_ref`)."""
+        return image_ref(self.registry, self.name_prefix, uid, name)
+
     def _commit_clean(self, container_id: str, target: str, container_pk: str, labels: Mapping[str, str],
                       missing: errors.BackendError) -> None:
         """Commit the container to the image ``target`` with ``labels``, leaving no access
@@ -117,7 +121,7 @@ class SnapshotTransfer(RegistryClient):
             snapshot_name = "snapshot"
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
         name = f"transfer-{snapshot_name}-{stamp}-{uuid.uuid4().hex[:6]}"
-        ref = image_ref(self.registry, self.name_prefix, uid, name)
+        ref = self._image_ref(uid, name)
         with self._name_lock:
             if self.container_image_exists(ref):
                 raise errors.ContainerAlreadyExistsError(f"An image named {ref!r} already exists.")
