@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.apps import apps
@@ -25,11 +25,12 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from . import errors
+from .backends.options import CONTAINER_OPTIONS
 from .conf import DEFAULTS, SETTING_NAME
 from .contract import ContainerBackend
 from .hostapi.signing import valid_key
 from .placement import ALGORITHMS, ServerSelectionAlgorithm
-from .validation import validate_cpu_limit, validate_env, validate_mem_limit, validate_pids_limit, validate_volumes
+from .validation import validate_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,7 @@ OBJ = SETTING_NAME
 VOLUME_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 BASE_URL_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 #: Container options every backend understands (the contract); others are passed on.
-CONTRACT_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "env": validate_env,
-    "mem_limit": validate_mem_limit,
-    "cpu_limit": validate_cpu_limit,
-    "pids_limit": validate_pids_limit,
-}
+CONTRACT_OPTIONS = CONTAINER_OPTIONS
 
 
 def _id(kind: str, number: int) -> str:

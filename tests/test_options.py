@@ -192,3 +192,24 @@ def test_a_declared_method_accepts_its_options_and_nothing_else():
     with pytest.raises(errors.InvalidArgumentError, match="takes no options"):
         Toy().read("a", size=2)
     assert inspect.signature(Toy.make).parameters.keys() == {"self", "name", "kwargs"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("cls", [Docker, HttpRemote])
+def test_no_declared_secret_reaches_the_admin_pages_or_the_api(cls, admin_client):
+    from ipynbsrv_backends.models import Backend, Node
+
+    secrets = [value for key, value in SECRETS[cls].items() if key in cls.SECRET_OPTIONS]
+    backend = Backend.objects.create(name="b", kind=cls.__name__, config=SECRETS[cls])
+    node = Node.objects.create(name="n1", address="127.0.0.1", backend=backend,
+                               backend_config={key: value for key, value in SECRETS[cls].items()
+                                               if key in cls.SECRET_OPTIONS})
+    responses = [admin_client.get(url) for url in (
+        "/admin/ipynbsrv_backends/backend/", f"/admin/ipynbsrv_backends/backend/{backend.pk}/change/",
+        "/admin/ipynbsrv_backends/node/", f"/admin/ipynbsrv_backends/node/{node.pk}/change/",
+        "/api/nodes/", f"/api/nodes/{node.pk}/",
+    )]
+    assert [r.status_code for r in responses] == [200] * 6
+    pages = b"".join(r.content for r in responses).decode()
+    assert pages.count("n1") >= 4
+    assert not [secret for secret in secrets if secret in pages]

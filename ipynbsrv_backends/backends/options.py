@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .. import errors
+from ..validation import validate_cpu_limit, validate_env, validate_mem_limit, validate_pids_limit
 
 __all__ = [
     "Option",
     "Options",
     "MethodOptions",
+    "CONTAINER_OPTIONS",
     "Check",
     "boolean",
     "optional_string",
@@ -152,6 +154,16 @@ def choice(*values: str) -> Check:
 
 
 # --------------------------------------------------------------------------- method options
+
+#: The options of ``create_container`` every backend understands (the contract's), each with
+#: its check; the system checks judge ``CONTAINER_OPTIONS`` settings by these.
+CONTAINER_OPTIONS: Mapping[str, Callable[[Any], Any]] = {
+    "env": validate_env,
+    "mem_limit": validate_mem_limit,
+    "cpu_limit": validate_cpu_limit,
+    "pids_limit": validate_pids_limit,
+}
+
 
 
 class MethodOptions:

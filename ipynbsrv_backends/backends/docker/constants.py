@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ..options import CONTAINER_OPTIONS
+
 LABEL_PREFIX = "org.ipynbsrv."
 L_INSTANCE = LABEL_PREFIX + "instance"
 L_KIND = LABEL_PREFIX + "kind"
@@ -38,8 +40,9 @@ CONTAINER_LABELS = (
     L_CLONE_OF, L_CONTAINER, L_SNAPSHOT, L_IMAGE_NAME,
 )
 
-#: The options ``create_container`` accepts (``restore_container_snapshot`` accepts ``env``).
-CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
+#: The options ``create_container`` accepts (the contract's; ``restore_container_snapshot``
+#: accepts ``env``).
+CREATE_OPTIONS = tuple(CONTAINER_OPTIONS)
 
 #: Options a caller might try to smuggle in; each widens what a container may do on the
 #: host, so each is refused by name rather than passed to the engine.

@@ -13,7 +13,8 @@ from typing import Any
 
 from ... import errors
 from ...contract import PortRecord, VolumeRecord
-from ...validation import validate_cpu_limit, validate_mem_limit, validate_name, validate_pids_limit
+from ...validation import validate_name
+from ..options import CONTAINER_OPTIONS
 from .constants import (
     CONTAINER_LABELS,
     IMAGE_NAME_RE,
@@ -116,8 +117,8 @@ def port_bindings(ports: list[PortRecord]) -> dict[int, tuple[str, int | None]]:
 
 def limits(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The memory, CPU and process limits of a create: the call's, else the backend's."""
-    checks = {"mem_limit": validate_mem_limit, "cpu_limit": validate_cpu_limit, "pids_limit": validate_pids_limit}
-    return {key: check(options[key]) if key in options else defaults.get(key) for key, check in checks.items()}
+    keys = ("mem_limit", "cpu_limit", "pids_limit")
+    return {key: CONTAINER_OPTIONS[key](options[key]) if key in options else defaults.get(key) for key in keys}
 
 
 def limits_of(host: Mapping[str, Any]) -> dict[str, Any]:
