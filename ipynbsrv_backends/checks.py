@@ -28,9 +28,9 @@ from . import errors
 from .backends.options import CONTAINER_OPTIONS
 from .conf import DEFAULTS, SETTING_NAME
 from .contract import ContainerBackend
-from .hostapi.signing import valid_key
 from .placement import ALGORITHMS, ServerSelectionAlgorithm
 from .validation import validate_volumes
+from .wire.signing import valid_key
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import urllib.parse
 from typing import Any
 
 from .. import errors
-from ..hostapi import signing
+from ..wire import signing
 from .options import Option, Options, positive_seconds
 
 __all__ = ["HTTP_REMOTE_OPTIONS"]
