@@ -57,6 +57,8 @@ class _Plan:
     missing_volumes: list[str]
     avoid: set[int] = field(default_factory=set)
     created: bool = False
+    #: A clone's base image (tagged for the create only), once its name is chosen.
+    helper_image: str | None = None
 
 
 class ContainerCreation(ImageOps, HostResources):
@@ -134,12 +136,10 @@ class ContainerCreation(ImageOps, HostResources):
         """Create the volumes (and a clone's base image), then the container; on failure,
         remove what this create made."""
         created_volumes: list[str] = []
-        helper_image: str | None = None
         try:
             created_volumes = self._create_volumes(plan.missing_volumes, plan.username)
             if plan.source_info is not None:
-                helper_image = self._clone_base(plan, plan.source_info)
-                run_image = helper_image
+                run_image = self._clone_base(plan, plan.source_info)
             else:
                 assert plan.image is not None
                 plan.labels[L_IMAGE] = plan.image
@@ -156,11 +156,11 @@ class ContainerCreation(ImageOps, HostResources):
                     self._api().remove_volume(volume)
             raise
         finally:
-            if helper_image is not None:
+            if plan.helper_image is not None:
                 # The clone keeps the layers; the tag goes, and the untagged image is pruned
                 # when the clone is deleted.
                 with contextlib.suppress(Exception):
-                    self._api().remove_image(helper_image, force=True)
+                    self._api().remove_image(plan.helper_image, force=True)
                 if not plan.created:
                     self._prune_images()
 
@@ -168,11 +168,11 @@ class ContainerCreation(ImageOps, HostResources):
         """Commit the source of a clone to a helper image the clone starts from."""
         plan.labels[L_IMAGE] = source_info["Config"]["Labels"].get(L_IMAGE, "")
         plan.labels[L_CLONE_OF] = source_info["Name"].lstrip("/")
-        helper_image = f"{self.name_prefix}-clones/{plan.pk}:base"
-        self._commit_clean(source_info["Id"], helper_image, plan.pk, {
+        plan.helper_image = f"{self.name_prefix}-clones/{plan.pk}:base"
+        self._commit_clean(source_info["Id"], plan.helper_image, plan.pk, {
             L_INSTANCE: self.instance, L_KIND: KIND_CLONE_BASE, L_CONTAINER: plan.pk},
             errors.ContainerNotFoundError(f"The container {plan.clone_of!r} vanished."))
-        return helper_image
+        return plan.helper_image
 
     def _create_and_start(self, plan: _Plan, run_image: str) -> None:
         """Create and start the container. A port given as external: None is chosen here,
