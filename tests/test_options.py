@@ -14,6 +14,8 @@ from ipynbsrv_backends import errors
 from ipynbsrv_backends.backends import Docker, HttpRemote
 from ipynbsrv_backends.backends.docker import DOCKER_OPTIONS, PRIVILEGED_OPTIONS
 from ipynbsrv_backends.backends.http_remote_options import HTTP_REMOTE_OPTIONS
+from ipynbsrv_backends.backends.memory import Memory
+from ipynbsrv_backends.backends.memory.options import MEMORY_OPTIONS
 from ipynbsrv_backends.backends.options import REGENERATE, MethodOptions, Option, Options, render_readme
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -34,6 +36,7 @@ def test_the_readme_tables_are_generated_from_the_declarations():
 @pytest.mark.parametrize(("cls", "table", "positional"), [
     (Docker, DOCKER_OPTIONS, ("base_url", "registry", "allowed_volume_roots")),
     (HttpRemote, HTTP_REMOTE_OPTIONS, ("url", "token", "signing_key")),
+    (Memory, MEMORY_OPTIONS, ()),
 ])
 def test_defaults_and_secrets_come_from_the_declaration(cls, table, positional):
     assert cls.OPTION_TABLE is table
@@ -157,10 +160,21 @@ def test_every_contract_method_is_covered():
     assert len(names) >= 28
 
 
-@pytest.mark.parametrize(("method", "required"), DOCKER_METHODS, ids=[name for name, _ in DOCKER_METHODS])
-def test_every_docker_method_refuses_unknown_options_before_it_runs(method, required):
-    backend = Docker(base_url=DOWN)
-    accepted = Docker.METHOD_OPTIONS.get(method, ())
+MEMORY_METHODS = list(_public_methods_with_options(Memory))
+
+
+def test_memory_declares_the_same_method_options_as_docker():
+    # Memory has every method of Docker's that takes options but the pull (it never pulls).
+    assert {name for name, _ in MEMORY_METHODS} == {name for name, _ in DOCKER_METHODS} - {"pull_container_image"}
+    assert dict(Memory.METHOD_OPTIONS) == dict(Docker.METHOD_OPTIONS)
+
+
+@pytest.mark.parametrize(("cls", "method", "required"),
+                         [(Docker, *m) for m in DOCKER_METHODS] + [(Memory, *m) for m in MEMORY_METHODS],
+                         ids=[f"Docker.{m[0]}" for m in DOCKER_METHODS] + [f"Memory.{m[0]}" for m in MEMORY_METHODS])
+def test_every_method_refuses_unknown_options_before_it_runs(cls, method, required):
+    backend = Docker(base_url=DOWN) if cls is Docker else Memory(host="options-test")
+    accepted = cls.METHOD_OPTIONS.get(method, ())
     tail = f"; this call accepts {', '.join(accepted)}" if accepted else "; this call takes no options"
     with pytest.raises(errors.InvalidArgumentError) as caught:
         getattr(backend, method)(*["x"] * len(required), colour="blue")
