@@ -437,6 +437,17 @@ def test_pull_where_the_backend_can(api, settings):
     assert post(api, "images/pull/", {}).status_code == 400
 
 
+def test_status_lists_each_served_sub_contract_the_backend_claims(api, settings):
+    from ipynbsrv_backends.contract import CAPABILITIES
+
+    configure(settings, backend="tests.hostapi_fakes.TransferBackend")
+    reset_backend()
+    capabilities = api.get(PREFIX + "status/").json()["backend"]["capabilities"]
+    # suspend and snapshot first, as before; then the sub-contracts of the table's other routes.
+    assert capabilities == ["suspend", "snapshot", "snapshot_transfer", "image_pull"]
+    assert set(capabilities) <= set(CAPABILITIES)
+
+
 def test_snapshot_export_and_import_where_the_backend_can(api, settings):
     snapshot, container = "p-snapshots/p-u1-nb:s1", "p-u1-nb"
     export_path = f"snapshots/{encode_pk(snapshot)}/export/"
