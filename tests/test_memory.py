@@ -4,6 +4,7 @@ through an in-memory registry, and the small shell of exec_in_container."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -107,6 +108,19 @@ def test_a_snapshot_travels_through_a_shared_registry(workdir):
             b.import_container_snapshot(target["pk"], "s3", image["pk"])
     finally:
         Memory.reset()
+
+
+def test_bind_sources_are_checked_as_docker_checks_them(memory):
+    """One check for both backends (validation.resolve_bind_source): only a directory or a
+    file under an allowed root; anything else there (a FIFO, a socket) is refused."""
+    fifo = ALLOWED_ROOT / "memory-fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    for source, why in ((str(fifo), "does not exist"), (str(ALLOWED_ROOT / "memory-none"), "does not exist"),
+                        ("/etc", "outside the allowed volume roots")):
+        with pytest.raises(errors.InvalidArgumentError, match=why):
+            make(memory, volumes=[{"source": source, "target": "/data"}])
+    assert memory.get_containers() == []
 
 
 def test_the_small_shell(memory, workdir):

@@ -21,6 +21,7 @@ from ...contract import (
 )
 from ...validation import (
     parse_since,
+    resolve_bind_source,
     validate_cmd,
     validate_cpu_limit,
     validate_create_arguments,
@@ -131,22 +132,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
                 "cpu_limit": validate_cpu_limit(kwargs.get("cpu_limit")),
                 "pids_limit": validate_pids_limit(kwargs.get("pids_limit"))}
 
-    def _bind_source(self, source: str) -> str:
-        if not self.allowed_volume_roots:
-            raise errors.InvalidArgumentError(
-                f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
-                "(set allowed_volume_roots, or use a named volume)."
-            )
-        real = os.path.realpath(source)
-        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
-            raise errors.InvalidArgumentError(
-                f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
-                f"({', '.join(self.allowed_volume_roots)})."
-            )
-        if not os.path.exists(real):
-            raise errors.InvalidArgumentError(f"Host path {source!r} does not exist: create it first.")
-        return real
-
     def _volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
         """Resolved records, and the named volumes still to be made."""
         prepared: list[VolumeRecord] = []
@@ -154,7 +139,7 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
         for volume in volumes:
             source = volume["source"]
             if source.startswith("/"):
-                source = self._bind_source(source)
+                source = resolve_bind_source(source, self.allowed_volume_roots)
             elif source in self.host.volumes:
                 labels = self.host.volumes[source].labels
                 if labels.get(LABEL + "instance") != self.instance or labels.get(LABEL + "owner") != username:
