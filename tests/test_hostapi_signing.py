@@ -5,11 +5,14 @@ from the master while requests run loses none of them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -147,22 +150,34 @@ def test_huge_and_invalid_bodies_get_a_clear_4xx(signing_node, engine):
 
 # ---------------------------------------------------------------------------- rotation
 
+
+@contextlib.contextmanager
+def registered_signed_node(workdir: Path) -> Iterator[tuple[HostAPINode, Any, str, Path]]:
+    """A host API with a signing key and a state directory, running, and registered on the
+    master as the node ``signed`` (its key in the node's own configuration): the process,
+    the ``Node``, the start-up key and the state directory."""
+    from ipynbsrv_backends.models import Backend, Node
+
+    key = signing.new_key()
+    state = workdir / f"state-{secrets.token_hex(4)}"
+    process = HostAPINode(workdir, backend_args=backend_options(), signing_key=key, state_dir=state)
+    registry.forget_backend()
+    with process:
+        backend = Backend.objects.create(name="remote", kind="HttpRemote",
+                                         config={"url": process.url, "token": process.token})
+        node = Node.objects.create(name="signed", address="127.0.0.1", backend=backend,
+                                   backend_config={"signing_key": key})
+        yield process, node, key, state
+
+
 @pytest.mark.django_db(transaction=True)
 def test_rotation_while_requests_run_loses_none(raw_docker, workdir, engine, settings):
     from django.core.management import call_command
 
     from ipynbsrv_backends.keys import rotate_signing_key
-    from ipynbsrv_backends.models import Backend, Node
+    from ipynbsrv_backends.models import Node
 
-    key = signing.new_key()
-    state = workdir / f"state-{secrets.token_hex(4)}"
-    node_process = HostAPINode(workdir, backend_args=backend_options(), signing_key=key, state_dir=state)
-    registry.forget_backend()
-    with node_process:
-        backend = Backend.objects.create(name="remote", kind="HttpRemote",
-                                         config={"url": node_process.url, "token": node_process.token})
-        node = Node.objects.create(name="signed", address="127.0.0.1", backend=backend,
-                                   backend_config={"signing_key": key})
+    with registered_signed_node(workdir) as (node_process, node, key, state):
         held = registry.get_backend(node)  # an instance that keeps the old key, like another process
         results: list[str] = []
         failures: list[BaseException] = []
@@ -262,17 +277,9 @@ def test_the_cli_needs_a_state_dir_with_a_signing_key(tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_rotation_from_the_admin(raw_docker, workdir, engine, admin_client, make_node):
-    from ipynbsrv_backends.models import AuditEntry, Backend, Node
+    from ipynbsrv_backends.models import AuditEntry, Node
 
-    key = signing.new_key()
-    process = HostAPINode(workdir, backend_args=backend_options(), signing_key=key,
-                          state_dir=workdir / f"state-{secrets.token_hex(4)}")
-    registry.forget_backend()
-    with process:
-        backend = Backend.objects.create(name="remote", kind="HttpRemote",
-                                         config={"url": process.url, "token": process.token})
-        node = Node.objects.create(name="signed", address="127.0.0.1", backend=backend,
-                                   backend_config={"signing_key": key})
+    with registered_signed_node(workdir) as (process, node, key, _state):
         local = make_node("local")
         url = "/admin/ipynbsrv_backends/node/"
         response = admin_client.post(url, {"action": "rotate_signing_key", "_selected_action": [node.pk, local.pk]},

@@ -29,6 +29,7 @@ from ..pullprogress import valid_summary
 from ..wire import signing
 from ..wire.format import OPTIONS_PARAM
 
+# HttpRemote's logger: its retries and warnings keep the name a site's logging configures.
 logger = logging.getLogger("ipynbsrv_backends.backends.http_remote")
 
 __all__ = ["NodeTransport", "Kind", "NDJSON", "ProgressCallback"]
