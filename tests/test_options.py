@@ -167,6 +167,7 @@ def test_memory_declares_the_same_method_options_as_docker():
     # Memory has every method of Docker's that takes options but the pull (it never pulls).
     assert {name for name, _ in MEMORY_METHODS} == {name for name, _ in DOCKER_METHODS} - {"pull_container_image"}
     assert dict(Memory.METHOD_OPTIONS) == dict(Docker.METHOD_OPTIONS)
+    assert Memory.FORBIDDEN_OPTIONS is Docker.FORBIDDEN_OPTIONS  # one list of names refused by name
 
 
 @pytest.mark.parametrize(("cls", "method", "required"),

@@ -27,6 +27,7 @@ __all__ = [
     "Options",
     "MethodOptions",
     "CONTAINER_OPTIONS",
+    "PRIVILEGED_OPTIONS",
     "Check",
     "boolean",
     "optional_string",
@@ -164,6 +165,16 @@ CONTAINER_OPTIONS: Mapping[str, Callable[[Any], Any]] = {
     "pids_limit": validate_pids_limit,
 }
 
+#: Options a caller might try to smuggle in; each widens what a container may do on the
+#: host, so every backend refuses each by name (its ``FORBIDDEN_OPTIONS``) rather than
+#: passing it on to an engine.
+PRIVILEGED_OPTIONS = frozenset({
+    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
+    "network_mode", "network", "pid_mode", "ipc_mode", "uts_mode", "userns_mode", "cgroupns",
+    "security_opt", "sysctls", "volumes_from", "cgroup_parent", "runtime", "host_config",
+    "user", "binds", "mounts", "tmpfs", "extra_hosts", "dns", "oom_kill_disable",
+    "restart_policy", "labels", "entrypoint", "working_dir", "init", "read_only", "shm_size",
+})
 
 
 class MethodOptions:

@@ -9,15 +9,8 @@ from typing import ClassVar
 from ... import errors
 from ...contract import ContainerRecord, ImageRecord, SnapshotRecord
 from ...validation import validate_name, validate_pk, validate_uid
-from ..options import CONTAINER_OPTIONS, MethodOptions
+from ..options import CONTAINER_OPTIONS, PRIVILEGED_OPTIONS, MethodOptions
 from .store import LABEL, Container, Host, Image
-
-#: Options that would widen a real container's privileges: refused by name, as Docker does.
-PRIVILEGED_OPTIONS = frozenset({
-    "privileged", "cap_add", "cap_drop", "devices", "network_mode", "network", "pid_mode", "ipc_mode",
-    "uts_mode", "userns_mode", "security_opt", "sysctls", "volumes_from", "user", "binds", "mounts",
-    "tmpfs", "runtime", "host_config", "labels", "entrypoint",
-})
 
 
 class MemoryBase(MethodOptions):
