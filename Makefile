@@ -10,8 +10,8 @@ PYTHON_NEW ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3 /ro
                 $(shell command -v python3.13 python3.12 2>/dev/null))
 VENV_NEW   ?= .venv-newest
 # What that leg runs: the unit tests, the users' API and the contract suite against Docker.
-MATRIX_TESTS ?= tests/test_errors.py tests/test_checks.py tests/test_hostapi_wire.py tests/test_http_remote.py \
-                tests/test_api.py tests/test_contract.py -k "not http_remote"
+MATRIX_TESTS ?= tests/unit/test_errors.py tests/unit/test_checks.py tests/unit/test_hostapi_wire.py tests/unit/test_http_remote.py \
+                tests/integration/test_api.py tests/integration/test_contract.py -k "not http_remote"
 LINTED ?= ipynbsrv_backends testproject tests bench scripts
 
 .PHONY: help venv packages engine images test test-fast lint matrix screenshots demo cluster cluster-down clean
@@ -112,7 +112,7 @@ matrix: $(VENV_NEW)/.installed images
 endif
 
 screenshots: venv packages images
-	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
+	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py
 
 # The demo builds the notebook image itself (and says so if it must fall back to the stand-in).
 demo: venv stand-in
