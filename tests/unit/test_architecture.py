@@ -140,6 +140,13 @@ def test_the_exceptions_still_exist_and_are_in_the_map():
         assert f"`{importer[len(NAME) + 1:]}`" in doc and f"`{imported[len(NAME) + 1:]}`" in doc
 
 
+def test_the_old_path_of_a_moved_helper_is_the_same_function():
+    from ipynbsrv_backends import drf
+    from ipynbsrv_backends.hostapi import exceptions
+
+    assert exceptions.flatten_detail is drf.flatten_detail
+
+
 def test_the_map_names_every_layer():
     doc = DOC.read_text()
     for layer in LAYERS[1:]:
