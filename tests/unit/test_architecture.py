@@ -46,7 +46,8 @@ LAYERS = (
     Layer("hostapi", ("hostapi",), frozenset({"root", "wire", "core", "backends", "django-shared"}),
           third_party=True, django=True),
     Layer("master", ("apps", "checks", "signals", "models", "migrations", "registry", "placement", "services",
-                     "audit", "keys", "forms", "admin", "api", "proxy", "proxy_urls", "background", "management"),
+                     "audit", "keys", "forms", "admin", "templatetags", "api", "proxy", "proxy_urls", "background",
+                     "management"),
           frozenset({"root", "wire", "core", "backends.options", "django-shared", "master"}),
           third_party=True, django=True),
 )
