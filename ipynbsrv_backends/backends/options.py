@@ -5,7 +5,7 @@ A backend class declares its constructor options as an :class:`Options` table of
 declaration come the constructor's defaults and ``validate_options``, the admin form's help,
 the system checks, which options are secret (never shown), and the README's constructor
 tables (``python -m ipynbsrv_backends.backends.options --write README.md`` regenerates them;
-``tests/test_options.py`` fails when they are stale).
+``tests/unit/test_options.py`` fails when they are stale).
 
 :class:`MethodOptions` is the other half: the options each public method accepts (its
 ``**kwargs``), declared once per class and checked in one place, before the method runs.
