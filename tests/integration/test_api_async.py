@@ -64,7 +64,9 @@ def test_a_clone_answers_202_too(alice, make_node, image, engine):
     assert body(response)["status"] == "creating"
     record = settled(api, response["Location"])
     assert record["status"] == "running" and record["clone_of"] == source["id"]
-    assert AuditEntry.objects.get(action="container.clone").result == "ok"
+    # the audit row is written as the background job ends, just after the record's last save
+    entry = wait_for(lambda: AuditEntry.objects.filter(action="container.clone").first(), what="the clone's audit")
+    assert entry.result == "ok"
 
 
 def test_a_failed_background_creation_says_why_on_the_record(alice, make_node, engine):
@@ -76,7 +78,7 @@ def test_a_failed_background_creation_says_why_on_the_record(alice, make_node, e
     record = settled(api, response["Location"])
     assert record["status"] == "error" and record["error_code"] == "image_not_found"
     assert "ipynbsrv-test/not-there:never" in record["last_error"] and record["progress"] == ""
-    entry = AuditEntry.objects.get(action="container.create")
+    entry = wait_for(lambda: AuditEntry.objects.filter(action="container.create").first(), what="the audit")
     assert entry.result == "error" and "ContainerImageNotFoundError" in entry.message
     assert entry.target_id == str(record["id"])
     # the user deletes it and may use the name again
