@@ -294,8 +294,11 @@ def start_nginx(port: int, master: str) -> subprocess.Popen:
         raise DemoError("nginx is missing: `make demo` installs it as root (Debian's nginx package).")
     prefix = DEMO_DIR / "nginx"
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    site = NGINX_TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
-    location_end = "        error_page 502 504 = @ipynbsrv_unreachable;\n    }\n"
+    site = (NGINX_TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
+            .replace("@AUTH_CACHE@", str(prefix / "tmp" / "auth-cache")))
+    location_end = "        error_page 504 = @ipynbsrv_unreachable;\n    }\n"  # the end of location /notebooks/
+    if location_end not in site:
+        raise DemoError(f"{NGINX_TEMPLATE} has no location /notebooks/ ending in {location_end.strip()!r}.")
     site = site.replace(location_end, location_end[:-len("    }\n")] + LOGIN_REDIRECT, 1)
     (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"

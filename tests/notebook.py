@@ -95,6 +95,11 @@ class Nginx:
                 self.process.wait(timeout=10)
 
 
+def fill_template(text: str, listen: str, master: str, auth_cache: Path) -> str:
+    """``docs/proxy-nginx.conf`` with its placeholders filled in, as docs/proxy.md says."""
+    return text.replace("@LISTEN@", listen).replace("@MASTER@", master).replace("@AUTH_CACHE@", str(auth_cache))
+
+
 def start_nginx(prefix: Path, master: str) -> Nginx:
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
@@ -102,9 +107,9 @@ def start_nginx(prefix: Path, master: str) -> Nginx:
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
     port = _free_port()
-    site = TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
-    (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"
+    site = fill_template(TEMPLATE.read_text(), f"127.0.0.1:{port}", master, temp / "auth-cache")
+    (prefix / "ipynbsrv.conf").write_text(site)
     (prefix / "nginx.conf").write_text(f"""
 {"user root;" if os.geteuid() == 0 else ""}
 daemon off;

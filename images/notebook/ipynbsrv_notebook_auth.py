@@ -17,6 +17,17 @@ that cannot import it does not start at all):
    Origin checks stay on for the owner's browser (a page on another site cannot make the
    owner's browser act on the notebook).
 
+3. **Revocation of open websockets.** A websocket is checked once, when it opens; it must not
+   outlive the sign-in that opened it. The proxy tags every request with who it let through
+   (``X-Ipynbsrv-Session``: a tag of the user and one of the master's session, never the session
+   itself), and the gate keeps each open websocket's connection under its tags. When the user
+   signs out, is deactivated or deleted, the master sends this server a request with the
+   secret and ``X-Ipynbsrv-Revoke: TAG ...`` (``*``: every one); the gate closes those
+   websockets' connections at once and answers with how many it closed. The browser's front end
+   then reconnects through the proxy, which refuses it. The proxy drops any
+   ``X-Ipynbsrv-Revoke`` a browser sends, and without the secret the header is refused like
+   any other request.
+
 The secret is removed from this process's environment at import, so kernels and terminals do
 not inherit it. The server refuses to start without one (a server open to anyone who reaches
 its port is what this module exists to prevent).
@@ -25,8 +36,10 @@ its port is what this module exists to prevent).
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import sys
+import weakref
 from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -34,6 +47,10 @@ from tornado import web
 
 ENV = "IPYNBSRV_ACCESS_SECRET"
 HEADER = "X-Ipynbsrv-Access"
+#: Who the proxy let through: space-separated tags (the user's, the session's), set by the proxy.
+SESSION_HEADER = "X-Ipynbsrv-Session"
+#: From the master: the tags whose open websockets close now (``*``: all of them).
+REVOKE_HEADER = "X-Ipynbsrv-Revoke"
 #: Shorter than this is no secret (the master mints 43 characters).
 MIN_LENGTH = 16
 
@@ -61,12 +78,56 @@ class Refused(web.RequestHandler):
         self.finish("This notebook server answers only through its owner's sign-in on the master.\n")
 
 
+#: Open websockets' connections (their Tornado streams) under each tag, and under "*".
+_OPEN: dict[str, weakref.WeakSet[Any]] = {}
+
+
+def _tags(request: Any) -> list[str]:
+    return [tag for tag in request.headers.get(SESSION_HEADER, "").split()[:4] if tag != "*"] + ["*"]
+
+
+def _keep(request: Any) -> None:
+    """Remember a websocket upgrade's connection under the tags the proxy put on it (the same
+    stream carries the websocket once Tornado has upgraded it)."""
+    stream = getattr(request.connection, "stream", None)
+    if stream is None:
+        return
+    for tag in _tags(request):
+        _OPEN.setdefault(tag[:64], weakref.WeakSet()).add(stream)
+
+
+def revoke(tags: list[str]) -> int:
+    """Close the connections of every open websocket under any of ``tags``; how many were open."""
+    streams = {id(s): s for tag in tags for s in list(_OPEN.get(tag, ())) if not s.closed()}
+    for stream in streams.values():
+        stream.close()
+    for tag in [tag for tag, kept in _OPEN.items() if not any(not s.closed() for s in kept)]:
+        del _OPEN[tag]
+    return len(streams)
+
+
+class Revoked(web.RequestHandler):
+    """The master's revocation (secret checked by the gate): close the tagged websockets."""
+
+    def check_xsrf_cookie(self) -> None:  # the secret is the credential; browsers cannot send this header
+        return None
+
+    def prepare(self) -> None:
+        closed = revoke(self.request.headers.get(REVOKE_HEADER, "").split()[:64])
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"closed": closed}))
+
+
 _route = web.Application.find_handler
 
 
 def _gate(self: web.Application, request: Any, **kwargs: Any) -> Any:
     if not allowed(request):
         return self.get_handler_delegate(request, Refused)
+    if request.headers.get(REVOKE_HEADER):
+        return self.get_handler_delegate(request, Revoked)
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        _keep(request)
     return _route(self, request, **kwargs)
 
 
