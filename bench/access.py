@@ -267,8 +267,8 @@ def measure(logdir: Path, total: int = 2000, clients: tuple[int, ...] = (1, 16),
                    "every": {"Cookie": f"sessionid={session}"}}
         return _measure(ports, {way: _request(headers.get(way, {})) for way in WAYS}, total, clients, reps)
     finally:
-        for server in reversed(servers):
-            server.stop()
+        for started in reversed(servers):
+            started.stop()
         notebook.remove(force=True)
         client.close()
 
