@@ -10,7 +10,11 @@ connection), a fixed number of requests each:
 - **the package's path**: nginx with ``docs/proxy-nginx.conf`` as written, in front of the
   master (the test project under gunicorn, 2 workers × 4 threads), signed in as the owner;
 - **nginx, no check**: the same file with the check taken out (upstream and secret fixed);
-- **nginx, check every request**: the same file without the answer cache (the design before).
+- **nginx, check every request**: the same file without the answer cache (the design before);
+- **nginx, signed ticket**: the fast path of the other design measured (a short-lived ticket
+  cookie checked inside nginx with ``secure_link_md5``, the container's address and secret from
+  a routing table pushed into nginx's configuration); its slow path, when the ticket has
+  expired, is the same Django check as the package's path.
 
 The figures are the median latency (p50) and the throughput (requests per second) of each
 measurement; the ratios are per repetition, against direct (p50) and against
@@ -20,6 +24,8 @@ configurable-http-proxy (throughput).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
 import os
@@ -47,13 +53,14 @@ BASE_URL = "/notebooks/alice/nb/"
 PATH = BASE_URL + "api/status"
 TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
 #: The order of the ways; each repetition rotates it.
-WAYS = ("direct", "chp", "package", "bare", "every")
+WAYS = ("direct", "chp", "package", "bare", "every", "ticket")
 LABELS = {
     "direct": "direct to the container's port",
     "chp": "configurable-http-proxy",
     "package": "the package's path (nginx, docs/proxy-nginx.conf)",
     "bare": "the same nginx, no check",
     "every": "the same nginx, checking every request (no answer cache)",
+    "ticket": "nginx with a signed ticket and a pushed routing table (the other design)",
 }
 
 
@@ -146,15 +153,31 @@ def setup_database() -> None:
     print(json.dumps({"session": session.session_key}))
 
 
-def _variant(text: str, way: str, upstream: str, secret: str) -> str:
-    """docs/proxy-nginx.conf as written (``package``), without its check (``bare``), or
-    without its answer cache (``every``)."""
+def ticket(session: str, key: str, expires: int) -> str:
+    """The ticket cookie of the ``ticket`` design: ``MD5,EXPIRES`` as ``secure_link`` reads it."""
+    digest = hashlib.md5(f"{expires}{BASE_URL}{session} {key}".encode()).digest()  # noqa: S324 - what nginx offers
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=") + f",{expires}"
+
+
+def _variant(text: str, way: str, upstream: str, secret: str, key: str = "") -> str:
+    """docs/proxy-nginx.conf as written (``package``), without its check (``bare``), without
+    its answer cache (``every``), or with a signed ticket and a routing table (``ticket``)."""
     if way == "every":
         return text.replace("        proxy_cache ipynbsrv_auth;\n", "")
-    if way != "bare":
+    if way not in ("bare", "ticket"):
         return text
     fixed = (f'        set $ipynbsrv_upstream "{upstream}";\n        set $ipynbsrv_access "{secret}";\n'
              '        set $ipynbsrv_session "";\n        set $ipynbsrv_allowed "1";\n')
+    if way == "ticket":
+        fixed = ('        secure_link $cookie_ipynbsrv_ticket;\n'
+                 f'        secure_link_md5 "$secure_link_expires$ipynbsrv_scope$cookie_sessionid {key}";\n'
+                 '        if ($secure_link != "1") {\n            return 401;\n        }\n'
+                 '        set $ipynbsrv_upstream $ipynbsrv_table_upstream;\n'
+                 '        set $ipynbsrv_access $ipynbsrv_table_secret;\n'
+                 '        set $ipynbsrv_session "";\n        set $ipynbsrv_allowed "1";\n')
+        text = (f'map $ipynbsrv_scope $ipynbsrv_table_upstream {{\n    default "";\n    "{BASE_URL}" "{upstream}";\n}}\n'
+                f'map $ipynbsrv_scope $ipynbsrv_table_secret {{\n    default "";\n    "{BASE_URL}" "{secret}";\n}}\n'
+                + text)
     lines = [line for line in text.splitlines(keepends=True) if "auth_request" not in line]
     text = "".join(lines)
     return text.replace('        set $ipynbsrv_fresh "";\n', '        set $ipynbsrv_fresh "";\n' + fixed, 1)
@@ -164,10 +187,10 @@ class Nginx(ServerProcess):
     ready_path = "/nonexistent"
     ready_status = 404
 
-    def __init__(self, logdir: Path, way: str, master: str, upstream: str, secret: str) -> None:
+    def __init__(self, logdir: Path, way: str, master: str, upstream: str, secret: str, key: str) -> None:
         prefix = Path(tempfile.mkdtemp(prefix=f"nginx-{way}-", dir=logdir))
         port = free_port()
-        site = (_variant(TEMPLATE.read_text(), way, upstream, secret).replace("@LISTEN@", f"127.0.0.1:{port}")
+        site = (_variant(TEMPLATE.read_text(), way, upstream, secret, key).replace("@LISTEN@", f"127.0.0.1:{port}")
                 .replace("@MASTER@", master).replace("@AUTH_CACHE@", str(prefix / "auth-cache")))
         (prefix / "site.conf").write_text(site)
         temps = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
@@ -255,8 +278,9 @@ def measure(logdir: Path, total: int = 2000, clients: tuple[int, ...] = (1, 16),
         servers.append(master)
         upstream = f"127.0.0.1:{port}"
         ports = {"direct": port}
-        for way in ("package", "bare", "every"):
-            server = Nginx(logdir, way, f"127.0.0.1:{master.port}", upstream, secret).start()
+        key = secrets.token_urlsafe(24)
+        for way in ("package", "bare", "every", "ticket"):
+            server = Nginx(logdir, way, f"127.0.0.1:{master.port}", upstream, secret, key).start()
             servers.append(server)
             ports[way] = server.port
         chp = ConfigurableHttpProxy(logdir, secret).start()
@@ -264,7 +288,9 @@ def measure(logdir: Path, total: int = 2000, clients: tuple[int, ...] = (1, 16),
         chp.route(BASE_URL, f"http://{upstream}")
         ports["chp"] = chp.port
         headers = {"direct": {"X-Ipynbsrv-Access": secret}, "package": {"Cookie": f"sessionid={session}"},
-                   "every": {"Cookie": f"sessionid={session}"}}
+                   "every": {"Cookie": f"sessionid={session}"},
+                   "ticket": {"Cookie": f"sessionid={session}; "
+                                        f"ipynbsrv_ticket={ticket(session, key, int(time.time()) + 3600)}"}}
         return _measure(ports, {way: _request(headers.get(way, {})) for way in WAYS}, total, clients, reps)
     finally:
         for started in reversed(servers):
@@ -286,11 +312,11 @@ def _measure(ports: dict[str, int], request: dict[str, bytes], total: int, clien
                 p50[way].append(median)
                 rate[way].append(per_second)
         per = "client" if count == 1 else "clients"
-        for way in ("package", "chp", "bare", "every"):
+        for way in ("package", "chp", "bare", "every", "ticket"):
             target = 1.5 if way == "package" else None
             rows.append(row(SECTION, f"p50, {count} {per}: {LABELS[way]} vs direct", p50[way], p50["direct"],
                             target=target, note=f"{total} requests of GET api/status"))
-        for way in ("package", "bare", "every", "direct"):
+        for way in ("package", "bare", "every", "ticket", "direct"):
             target = 0.8 if way == "package" and count == max(clients) else None
             rows.append(row(SECTION, f"req/s, {count} {per}: {LABELS[way]} vs configurable-http-proxy",
                             rate[way], rate["chp"], target=target, higher_is_better=True, scale=1.0, unit="/s"))
