@@ -23,8 +23,10 @@ that cannot import it does not start at all):
    itself), and the gate keeps each open websocket's connection under its tags. When the user
    signs out, is deactivated or deleted, the master sends this server a request with the
    secret and ``X-Ipynbsrv-Revoke: TAG ...`` (``*``: every one); the gate closes those
-   websockets' connections at once and answers with how many it closed. The browser's front end
-   then reconnects through the proxy, which refuses it. The proxy drops any
+   websockets' connections at once and answers with how many it closed, and refuses every
+   request under those tags for :data:`REMEMBER` seconds (longer than the proxy keeps an
+   answer), so that neither a reconnect nor any other request gets in on an answer the proxy
+   kept from before. The proxy, told ``403``, asks the master afresh, which refuses it. The proxy drops any
    ``X-Ipynbsrv-Revoke`` a browser sends, and without the secret the header is refused like
    any other request.
 
@@ -39,6 +41,7 @@ import hmac
 import json
 import os
 import sys
+import time
 import weakref
 from typing import Any
 
@@ -51,6 +54,10 @@ HEADER = "X-Ipynbsrv-Access"
 SESSION_HEADER = "X-Ipynbsrv-Session"
 #: From the master: the tags whose open websockets close now (``*``: all of them).
 REVOKE_HEADER = "X-Ipynbsrv-Revoke"
+#: How long a revoked tag is refused (seconds): longer than the proxy keeps the master's answer.
+REMEMBER = 30.0
+#: At most this many revoked tags are remembered (the oldest are forgotten first).
+REMEMBER_AT_MOST = 10000
 #: Shorter than this is no secret (the master mints 43 characters).
 MIN_LENGTH = 16
 
@@ -80,6 +87,8 @@ class Refused(web.RequestHandler):
 
 #: Open websockets' connections (their Tornado streams) under each tag, and under "*".
 _OPEN: dict[str, weakref.WeakSet[Any]] = {}
+#: Revoked tags, and until when (monotonic) requests under them are refused.
+_REVOKED: dict[str, float] = {}
 
 
 def _tags(request: Any) -> list[str]:
@@ -96,8 +105,26 @@ def _keep(request: Any) -> None:
         _OPEN.setdefault(tag[:64], weakref.WeakSet()).add(stream)
 
 
+def revoked(request: Any) -> bool:
+    """Whether ``request`` comes under a tag the master revoked less than REMEMBER s ago."""
+    if not _REVOKED:
+        return False
+    now = time.monotonic()
+    return any(_REVOKED.get(tag[:64], 0.0) > now for tag in _tags(request))
+
+
 def revoke(tags: list[str]) -> int:
-    """Close the connections of every open websocket under any of ``tags``; how many were open."""
+    """Close the connections of every open websocket under any of ``tags``, and refuse requests
+    under them for a while (``*`` only closes); how many were open."""
+    now = time.monotonic()
+    for tag in [tag for tag, until in _REVOKED.items() if until <= now]:
+        del _REVOKED[tag]
+    for tag in tags:
+        if tag != "*":
+            _REVOKED.pop(tag[:64], None)
+            _REVOKED[tag[:64]] = now + REMEMBER
+    while len(_REVOKED) > REMEMBER_AT_MOST:
+        del _REVOKED[next(iter(_REVOKED))]
     streams = {id(s): s for tag in tags for s in list(_OPEN.get(tag, ())) if not s.closed()}
     for stream in streams.values():
         stream.close()
@@ -126,6 +153,8 @@ def _gate(self: web.Application, request: Any, **kwargs: Any) -> Any:
         return self.get_handler_delegate(request, Refused)
     if request.headers.get(REVOKE_HEADER):
         return self.get_handler_delegate(request, Revoked)
+    if revoked(request):
+        return self.get_handler_delegate(request, Refused)
     if request.headers.get("Upgrade", "").lower() == "websocket":
         _keep(request)
     return _route(self, request, **kwargs)
