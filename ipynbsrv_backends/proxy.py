@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
-from django.db.models.signals import post_save, pre_delete
+from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import salted_hmac
@@ -152,7 +152,7 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     if container.access_secret:
         response[SECRET_HEADER] = container.access_secret
     response[STATUS_HEADER] = container.status
-    response[SESSION_HEADER] = f"{user_tag(user.pk)} {session_tag(request.session.session_key or '')}"
+    response[SESSION_HEADER] = f"{user_tag(user)} {session_tag(request.session.session_key or '')}"
     # nginx keeps the answer for the container's base URL only: a scope of another shape (a
     # nginx map that does not fit CONTAINER_BASE_URL) is answered afresh every time.
     scope = unquote(request.headers.get(SCOPE_HEADER, ""))
@@ -162,10 +162,12 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
 
 # ---------------------------------------------------------------------------- revocation
 
-def user_tag(pk: Any) -> str:
-    """The tag of a user on the requests the proxy lets through (not reversible to the pk
-    without the master's ``SECRET_KEY``)."""
-    return "u" + salted_hmac("ipynbsrv.proxy.user", str(pk), algorithm="sha256").hexdigest()[:24]
+def user_tag(user: Any) -> str:
+    """The tag of a user on the requests the proxy lets through: keyed on the master's
+    ``SECRET_KEY``, the user's pk and password (so a password change makes a new one, as it
+    ends the user's other sessions)."""
+    hashed = user.get_session_auth_hash() if hasattr(user, "get_session_auth_hash") else ""
+    return "u" + salted_hmac("ipynbsrv.proxy.user", f"{user.pk}:{hashed}", algorithm="sha256").hexdigest()[:24]
 
 
 def session_tag(session_key: str) -> str:
@@ -222,16 +224,29 @@ def _logged_out(sender: Any, request: HttpRequest | None = None, user: Any = Non
     revoke_websockets(_reachable_for(user), [session_tag(key)])
 
 
-def _user_gone(user: Any) -> None:
-    revoke_websockets(_reachable_for(user), [user_tag(user.pk)])
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_password_changing")
+def _password_changing(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None,
+                       **kwargs: Any) -> None:
+    """Note the tag a user had before their password changes (a sign-in's save is skipped)."""
+    if raw or instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    old = sender._default_manager.filter(pk=instance.pk).only("pk", "password").first()
+    if old is not None and old.password != instance.password:
+        instance._ipynbsrv_old_tag = user_tag(old)
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_user_saved")
 def _user_saved(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    """Deactivated: every websocket of the user closes; password changed: every one of the
+    sessions that came before (Django ends them too)."""
+    tags = [getattr(instance, "_ipynbsrv_old_tag", None)]
+    instance.__dict__.pop("_ipynbsrv_old_tag", None)
     if not created and not getattr(instance, "is_active", True):
-        _user_gone(instance)
+        tags.append(user_tag(instance))
+    if any(tags):
+        revoke_websockets(_reachable_for(instance), [tag for tag in tags if tag])
 
 
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_user_deleted")
 def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
-    _user_gone(instance)
+    revoke_websockets(_reachable_for(instance), [user_tag(instance)])

@@ -183,19 +183,32 @@ def test_signing_out_closes_the_sessions_websockets_at_once_and_its_requests_wit
         theirs.close()
 
 
-def test_a_deactivated_user_is_shut_out_websockets_included(notebook, nginx):  # noqa: F811
+@pytest.mark.parametrize("change", ["deactivated", "new password"])
+def test_a_deactivated_user_or_a_password_change_shuts_the_sessions_out_websockets_included(
+        notebook, nginx, change):  # noqa: F811
     nb, _image, _node = notebook
     session = _session(nb.owner)
     jupyter = Jupyter(nginx.url + nb.base_url, _cookies(session))
     try:
         jupyter.wait_ready()
-        ws = _open_kernel_socket(jupyter, jupyter.start_kernel())
+        kernel = jupyter.start_kernel()
+        ws = _open_kernel_socket(jupyter, kernel)
         assert _kernel_answers(ws)
         owner = nb.owner
-        owner.is_active = False
+        if change == "deactivated":
+            owner.is_active = False
+        else:  # Django ends every session signed in with the old password
+            owner.set_password("a new one")
         owner.save()
         assert _closed_within(ws, WEBSOCKET_BOUND) <= WEBSOCKET_BOUND
+        with pytest.raises(Exception, match="401"):
+            _open_kernel_socket(jupyter, kernel)
         assert _status_within(jupyter.base + "api/status", _cookies(session), 401, BOUND) <= BOUND
+        if change == "new password":  # a session signed in afterwards gets in, websockets too
+            again = Jupyter(jupyter.base, _cookies(_session(owner)))
+            again.wait_ready()
+            assert _kernel_answers(_open_kernel_socket(again, kernel))
+            again.close()
     finally:
         jupyter.close()
 
