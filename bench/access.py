@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 SECTION = "6 access path"
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
-CHP = Path(os.environ.get("IPYNBSRV_CHP", "/var/cache/ipynbsrv/chp/node_modules/.bin/configurable-http-proxy"))
+CHP = Path(os.environ.get("IPYNBSRV_CHP_DIR", "/var/cache/ipynbsrv/chp")) / "node_modules/.bin/configurable-http-proxy"
 BASE_URL = "/notebooks/alice/nb/"
 PATH = BASE_URL + "api/status"
 TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
@@ -67,7 +67,8 @@ LABELS = {
 # --------------------------------------------------------------------------- the load
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> int:
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server closes the connection after it)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -80,22 +81,28 @@ async def _read_answer(reader: asyncio.StreamReader) -> int:
             await reader.readexactly(size + 2)
             if size == 0:
                 break
-    return status
+    return status, headers.get("connection", "").lower() == "close"
 
 
 async def _client(port: int, request: bytes, count: int, out: list[float], start: asyncio.Event) -> None:
+    """One client: one keep-alive connection (opened again when the server closes it, as nginx
+    does after ``keepalive_requests``), ``count`` requests once ``start`` is set."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)  # one request before the clock starts: connected and warm
         await writer.drain()
-        if await _read_answer(reader) != 200:
+        status, close = await _read_answer(reader)
+        if status != 200:
             raise RuntimeError(f"port {port} does not answer 200")
         await start.wait()
         for _ in range(count):
             began = time.perf_counter()
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
             await writer.drain()
-            status = await _read_answer(reader)
+            status, close = await _read_answer(reader)
             out.append(time.perf_counter() - began)
             if status != 200:
                 raise RuntimeError(f"port {port} answered {status}")
@@ -260,9 +267,20 @@ def _notebook(client: docker.DockerClient, secret: str) -> tuple[Any, int]:
 
 
 def measure(logdir: Path, total: int = 2000, clients: tuple[int, ...] = (1, 16), reps: int = 5) -> list[Row]:
-    if not CHP.exists():
-        raise RuntimeError(f"configurable-http-proxy is not at {CHP}: run scripts/chp.sh (needs npm)")
+    if not CHP.exists():  # scripts/chp.sh installs it under a cache directory with npm
+        made = subprocess.run([str(REPO / "scripts" / "chp.sh")], capture_output=True, text=True, timeout=900)
+        if made.returncode != 0 or not CHP.exists():
+            raise RuntimeError(f"configurable-http-proxy is not at {CHP} and scripts/chp.sh could not install it:\n"
+                               + made.stderr[-2000:])
     client = docker.from_env()
+    try:
+        client.images.get(NOTEBOOK_IMAGE)
+    except docker.errors.ImageNotFound:  # never pulled: scripts/notebook-image.sh builds it here
+        made = subprocess.run([str(REPO / "scripts" / "notebook-image.sh")], capture_output=True, text=True,
+                              timeout=1800)
+        if made.returncode != 0:
+            raise RuntimeError(f"the notebook image {NOTEBOOK_IMAGE} is missing and could not be built:\n"
+                               + made.stderr[-2000:]) from None
     secret = secrets.token_urlsafe(32)
     servers: list[ServerProcess] = []
     notebook, port = _notebook(client, secret)

@@ -4,7 +4,7 @@
 #
 #   scripts/chp.sh     install it unless it is there; prints where its command is
 #
-# Where: $IPYNBSRV_CHP_DIR (default /var/cache/ipynbsrv/chp). Needs node and npm (Debian:
+# Where: $IPYNBSRV_CHP_DIR (default /var/cache/ipynbsrv/chp; bench/access.py reads the same). Needs node and npm (Debian:
 # apt-get install --no-install-recommends nodejs npm). Nothing is installed globally.
 set -euo pipefail
 DIR=${IPYNBSRV_CHP_DIR:-/var/cache/ipynbsrv/chp}
