@@ -278,3 +278,46 @@ def a_notebook(source: str, output: str) -> dict[str, Any]:
             "outputs": [{"output_type": "stream", "name": "stdout", "text": output}],
         }],
     }
+
+
+def open_in_browser(browser: Any, site: str, jupyter: Jupyter, username: str, password: str,
+                    path: str = "work.ipynb") -> Any:
+    """Save an empty notebook at ``path`` through ``jupyter`` (as "New > Notebook" would make
+    it), sign ``username`` in on the master's page (``site``) in ``browser`` and open the
+    notebook there; returns a ``WebDriverWait`` for the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    empty = a_notebook("", "")
+    empty["cells"][0]["outputs"], empty["cells"][0]["execution_count"] = [], None
+    jupyter.save(path, empty)
+    base_url = "/" + jupyter.base.split("://", 1)[1].split("/", 1)[1]
+    browser.get(f"{site}/accounts/login/?next={base_url}notebooks/{path}")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.NAME, "login").click()
+    wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+    return wait
+
+
+def run_cell(browser: Any, wait: Any, code: str, printed: str) -> None:
+    """Type ``code`` into the page's first cell, run it (Shift+Enter) and wait until its
+    output shows ``printed``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def typed(driver: Any) -> bool:
+        editor = driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content")
+        editor.click()
+        editor.send_keys(code)
+        return True
+
+    wait.until(typed)
+    wait.until(lambda driver: code.split("\n")[0] in driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content").text)
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    wait.until(lambda driver: printed in " ".join(
+        element.text for element in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")))

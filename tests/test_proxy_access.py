@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
 #: The documented bound for new requests, with a little room for a busy machine.
 BOUND = CACHE_SECONDS + 1.0
+#: alice's password on the master's sign-in page (the browser test).
+PASSWORD = "alice-browser-pw"
 #: The bound for open websockets: the master's revocation answers within REVOKE_TIMEOUT.
 WEBSOCKET_BOUND = REVOKE_TIMEOUT + 1.0
 
@@ -40,7 +42,7 @@ WEBSOCKET_BOUND = REVOKE_TIMEOUT + 1.0
 def notebook(transactional_db, engine, make_node, notebook_image, settings, django_user_model):  # noqa: F811
     settings.IPYNBSRV_BACKENDS = {**settings.IPYNBSRV_BACKENDS, "CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": [],
                                   "CONTAINER_OPTIONS": {"mem_limit": "1g"}}
-    owner = django_user_model.objects.create_user("alice")
+    owner = django_user_model.objects.create_user("alice", password=PASSWORD)
     image = Image.objects.create(name="jupyter", ref=notebook_image, public=True)
     node = make_node("access")
     return services.create_container(owner, "nb", image=image, node=node), image, node
@@ -271,43 +273,27 @@ def test_a_moved_container_is_reached_at_its_new_place_with_the_next_request(not
 
 
 @pytest.mark.timeout(420)
-def test_in_a_browser_a_closed_websocket_reconnects_and_a_signed_out_one_stays_closed(
-        transactional_db, engine, make_node, notebook_image, nginx, settings, django_user_model, browser):  # noqa: F811
+def test_in_a_browser_a_closed_websocket_reconnects_and_a_signed_out_one_stays_closed(notebook, nginx, browser):  # noqa: F811
     """Jupyter's own front end in Chromium: when the gate closes the kernel's websocket while
     the session is still valid, the page reconnects by itself and runs the next cell; after
     the user signs out, the master closes it and the reconnect is refused."""
     from django.contrib.auth import logout
     from django.contrib.sessions.backends.db import SessionStore
     from django.http import HttpRequest
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from ipynbsrv_backends.proxy import revoke_websockets
 
-    from .notebook import a_notebook, signed_in
+    from .notebook import open_in_browser, run_cell, signed_in
 
-    settings.IPYNBSRV_BACKENDS = {**settings.IPYNBSRV_BACKENDS, "CONTAINER_PORTS": [8888],
-                                  "CONTAINER_VOLUMES": [], "CONTAINER_OPTIONS": {"mem_limit": "1g"}}
-    make_node("browser-access")
-    image = Image.objects.create(name="jupyter", ref=notebook_image, public=True)
-    alice = django_user_model.objects.create_user("alice", password="alice-browser-pw")
-    container = services.create_container(alice, "nb", image=image)
+    container, _image, _node = notebook
+    alice = container.owner
     api = Jupyter(nginx.url + container.base_url, signed_in(alice))  # another session of alice's
     try:
         api.wait_ready()
-        empty = a_notebook("", "")
-        empty["cells"][0]["outputs"], empty["cells"][0]["execution_count"] = [], None
-        api.save("work.ipynb", empty)
-        browser.get(f"{nginx.url}/accounts/login/?next={container.base_url}notebooks/work.ipynb")
-        browser.find_element(By.NAME, "username").send_keys("alice")
-        browser.find_element(By.NAME, "password").send_keys("alice-browser-pw")
-        browser.find_element(By.NAME, "login").click()
-        wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+        wait = open_in_browser(browser, nginx.url, api, "alice", PASSWORD)
 
         def connections() -> int:
             return sum(item["kernel"]["connections"] for item in api.get("api/sessions").json()
@@ -336,18 +322,7 @@ def test_in_a_browser_a_closed_websocket_reconnects_and_a_signed_out_one_stays_c
             ActionChains(browser).send_keys(Keys.ESCAPE).perform()
         wait_for(lambda: not dialogs(), timeout=10, interval=0.2, what="the dialog to go")
 
-        code = "print(6 * 7, 'after the reconnect')"
-
-        def typed(driver) -> bool:
-            editor = driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content")
-            editor.click()
-            editor.send_keys(code)
-            return True
-
-        wait.until(typed)
-        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-        wait.until(lambda driver: "42 after the reconnect" in " ".join(
-            element.text for element in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")))
+        run_cell(browser, wait, "print(6 * 7, 'after the reconnect')", "42 after the reconnect")
 
         # the user signs out (Django's logout for the browser's session): closed, and it stays closed
         request = HttpRequest()
@@ -363,3 +338,37 @@ def test_in_a_browser_a_closed_websocket_reconnects_and_a_signed_out_one_stays_c
     finally:
         api.close()
     services.delete_container(container)
+
+
+def test_a_new_secret_on_the_same_port_is_used_with_the_next_request(notebook, nginx, engine, notebook_image):  # noqa: F811
+    """As a snapshot restore ends: a new copy on the same port with a new secret, then the
+    record saved with it. nginx still keeps the answer with the old secret; the new server
+    refuses that (403), and the very next request gets through with the new one."""
+    from .conftest import INSTANCE
+
+    nb, _image, _node = notebook
+    cookies = _cookies(_session(nb.owner))
+    jupyter = Jupyter(nginx.url + nb.base_url, cookies)
+    port = nb.ports[0]["external"]
+    try:
+        jupyter.wait_ready()
+        engine.containers.get(nb.backend_pk).remove(force=True)  # the restore replaces the copy
+        secret = "restored-" + uuid.uuid4().hex + uuid.uuid4().hex
+        engine.containers.run(
+            notebook_image, detach=True, name=f"ipynbsrv-test-restored-{uuid.uuid4().hex[:8]}",
+            labels={"org.ipynbsrv.instance": INSTANCE}, ports={"8888/tcp": ("127.0.0.1", port)},
+            environment={"OWNER": "alice", "BASE_URL": nb.base_url, "IPYNBSRV_ACCESS_SECRET": secret})
+        restored = Jupyter(f"http://127.0.0.1:{port}{nb.base_url}", headers={"X-Ipynbsrv-Access": secret})
+        restored.wait_ready()
+        restored.close()
+        # nginx's kept answer (refreshed now: the new server refuses the old secret, the check
+        # still names it) has the old secret
+        assert jupyter.get("api/status").status_code == 403
+        nb.access_secret = secret  # the record saved with the new secret
+        nb.save()
+        with AuthCalls() as calls:
+            answer = jupyter.get("api/status")
+        assert answer.status_code == 200, answer.text[:300]
+        assert calls.count == 1  # the kept answer was used first, then the recheck
+    finally:
+        jupyter.close()
