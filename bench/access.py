@@ -52,6 +52,8 @@ CHP = Path(os.environ.get("IPYNBSRV_CHP_DIR", "/var/cache/ipynbsrv/chp")) / "nod
 BASE_URL = "/notebooks/alice/nb/"
 PATH = BASE_URL + "api/status"
 TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
+#: The dynamic modules the template needs (Debian's libnginx-mod-http-lua).
+NGINX_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 #: The order of the ways; each repetition rotates it.
 WAYS = ("direct", "chp", "package", "bare", "every", "ticket")
 LABELS = {
@@ -202,7 +204,8 @@ class Nginx(ServerProcess):
         (prefix / "site.conf").write_text(site)
         temps = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
         (prefix / "nginx.conf").write_text(
-            ("user root;\n" if os.geteuid() == 0 else "")
+            "".join(f"load_module {module};\n" for module in NGINX_MODULES)
+            + ("user root;\n" if os.geteuid() == 0 else "")
             + f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
             + "events { worker_connections 1024; }\n"
             + f"http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n {temps}\n"

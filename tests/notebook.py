@@ -95,6 +95,20 @@ class Nginx:
                 self.process.wait(timeout=10)
 
 
+#: The dynamic modules docs/proxy-nginx.conf needs (Debian's libnginx-mod-http-lua), which
+#: Debian's own nginx.conf loads from /etc/nginx/modules-enabled/.
+NGINX_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
+
+
+def nginx_modules() -> str:
+    """The ``load_module`` lines for a main nginx.conf of our own."""
+    missing = [module for module in NGINX_MODULES if not os.path.exists(module)]
+    if missing:
+        _missing(f"nginx's Lua module is needed ({', '.join(missing)}): scripts/packages.sh installs "
+                 "Debian's libnginx-mod-http-lua")
+    return "".join(f"load_module {module};\n" for module in NGINX_MODULES)
+
+
 def fill_template(text: str, listen: str, master: str, auth_cache: Path) -> str:
     """``docs/proxy-nginx.conf`` with its placeholders filled in, as docs/proxy.md says."""
     return text.replace("@LISTEN@", listen).replace("@MASTER@", master).replace("@AUTH_CACHE@", str(auth_cache))
@@ -110,7 +124,7 @@ def start_nginx(prefix: Path, master: str) -> Nginx:
     temp = prefix / "tmp"
     site = fill_template(TEMPLATE.read_text(), f"127.0.0.1:{port}", master, temp / "auth-cache")
     (prefix / "ipynbsrv.conf").write_text(site)
-    (prefix / "nginx.conf").write_text(f"""
+    (prefix / "nginx.conf").write_text(nginx_modules() + f"""
 {"user root;" if os.geteuid() == 0 else ""}
 daemon off;
 worker_processes 1;
