@@ -262,7 +262,7 @@ def _notebook(client: docker.DockerClient, secret: str) -> tuple[Any, int]:
             return False
         return answer.status_code == 200
 
-    wait_for(ready, 120, "the notebook container to answer", 0.3)
+    wait_for(ready, timeout=120, interval=0.3, what="the notebook container to answer")
     return container, port
 
 

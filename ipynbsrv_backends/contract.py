@@ -5,8 +5,9 @@ containers. Every method returns plain JSON-serialisable values (the records bel
 result crosses the host API unchanged and :class:`~ipynbsrv_backends.backends.HttpRemote`
 returns exactly what :class:`~ipynbsrv_backends.backends.Docker` returns.
 
-Capabilities beyond the base contract are sub-contracts; callers detect them with
-``isinstance(backend, SuspendableContainerBackend)``.
+Capabilities beyond the base contract are sub-contracts (see "Capabilities" at the end);
+callers detect them with ``isinstance(backend, SuspendableContainerBackend)`` and so on,
+never by the concrete class or by looking for a method.
 
 Every method takes ``**kwargs`` last for backend-specific options. An option a backend does
 not know is an :class:`~ipynbsrv_backends.errors.InvalidArgumentError`, never silently
@@ -16,6 +17,7 @@ dropped.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
@@ -35,6 +37,11 @@ __all__ = [
     "ContainerBackend",
     "SuspendableContainerBackend",
     "SnapshotableContainerBackend",
+    "ImagePullingContainerBackend",
+    "SnapshotTransferContainerBackend",
+    "NodeStatusContainerBackend",
+    "KeyRotatingContainerBackend",
+    "CAPABILITIES",
 ]
 
 BACKEND_STATUS_OK = 0
@@ -245,3 +252,68 @@ class SnapshotableContainerBackend(ContainerBackend):
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
         """Put the container's filesystem back to the snapshot's; its pk, name, ports,
         volumes, environment and limits are kept."""
+
+
+# ---------------------------------------------------------------------------- capabilities
+#
+# The two sub-contracts above, and the four below, are every extra a backend may offer. A
+# backend claims one by subclassing it; the master asks ``isinstance(backend, <sub-contract>)``.
+# A backend that forwards calls to another (HttpRemote) claims what it can forward: the far
+# side may still answer ``CapabilityNotSupportedError`` (501) when its own backend cannot.
+
+#: ``on_progress(summary)`` of an image pull (see :mod:`ipynbsrv_backends.pullprogress`).
+PullProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class ImagePullingContainerBackend(ContainerBackend):
+    """A backend that can pull an image ahead of time, reporting its progress."""
+
+    @abc.abstractmethod
+    def pull_container_image(self, image: str, on_progress: PullProgressCallback | None = None,
+                             **kwargs: Any) -> ImageRecord:
+        """Pull ``image`` now and return its record; ``on_progress(summary)`` is called as the
+        pull goes. ``follow_pull_policy=True`` pulls only as ``create_container`` would."""
+
+
+class SnapshotTransferContainerBackend(SnapshotableContainerBackend):
+    """A backend whose snapshots can travel to another node (through a registry both use)."""
+
+    @abc.abstractmethod
+    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
+        """Push a copy of the snapshot as an image another node can import; its record."""
+
+    @abc.abstractmethod
+    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
+        """Make the exported ``image`` the snapshot ``name`` of ``container``; its record."""
+
+
+class NodeStatusContainerBackend(ContainerBackend):
+    """A backend that reports its node's resources (for placement and the admin)."""
+
+    @abc.abstractmethod
+    def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
+        """``{"backend": {"status", "capabilities"}, "resources": {...}}`` as the host API's
+        ``status/`` answers it. Raises like any other call."""
+
+
+class KeyRotatingContainerBackend(ContainerBackend):
+    """A backend that signs its requests with a key that can be rotated without downtime."""
+
+    @abc.abstractmethod
+    def install_next_signing_key(self, key: str) -> None:
+        """Give the far side the key that will replace the current one (it accepts both)."""
+
+    @abc.abstractmethod
+    def promote_signing_key(self, grace: int | None = None) -> None:
+        """Make the next key the current one; the old one stays accepted ``grace`` seconds."""
+
+
+#: Every capability sub-contract by a short name (the names the host API's status answers).
+CAPABILITIES: dict[str, type] = {
+    "suspend": SuspendableContainerBackend,
+    "snapshot": SnapshotableContainerBackend,
+    "snapshot_transfer": SnapshotTransferContainerBackend,
+    "image_pull": ImagePullingContainerBackend,
+    "node_status": NodeStatusContainerBackend,
+    "signing_key_rotation": KeyRotatingContainerBackend,
+}

@@ -34,10 +34,12 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    ImagePullingContainerBackend,
     ImageRecord,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
     SnapshotRecord,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
@@ -197,7 +199,8 @@ def _with_env(environment: list[str], replaced: Mapping[str, str]) -> list[str]:
     return kept + [f"{key}={value}" for key, value in replaced.items()]
 
 
-class Docker(SnapshotableContainerBackend, SuspendableContainerBackend):
+class Docker(SnapshotTransferContainerBackend, SuspendableContainerBackend, ImagePullingContainerBackend,
+             NodeStatusContainerBackend):
     """Containers on one Docker engine.
 
     See the README for every constructor argument. The engine is not contacted until the

@@ -32,17 +32,21 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    ImagePullingContainerBackend,
     ImageRecord,
+    KeyRotatingContainerBackend,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
     SnapshotRecord,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
-from ..hostapi import signing
-from ..hostapi.wire import OPTIONS_PARAM, encode_pk
 from ..pullprogress import valid_summary
 from ..validation import validate_opaque_pk
+from ..wire import signing
+from ..wire.format import OPTIONS_PARAM, encode_pk
+from ..wire.routes import CLIENT_ROUTES, Route
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,8 @@ def _positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
-class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
+class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
+                 NodeStatusContainerBackend, KeyRotatingContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
     Arguments (every one is described in the README and ``docs/hostapi.md``):
@@ -400,14 +405,13 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         now on). Not part of the contract; see :func:`ipynbsrv_backends.services.rotate_signing_key`."""
         if not signing.valid_key(key):
             raise errors.InvalidArgumentError("Invalid signing key: 32 to 256 printable characters without spaces.")
-        self._request("POST", "keys/next/", "install_next_signing_key", kind="short", body={"key": key})
+        self._call("install_next_signing_key", None, key=key)
 
     def promote_signing_key(self, grace: int | None = None) -> None:
         """Make the node's next key its current one; this instance must sign with that next
         key. The replaced key stays accepted for ``grace`` seconds (the node's default when
         ``None``)."""
-        body = {} if grace is None else {"grace": grace}
-        self._request("POST", "keys/promote/", "promote_signing_key", kind="short", body=body)
+        self._call("promote_signing_key", None, **({} if grace is None else {"grace": grace}))
 
     def _answer(self, response: requests.Response, op: str) -> Any:
         status = response.status_code
@@ -482,14 +486,42 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
             params[OPTIONS_PARAM] = kwargs
         return params
 
-    def _get(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind = "short", **named: Any) -> Any:
-        return self._request("GET", path, op, kind=kind, params=self._params(kwargs, **named))
+    def _call(self, name: str, options: dict[str, Any] | None, /, **arguments: Any) -> Any:
+        """Call the route ``name`` of :data:`~ipynbsrv_backends.wire.routes.ROUTES`: its pks go
+        into the path, the other arguments into the body of a POST or the query of a GET or
+        DELETE, with the backend-specific ``options``; returns the answer, checked for its shape."""
+        route = CLIENT_ROUTES[name]
+        path = route.path.format(**{pk: self._pk(arguments.pop(pk), pk) for pk in route.pks})
+        params = body = None
+        if route.http == "POST":
+            body = {**arguments, OPTIONS_PARAM: options or {}} if route.options else arguments
+        else:
+            params = self._params(options or {}, **arguments)
+        assert route.timeout is not None
+        return self._shaped(route, self._request(route.http, path, name, kind=route.timeout, params=params,
+                                                 body=body))
 
-    def _post(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind, **body: Any) -> Any:
-        return self._request("POST", path, op, kind=kind, body={**body, OPTIONS_PARAM: kwargs})
-
-    def _delete(self, path: str, op: str, kwargs: dict[str, Any]) -> None:
-        self._request("DELETE", path, op, kind="long", params=self._params(kwargs))
+    def _shaped(self, route: Route, answer: Any) -> Any:
+        """The answer, if it has the shape the route promises (else a ``BackendError``)."""
+        op = route.name
+        if route.answer == "record":
+            return self._record(answer, op)
+        if route.answer == "records":
+            return self._records(answer, op)
+        if route.answer in ("flag", "text"):
+            assert route.member is not None
+            return self._member(answer, route.member, bool if route.answer == "flag" else str, op)
+        if route.answer == "lines":
+            if not (isinstance(answer, list) and all(isinstance(line, str) for line in answer)):
+                raise self._garbage(op, answer)
+            return answer
+        if route.answer == "status":
+            backend = answer.get("backend") if isinstance(answer, dict) else None
+            if not isinstance(backend, dict) or type(backend.get("status")) is not int \
+                    or not isinstance(answer.get("resources"), dict):
+                raise self._garbage(op, answer)
+            return answer
+        return None
 
     # ------------------------------------------------------------------ node
 
@@ -497,13 +529,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         """The node's ``status/`` answer: ``{"backend": {"status", "capabilities"},
         "resources": {"cpu_count", "load_average", "memory_total", "memory_available",
         "containers": {"running", "total"}}}``. Raises like any other call."""
-        op = "get_node_status"
-        answer = self._request("GET", "status/", op, kind="status", params=self._params(kwargs))
-        backend = answer.get("backend") if isinstance(answer, dict) else None
-        if not isinstance(backend, dict) or type(backend.get("status")) is not int \
-                or not isinstance(answer.get("resources"), dict):
-            raise self._garbage(op, answer)
-        return answer
+        return self._call("get_node_status", kwargs)
 
     def get_status(self, **kwargs: Any) -> int:
         """The node's backend status: ``BACKEND_STATUS_STOPPED`` when the node cannot be
@@ -525,21 +551,16 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         return status
 
     # ------------------------------------------------------------------ containers
+    # Each method is its route in ipynbsrv_backends.wire.routes.ROUTES: see _call.
 
     def container_exists(self, container: str, **kwargs: Any) -> bool:
-        op = "container_exists"
-        answer = self._get(f"containers/{self._pk(container)}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_exists", kwargs, container=container)
 
     def container_is_running(self, container: str, **kwargs: Any) -> bool:
-        op = "container_is_running"
-        answer = self._get(f"containers/{self._pk(container)}/running/", op, kwargs)
-        return self._member(answer, "running", bool, op)
+        return self._call("container_is_running", kwargs, container=container)
 
     def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
-        op = "container_is_suspended"
-        answer = self._get(f"containers/{self._pk(container)}/suspended/", op, kwargs)
-        return self._member(answer, "suspended", bool, op)
+        return self._call("container_is_suspended", kwargs, container=container)
 
     def create_container(
         self,
@@ -554,90 +575,78 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         clone_of: str | None = None,
         **kwargs: Any,
     ) -> ContainerRecord:
-        op = "create_container"
-        answer = self._post(
-            "containers/", op, kwargs, kind="long",
-            username=username, uid=uid, name=name, ports=ports, volumes=volumes, cmd=cmd,
-            base_url=base_url, image=image, clone_of=clone_of,
+        return self._call(
+            "create_container", kwargs, username=username, uid=uid, name=name, ports=ports, volumes=volumes,
+            cmd=cmd, base_url=base_url, image=image, clone_of=clone_of,
         )
-        return self._record(answer, op)
 
     def delete_container(self, container: str, **kwargs: Any) -> None:
-        self._delete(f"containers/{self._pk(container)}/", "delete_container", kwargs)
+        self._call("delete_container", kwargs, container=container)
 
     def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
-        op = "exec_in_container"
-        answer = self._post(f"containers/{self._pk(container)}/exec/", op, kwargs, kind="long", cmd=cmd)
-        return self._member(answer, "output", str, op)
+        return self._call("exec_in_container", kwargs, container=container, cmd=cmd)
 
     def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
-        op = "get_container"
-        return self._record(self._get(f"containers/{self._pk(container)}/", op, kwargs), op)
+        return self._call("get_container", kwargs, container=container)
 
     def get_container_logs(
         self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any
     ) -> list[str]:
-        op = "get_container_logs"
         if isinstance(since, dt.datetime):
             since = since.isoformat()  # the node reads it back the same (naive is UTC)
-        answer = self._get(f"containers/{self._pk(container)}/logs/", op, kwargs, tail=tail, since=since)
-        if not (isinstance(answer, list) and all(isinstance(line, str) for line in answer)):
-            raise self._garbage(op, answer)
-        return answer
+        return self._call("get_container_logs", kwargs, container=container, tail=tail, since=since)
 
     def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
-        op = "get_containers"
-        return self._records(self._get("containers/", op, kwargs, only_running=only_running), op)
-
-    def _action(self, container: str, action: str, op: str, kwargs: dict[str, Any], kind: Kind) -> None:
-        self._post(f"containers/{self._pk(container)}/{action}/", op, kwargs, kind=kind)
+        return self._call("get_containers", kwargs, only_running=only_running)
 
     def start_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "start", "start_container", kwargs, "long")
+        self._call("start_container", kwargs, container=container)
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "stop", "stop_container", kwargs, "long")
+        self._call("stop_container", kwargs, container=container)
 
     def restart_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "restart", "restart_container", kwargs, "long")
+        self._call("restart_container", kwargs, container=container)
 
     def suspend_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "suspend", "suspend_container", kwargs, "short")
+        self._call("suspend_container", kwargs, container=container)
 
     def resume_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "resume", "resume_container", kwargs, "short")
+        self._call("resume_container", kwargs, container=container)
 
     # ------------------------------------------------------------------ images
 
     def container_image_exists(self, image: str, **kwargs: Any) -> bool:
-        op = "container_image_exists"
-        answer = self._get(f"images/{self._pk(image, 'image')}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_image_exists", kwargs, image=image)
 
     def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
-        op = "create_container_image"
-        answer = self._post("images/", op, kwargs, kind="long", container=container, name=name)
-        return self._record(answer, op)
+        return self._call("create_container_image", kwargs, container=container, name=name)
 
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
-        self._delete(f"images/{self._pk(image, 'image')}/", "delete_container_image", kwargs)
+        self._call("delete_container_image", kwargs, image=image)
+
+    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        return self._call("get_container_image", kwargs, image=image)
+
+    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
+        return self._call("get_container_images", kwargs)
 
     def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
                              **kwargs: Any) -> ImageRecord:
-        """Pull ``image`` onto the node now and return its record (not part of the contract;
+        """Pull ``image`` onto the node now and return its record (``ImagePullingContainerBackend``;
         the node's backend must have ``pull_container_image``, else
         ``CapabilityNotSupportedError``). With ``on_progress``, the node answers the pull's
         progress as it goes (one JSON line per report) and ``on_progress(summary)`` is called
         with each summary, as the node's ``Docker`` calls it."""
         op = "pull_container_image"
         if on_progress is None:
-            return self._record(self._post("images/pull/", op, kwargs, kind="long", image=image), op)
+            return self._call(op, kwargs, image=image)
         if not callable(on_progress):
             raise errors.InvalidArgumentError("on_progress must be a callable.")
         return self._record(self._streamed_pull(image, kwargs, on_progress, op), op)
 
     def _streamed_pull(self, image: str, kwargs: dict[str, Any], on_progress: ProgressCallback, op: str) -> Any:
-        url = f"{self.url}/images/pull/"
+        url = f"{self.url}/{CLIENT_ROUTES['pull_container_image'].path}"
         data = self._json({"image": image, OPTIONS_PARAM: kwargs}, "The request")
         headers = {"Content-Type": "application/json", "Accept": NDJSON}
         # Each line must come within long_timeout, and the whole pull too (as unstreamed).
@@ -698,65 +707,39 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 raise errors.error_for_code(error["code"], None if detail is None else str(detail), None)
         raise self._garbage(op, item)
 
-    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
-        op = "get_container_image"
-        return self._record(self._get(f"images/{self._pk(image, 'image')}/", op, kwargs), op)
-
-    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
-        op = "get_container_images"
-        return self._records(self._get("images/", op, kwargs), op)
-
     # ------------------------------------------------------------------ snapshots
 
     def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
-        op = "container_snapshot_exists"
-        answer = self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_snapshot_exists", kwargs, snapshot=snapshot)
 
     def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
-        op = "create_container_snapshot"
-        answer = self._post(f"containers/{self._pk(container)}/snapshots/", op, kwargs, kind="long", name=name)
-        return self._record(answer, op)
+        return self._call("create_container_snapshot", kwargs, container=container, name=name)
 
     def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
-        self._delete(f"snapshots/{self._pk(snapshot, 'snapshot')}/", "delete_container_snapshot", kwargs)
+        self._call("delete_container_snapshot", kwargs, snapshot=snapshot)
 
     def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
-        op = "get_container_snapshot"
-        return self._record(self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/", op, kwargs), op)
+        return self._call("get_container_snapshot", kwargs, snapshot=snapshot)
 
     def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
-        op = "get_container_snapshots"
-        return self._records(self._get("snapshots/", op, kwargs), op)
+        return self._call("get_container_snapshots", kwargs)
 
     def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
-        op = "get_containers_snapshots"
-        return self._records(self._get(f"containers/{self._pk(container)}/snapshots/", op, kwargs), op)
+        return self._call("get_containers_snapshots", kwargs, container=container)
 
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
-        op = "restore_container_snapshot"
-        answer = self._post(
-            f"containers/{self._pk(container)}/restore/", op, kwargs, kind="long", snapshot=snapshot
-        )
-        return self._record(answer, op)
+        return self._call("restore_container_snapshot", kwargs, container=container, snapshot=snapshot)
 
     # ------------------------------------------------------------------ snapshots between nodes
 
     def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
         """Push a copy of the snapshot to the node's registry as an image and return that
-        image's record (not part of the contract; see ``Docker.export_container_snapshot``;
+        image's record (``SnapshotTransferContainerBackend``; see ``Docker.export_container_snapshot``;
         ``CapabilityNotSupportedError`` when the node's backend cannot)."""
-        op = "export_container_snapshot"
-        answer = self._post(f"snapshots/{self._pk(snapshot, 'snapshot')}/export/", op, kwargs, kind="long")
-        return self._record(answer, op)
+        return self._call("export_container_snapshot", kwargs, snapshot=snapshot)
 
     def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
         """Make the exported ``image`` the snapshot ``name`` of ``container`` on the node and
-        return the snapshot's record (not part of the contract; see
+        return the snapshot's record (``SnapshotTransferContainerBackend``; see
         ``Docker.import_container_snapshot``)."""
-        op = "import_container_snapshot"
-        answer = self._post(
-            f"containers/{self._pk(container)}/snapshots/import/", op, kwargs, kind="long", name=name, image=image
-        )
-        return self._record(answer, op)
-
+        return self._call("import_container_snapshot", kwargs, container=container, name=name, image=image)
