@@ -26,7 +26,7 @@ from ipynbsrv_backends.proxy import CACHE_SECONDS, REVOKE_TIMEOUT
 
 from .notebook import Jupyter, nginx, notebook_image  # noqa: F401
 from .test_browser import browser  # noqa: F401
-from .utils import wait_for
+from .support import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
