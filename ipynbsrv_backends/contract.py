@@ -17,6 +17,7 @@ dropped.
 from __future__ import annotations
 
 import abc
+import typing
 from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -34,6 +35,9 @@ __all__ = [
     "ContainerRecord",
     "ImageRecord",
     "SnapshotRecord",
+    "ContainerStatus",
+    "RECORDS",
+    "record_fields",
     "ContainerBackend",
     "SuspendableContainerBackend",
     "SnapshotableContainerBackend",
@@ -61,6 +65,16 @@ ACCESS_SECRET_ENV = "IPYNBSRV_ACCESS_SECRET"
 ACCESS_HEADER = "X-Ipynbsrv-Access"
 
 
+# ---------------------------------------------------------------------------- records
+#
+# Every record is declared once, here: the keys every backend returns, and (``NotRequired``)
+# the extras a backend may add, which callers read with ``.get``. The host API's response
+# serializers are checked against these declarations (``tests/integration/test_records.py``).
+
+#: A container's state as the contract names it.
+ContainerStatus = Literal["running", "stopped", "suspended"]
+
+
 class PortRecord(TypedDict):
     """A published port. ``external: None`` asks the engine for a free port."""
 
@@ -78,28 +92,65 @@ class VolumeRecord(TypedDict):
 
 
 class ContainerRecord(TypedDict):
+    """A container. Extras: ``uid`` (the owner's uid it was created with) and ``clone_of``
+    (the pk of the container it was cloned from, or ``None``)."""
+
     pk: str
     name: str
-    status: Literal["running", "stopped", "suspended"]
+    status: ContainerStatus
     image: str
     owner: str
     created: str
     ports: list[PortRecord]
     volumes: list[VolumeRecord]
+    uid: NotRequired[int]
+    clone_of: NotRequired[str | None]
 
 
 class ImageRecord(TypedDict):
+    """An image. Extras: ``managed`` (this backend made it), its ``owner`` and the
+    ``container`` it was committed from (``None`` unless managed), and the ``registry``
+    every node can pull it from (``None`` when it is kept on one node only)."""
+
     pk: str
     name: str
     created: str
     size: int
+    owner: NotRequired[str | None]
+    container: NotRequired[str | None]
+    managed: NotRequired[bool]
+    registry: NotRequired[str | None]
 
 
 class SnapshotRecord(TypedDict):
+    """A snapshot of a container's filesystem. Extra: ``size`` in bytes."""
+
     pk: str
     name: str
     container: str
     created: str
+    size: NotRequired[int]
+
+
+#: Every record type, by the name the host API's schema gives its answer.
+RECORDS: dict[str, type] = {
+    "PortRecord": PortRecord,
+    "VolumeRecord": VolumeRecord,
+    "ContainerRecord": ContainerRecord,
+    "ImageRecord": ImageRecord,
+    "SnapshotRecord": SnapshotRecord,
+}
+
+
+def record_fields(record: type) -> dict[str, tuple[Any, bool]]:
+    """Each key of a record type: its type and whether every record has it (``NotRequired``
+    extras do not). Read from the annotations, since ``__required_keys__`` is not reliable
+    with postponed annotations."""
+    fields = {}
+    for key, hint in typing.get_type_hints(record, include_extras=True).items():
+        extra = typing.get_origin(hint) is NotRequired
+        fields[key] = (typing.get_args(hint)[0] if extra else hint, not extra)
+    return fields
 
 
 class ContainerBackend(abc.ABC):

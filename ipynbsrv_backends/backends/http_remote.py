@@ -17,9 +17,8 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import requests
 import requests.adapters
@@ -47,6 +46,8 @@ from ..validation import validate_opaque_pk
 from ..wire import signing
 from ..wire.format import OPTIONS_PARAM, encode_pk
 from ..wire.routes import CLIENT_ROUTES, Route
+from .http_remote_options import HTTP_REMOTE_OPTIONS
+from .options import Options
 
 logger = logging.getLogger(__name__)
 
@@ -73,104 +74,41 @@ def _is_read_timeout(exc: BaseException) -> bool:
     return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args)
 
 
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise errors.InvalidArgumentError(f"Invalid {name} {value!r}: use a positive number of seconds.")
-    return float(value)
-
-
 class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
                  NodeStatusContainerBackend, KeyRotatingContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
-    Arguments (every one is described in the README and ``docs/hostapi.md``):
-
-    ``url``
-        The node's host API base URL, e.g. ``https://10.0.0.2:8080`` (or
-        ``http://host:8000/hostapi`` for a project that includes the URLs under a prefix).
-    ``token``
-        The node's token (its ``IPYNBSRV_HOSTAPI_TOKEN``), sent as ``Authorization: Bearer``;
-        ``None`` sends none (only a node started with ``--insecure-no-token`` accepts that).
-    ``signing_key``
-        The node's signing key (its ``IPYNBSRV_HOSTAPI_SIGNING_KEY``, or the last one the
-        master rotated in): every request is then signed over its method, path, body,
-        a timestamp and a nonce (``docs/security.md``). ``None`` signs nothing, which only
-        a node without a signing key accepts.
-    ``verify``
-        TLS verification for ``https`` URLs: ``True`` (the system's CAs via certifi), the
-        path of a CA bundle (file or directory) that signed the node's certificate, or
-        ``False`` (no verification; a warning is logged).
-    ``connect_timeout``
-        Seconds to establish a connection; past it the node is unavailable.
-    ``timeout``
-        Seconds to wait for an answer to a quick call: reads, exists checks, lists, logs,
-        suspend and resume.
-    ``status_timeout``
-        Seconds to wait for ``get_status()`` and ``get_node_status()``, so placement is
-        never held up by a slow node.
-    ``long_timeout``
-        Seconds to wait for a slow call: create, clone, commit (and push), pull, snapshot,
-        restore, exec, start, stop, restart and the deletes.
-    ``retries``
-        How many times a read (a GET) is tried again after a connection failure; writes are
-        never repeated, and neither is a call whose answer timed out.
-    ``retry_backoff``
-        Seconds before the first retry; doubled for each further one.
-    ``pool_size``
-        Connections kept open to the node (one per concurrent call).
+    ``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every argument is
+    declared once, with its default, check and help, in
+    :data:`~ipynbsrv_backends.backends.http_remote_options.HTTP_REMOTE_OPTIONS` (the README's
+    table is generated from it). ``token`` and ``signing_key`` are secrets: never shown.
     """
 
-    OPTIONS: dict[str, Any] = {
-        "verify": True,
-        "connect_timeout": 5.0,
-        "timeout": 30.0,
-        "status_timeout": 5.0,
-        "long_timeout": 900.0,
-        "retries": 2,
-        "retry_backoff": 0.5,
-        "pool_size": 10,
-    }
-    SECRET_OPTIONS = frozenset({"token", "signing_key"})
+    #: The declaration of every constructor option.
+    OPTION_TABLE: ClassVar[Options] = HTTP_REMOTE_OPTIONS
+    #: Constructor options and their defaults (besides ``url``, ``token`` and ``signing_key``).
+    OPTIONS: ClassVar[dict[str, Any]] = HTTP_REMOTE_OPTIONS.defaults(exclude=("url", "token", "signing_key"))
+    SECRET_OPTIONS: ClassVar[frozenset[str]] = HTTP_REMOTE_OPTIONS.secrets()
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        *,
-        signing_key: str | None = None,
-        verify: bool | str = True,
-        connect_timeout: float = 5.0,
-        timeout: float = 30.0,
-        status_timeout: float = 5.0,
-        long_timeout: float = 900.0,
-        retries: int = 2,
-        retry_backoff: float = 0.5,
-        pool_size: int = 10,
-    ) -> None:
-        config = self.validate_options(
-            url=url,
-            token=token,
-            signing_key=signing_key,
-            verify=verify,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            status_timeout=status_timeout,
-            long_timeout=long_timeout,
-            retries=retries,
-            retry_backoff=retry_backoff,
-            pool_size=pool_size,
-        )
-        self.url: str = config["url"]
-        self._token: str | None = config["token"]
-        self._signing_key: str | None = config["signing_key"]
-        self.verify: bool | str = config["verify"]
-        self.connect_timeout: float = config["connect_timeout"]
-        self.timeout: float = config["timeout"]
-        self.status_timeout: float = config["status_timeout"]
-        self.long_timeout: float = config["long_timeout"]
-        self.retries: int = config["retries"]
-        self.retry_backoff: float = config["retry_backoff"]
-        self.pool_size: int = config["pool_size"]
+    # Set by the constructor from its options.
+    url: str
+    verify: bool | str
+    connect_timeout: float
+    timeout: float
+    status_timeout: float
+    long_timeout: float
+    retries: int
+    retry_backoff: float
+    pool_size: int
+
+    def __init__(self, url: str, token: str | None = None, **options: Any) -> None:
+        """``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every
+        option is declared in :data:`~.http_remote_options.HTTP_REMOTE_OPTIONS`."""
+        config = self.validate_options(url=url, token=token, **options)
+        self._token: str | None = config.pop("token")
+        self._signing_key: str | None = config.pop("signing_key")
+        for key, value in config.items():
+            setattr(self, key, value)
         self._session_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._session_pid: int | None = None
@@ -184,65 +122,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, 
         """Check a constructor configuration without contacting anything; returns it
         normalised with defaults filled in, or raises ``InvalidArgumentError`` naming the
         first bad option."""
-        known = {"url", "token", "signing_key", *cls.OPTIONS}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise errors.InvalidArgumentError(
-                f"Unknown HttpRemote option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}."
-            )
-        result = {"token": None, "signing_key": None, **cls.OPTIONS, **config}
-        url = result.get("url")
-        parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if (
-            parsed is None
-            or not isinstance(url, str)
-            or parsed.scheme not in ("http", "https")
-            or not parsed.hostname
-            or parsed.query
-            or parsed.fragment
-            or parsed.username
-            or parsed.password
-        ):
-            raise errors.InvalidArgumentError(
-                f"Invalid url {str(url)[:80]!r}: use the node's host API base URL, such as "
-                "https://10.0.0.2:8080 (no query, fragment or credentials)."
-            )
-        try:
-            parsed.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise errors.InvalidArgumentError(f"Invalid url {url[:80]!r}: {exc}.") from None
-        result["url"] = url.rstrip("/")
-        token = result["token"]
-        if token is not None:
-            if not isinstance(token, str) or not token or any(c.isspace() for c in token) \
-                    or not token.isprintable():
-                # Never echo the value: it is a secret.
-                raise errors.InvalidArgumentError(
-                    "Invalid token: it must be a non-empty string without spaces or control characters."
-                )
-        if result["signing_key"] is not None and not signing.valid_key(result["signing_key"]):
-            raise errors.InvalidArgumentError(
-                "Invalid signing_key: it must be 32 to 256 printable characters without spaces."
-            )
-        verify = result["verify"]
-        if isinstance(verify, str):
-            if not os.path.exists(verify):
-                raise errors.InvalidArgumentError(f"verify: no CA bundle at {verify!r}.")
-        elif not isinstance(verify, bool):
-            raise errors.InvalidArgumentError("verify must be true, false or the path of a CA bundle.")
-        for key in ("connect_timeout", "timeout", "status_timeout", "long_timeout"):
-            result[key] = _positive_number(key, result[key])
-        retries = result["retries"]
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
-            raise errors.InvalidArgumentError(f"Invalid retries {retries!r}: use a whole number from 0 to 10.")
-        backoff = result["retry_backoff"]
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= 60:
-            raise errors.InvalidArgumentError(f"Invalid retry_backoff {backoff!r}: use 0 to 60 seconds.")
-        result["retry_backoff"] = float(backoff)
-        pool_size = result["pool_size"]
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
-            raise errors.InvalidArgumentError(f"Invalid pool_size {pool_size!r}: use a whole number from 1 to 1000.")
-        return result
+        return HTTP_REMOTE_OPTIONS.validate(config)
 
     def __repr__(self) -> str:
         token = "'***'" if self._token else "None"

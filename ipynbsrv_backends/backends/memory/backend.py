@@ -13,8 +13,9 @@ from ... import errors
 from ...contract import (
     BACKEND_STATUS_OK,
     ContainerRecord,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
 
 
-class Memory(MemoryImages, SnapshotableContainerBackend, SuspendableContainerBackend):
+class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContainerBackend, NodeStatusContainerBackend):
     """Containers kept in this process's memory (see the module's docstring)."""
 
     OPTIONS: ClassVar[dict[str, Any]] = {

@@ -73,7 +73,7 @@ class MemoryBase:
 
     def _record(self, item: Container) -> ContainerRecord:
         labels = item.labels
-        return {  # type: ignore[typeddict-unknown-key]
+        return {
             "pk": item.pk, "name": labels[LABEL + "name"], "status": item.status,  # type: ignore[typeddict-item]
             "image": item.image, "owner": labels[LABEL + "owner"], "uid": int(labels[LABEL + "uid"]),
             "created": labels[LABEL + "created"], "ports": copy.deepcopy(item.ports),
@@ -82,7 +82,7 @@ class MemoryBase:
 
     def _image_record(self, image: Image) -> ImageRecord:
         managed = self._ours(image.labels, "image")
-        return {  # type: ignore[typeddict-unknown-key]
+        return {
             "pk": image.ref, "name": image.labels.get(LABEL + "image-name", image.ref) if managed else image.ref,
             "created": image.created, "size": image.size,
             "owner": image.labels.get(LABEL + "owner") if managed else None,
@@ -91,7 +91,7 @@ class MemoryBase:
         }
 
     def _snapshot_record(self, image: Image) -> SnapshotRecord:
-        return {  # type: ignore[typeddict-unknown-key]
+        return {
             "pk": image.ref, "name": image.labels[LABEL + "snapshot"], "container": image.labels[LABEL + "container"],
             "created": image.created, "size": image.size,
         }
