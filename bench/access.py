@@ -42,6 +42,8 @@ from typing import Any
 import docker
 import requests
 
+from tests.support.nginx import fill_template, main_conf
+
 from .common import BENCH_LABEL, REPO, Row, ServerProcess, free_port, row, wait_for
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ CHP = Path(os.environ.get("IPYNBSRV_CHP_DIR", "/var/cache/ipynbsrv/chp")) / "nod
 BASE_URL = "/notebooks/alice/nb/"
 PATH = BASE_URL + "api/status"
 TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
-#: The dynamic modules the template needs (Debian's libnginx-mod-http-lua).
-NGINX_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 #: The order of the ways; each repetition rotates it.
 WAYS = ("direct", "chp", "package", "bare", "every", "ticket")
 LABELS = {
@@ -198,18 +198,12 @@ class Nginx(ServerProcess):
 
     def __init__(self, logdir: Path, way: str, master: str, upstream: str, secret: str, key: str) -> None:
         prefix = Path(tempfile.mkdtemp(prefix=f"nginx-{way}-", dir=logdir))
+        (prefix / "tmp").mkdir()
         port = free_port()
-        site = (_variant(TEMPLATE.read_text(), way, upstream, secret, key).replace("@LISTEN@", f"127.0.0.1:{port}")
-                .replace("@MASTER@", master).replace("@AUTH_CACHE@", str(prefix / "auth-cache")))
+        site = fill_template(_variant(TEMPLATE.read_text(), way, upstream, secret, key), f"127.0.0.1:{port}",
+                             master, prefix / "auth-cache")
         (prefix / "site.conf").write_text(site)
-        temps = " ".join(f"{kind}_temp_path {prefix}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi", "scgi"))
-        (prefix / "nginx.conf").write_text(
-            "".join(f"load_module {module};\n" for module in NGINX_MODULES)
-            + ("user root;\n" if os.geteuid() == 0 else "")
-            + f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
-            + "events { worker_connections 1024; }\n"
-            + f"http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n {temps}\n"
-            + f" include {prefix}/site.conf;\n}}\n")
+        (prefix / "nginx.conf").write_text(main_conf(prefix, prefix / "site.conf", access_log=False, connections=1024))
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         super().__init__(logdir, f"nginx-{way}", [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                          dict(os.environ))

@@ -22,6 +22,7 @@ import requests
 
 from .support import free_port, load_image_into, wait_for
 from .support.ci import missing
+from .support.nginx import absent_modules, fill_template, main_conf
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
@@ -80,23 +81,12 @@ class Nginx:
                 self.process.wait(timeout=10)
 
 
-#: The dynamic modules docs/proxy-nginx.conf needs (Debian's libnginx-mod-http-lua), which
-#: Debian's own nginx.conf loads from /etc/nginx/modules-enabled/.
-NGINX_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
-
-
-def nginx_modules() -> str:
-    """The ``load_module`` lines for a main nginx.conf of our own."""
-    absent = [module for module in NGINX_MODULES if not os.path.exists(module)]
+def nginx_modules() -> None:
+    """Skip (fail in CI) when nginx's Lua module, which the template needs, is missing."""
+    absent = absent_modules()
     if absent:
         missing(f"nginx's Lua module is needed ({', '.join(absent)}): scripts/packages.sh installs "
-                 "Debian's libnginx-mod-http-lua")
-    return "".join(f"load_module {module};\n" for module in NGINX_MODULES)
-
-
-def fill_template(text: str, listen: str, master: str, auth_cache: Path) -> str:
-    """``docs/proxy-nginx.conf`` with its placeholders filled in, as docs/proxy.md says."""
-    return text.replace("@LISTEN@", listen).replace("@MASTER@", master).replace("@AUTH_CACHE@", str(auth_cache))
+                "Debian's libnginx-mod-http-lua")
 
 
 def start_nginx(prefix: Path, master: str) -> Nginx:
@@ -109,23 +99,8 @@ def start_nginx(prefix: Path, master: str) -> Nginx:
     temp = prefix / "tmp"
     site = fill_template(TEMPLATE.read_text(), f"127.0.0.1:{port}", master, temp / "auth-cache")
     (prefix / "ipynbsrv.conf").write_text(site)
-    (prefix / "nginx.conf").write_text(nginx_modules() + f"""
-{"user root;" if os.geteuid() == 0 else ""}
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {prefix}/ipynbsrv.conf;
-}}
-""")
+    nginx_modules()
+    (prefix / "nginx.conf").write_text(main_conf(prefix, prefix / "ipynbsrv.conf", error_level="info"))
     check = subprocess.run([binary, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                            capture_output=True, text=True)
     assert check.returncode == 0, f"nginx refuses the template:\n{check.stderr}"
