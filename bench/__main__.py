@@ -15,7 +15,7 @@ from .common import REPO, Row
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("ops", "listing", "storm", "hostapi")
+SECTIONS = ("ops", "listing", "storm", "hostapi", "access")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("section 4: host API cost")
             rows += hostapi_cost.measure(logdir, calls=3 if args.quick else 40,
                                          clients=(1, 4) if args.quick else (1, 32))
+        if "access" in sections:
+            from . import access
+
+            logger.info("section 6: the notebook access path")
+            rows += access.measure(logdir, total=200 if args.quick else 2000, reps=1 if args.quick else 5)
         if "storm" in sections:
             from . import storm
 
@@ -79,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"rows": [r.as_dict() for r in rows], "facts": facts}, indent=1,
                                         default=str))
     if args.out:
-        args.out.write_text(page.render(rows, facts, quick=args.quick, reps=reps))
+        text = page.render(rows, facts, quick=args.quick, reps=reps)
+        if any(item.section.startswith("6") for item in rows):
+            from . import access
+
+            text += access.page_section(rows)
+        args.out.write_text(text)
         logger.info("wrote %s", args.out)
     return 0
 

@@ -12,4 +12,4 @@ class IpynbsrvBackendsConfig(AppConfig):
     def ready(self) -> None:
         # Connect the settings reload receiver and register the system checks; nothing
         # here touches the network.
-        from . import checks, conf, signals  # noqa: F401
+        from . import checks, conf, proxy, signals  # noqa: F401 (proxy: the revocation receivers)

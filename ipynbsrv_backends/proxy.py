@@ -16,15 +16,31 @@ whose base URL it lies under, and answers
 
 The routing and the permission are one decision: the proxy sends a request only to the
 container this view allowed, whatever the rest of the URL says.
+
+nginx keeps an allowing answer for :data:`CACHE_SECONDS` (keyed on the visitor's session cookie
+and the container's base URL, see ``docs/proxy.md``), so a notebook's requests cost a Django
+round trip once per that many seconds instead of every time; that is also the bound within
+which signing out or losing the container closes the door to new requests. An allowing answer
+also tags the request with who was let through (``X-Ipynbsrv-Session``), and when a user signs
+out, is deactivated or deleted, :func:`revoke_websockets` tells the notebook servers they may
+have open websockets on to close them at once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import requests
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_save, pre_delete, pre_save
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.utils.crypto import salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
@@ -34,7 +50,8 @@ from .models import Container
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ORIGINAL_URI_HEADER", "UPSTREAM_HEADER", "SECRET_HEADER", "auth", "container_for_path", "upstream_of"]
+__all__ = ["ORIGINAL_URI_HEADER", "UPSTREAM_HEADER", "SECRET_HEADER", "SESSION_HEADER", "REVOKE_HEADER",
+           "SCOPE_HEADER", "CACHE_SECONDS", "auth", "container_for_path", "upstream_of", "revoke_websockets"]
 
 #: The request header the proxy puts the visitor's URL in.
 ORIGINAL_URI_HEADER = "X-Original-URI"
@@ -44,6 +61,21 @@ UPSTREAM_HEADER = "X-Ipynbsrv-Upstream"
 SECRET_HEADER = ACCESS_HEADER
 #: The response header with the container's status as the master last saw it.
 STATUS_HEADER = "X-Ipynbsrv-Status"
+#: The response header with who was let through (tags of the user and of the session, never
+#: the session itself), which the proxy passes on to the notebook server.
+SESSION_HEADER = "X-Ipynbsrv-Session"
+#: The request header the master sends a notebook server (with its secret): close the open
+#: websockets under these tags.
+REVOKE_HEADER = "X-Ipynbsrv-Revoke"
+#: The request header with the part of the URL nginx keys its cached answer on (the base URL's
+#: shape, see docs/proxy-nginx.conf): an answer is cacheable only when it is the container's
+#: base URL exactly.
+SCOPE_HEADER = "X-Ipynbsrv-Scope"
+#: How long nginx may reuse an allowing answer: the bound on signing out, deactivation and
+#: deletion for new requests (docs/proxy.md).
+CACHE_SECONDS = 2
+#: How long the master waits for the notebook servers when it revokes websockets (per server).
+REVOKE_TIMEOUT = 2.0
 
 
 def _prefixes(path: str) -> list[str]:
@@ -120,4 +152,101 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     if container.access_secret:
         response[SECRET_HEADER] = container.access_secret
     response[STATUS_HEADER] = container.status
+    response[SESSION_HEADER] = f"{user_tag(user)} {session_tag(request.session.session_key or '')}"
+    # nginx keeps the answer for the container's base URL only: a scope of another shape (a
+    # nginx map that does not fit CONTAINER_BASE_URL) is answered afresh every time.
+    scope = unquote(request.headers.get(SCOPE_HEADER, ""))
+    response["X-Accel-Expires"] = str(CACHE_SECONDS if upstream and scope == container.base_url else 0)
     return response
+
+
+# ---------------------------------------------------------------------------- revocation
+
+def user_tag(user: Any) -> str:
+    """The tag of a user on the requests the proxy lets through: keyed on the master's
+    ``SECRET_KEY``, the user's pk and password (so a password change makes a new one, as it
+    ends the user's other sessions)."""
+    hashed = user.get_session_auth_hash() if hasattr(user, "get_session_auth_hash") else ""
+    return "u" + salted_hmac("ipynbsrv.proxy.user", f"{user.pk}:{hashed}", algorithm="sha256").hexdigest()[:24]
+
+
+def session_tag(session_key: str) -> str:
+    """The tag of a master session (the session key itself never leaves the master)."""
+    return "s" + salted_hmac("ipynbsrv.proxy.session", session_key, algorithm="sha256").hexdigest()[:24]
+
+
+def _reachable_for(user: Any) -> list[Container]:
+    """The running containers ``user`` may have websockets open on: their own, and with
+    ``PROXY_STAFF_ACCESS`` every one for staff."""
+    containers = Container.objects.filter(status="running").select_related("node")
+    if not (app_settings.PROXY_STAFF_ACCESS and getattr(user, "is_staff", False)):
+        containers = containers.filter(owner_id=user.pk)
+    return list(containers)
+
+
+def _revoke_one(container: Container, tags: str) -> int:
+    upstream = upstream_of(container)
+    if not upstream or not container.access_secret:
+        return 0
+    answer = requests.post(f"http://{upstream}{container.base_url or '/'}", timeout=REVOKE_TIMEOUT,
+                           headers={SECRET_HEADER: container.access_secret, REVOKE_HEADER: tags})
+    if answer.status_code != 200:
+        raise RuntimeError(f"answered {answer.status_code}")
+    return int(answer.json().get("closed", 0))
+
+
+def revoke_websockets(containers: Iterable[Container], tags: list[str]) -> int:
+    """Tell each container's notebook server to close its open websockets under ``tags``, all
+    at once; waits at most about :data:`REVOKE_TIMEOUT` and returns how many were closed."""
+    containers = list(containers)
+    if not containers or not tags:
+        return 0
+    value = " ".join(tags)
+    closed = 0
+    with ThreadPoolExecutor(max_workers=min(16, len(containers)), thread_name_prefix="ipynbsrv-revoke") as pool:
+        futures = {pool.submit(_revoke_one, c, value): c for c in containers}
+        done, _pending = wait(futures, timeout=REVOKE_TIMEOUT + 1)
+        for future, container in futures.items():
+            if future in done and future.exception() is None:
+                closed += future.result()
+            else:  # a stopped or unreachable server holds no websocket the proxy can still reach
+                logger.warning("Could not revoke websockets on %s: %s", container,
+                               future.exception() if future in done else "no answer in time")
+    return closed
+
+
+@receiver(user_logged_out, dispatch_uid="ipynbsrv_proxy_logged_out")
+def _logged_out(sender: Any, request: HttpRequest | None = None, user: Any = None, **kwargs: Any) -> None:
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None)
+    if user is None or not key:
+        return
+    revoke_websockets(_reachable_for(user), [session_tag(key)])
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_password_changing")
+def _password_changing(sender: Any, instance: Any, raw: bool = False, update_fields: Any = None,
+                       **kwargs: Any) -> None:
+    """Note the tag a user had before their password changes (a sign-in's save is skipped)."""
+    if raw or instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    old = sender._default_manager.filter(pk=instance.pk).only("pk", "password").first()
+    if old is not None and old.password != instance.password:
+        instance._ipynbsrv_old_tag = user_tag(old)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_user_saved")
+def _user_saved(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    """Deactivated: every websocket of the user closes; password changed: every one of the
+    sessions that came before (Django ends them too)."""
+    tags = [getattr(instance, "_ipynbsrv_old_tag", None)]
+    instance.__dict__.pop("_ipynbsrv_old_tag", None)
+    if not created and not getattr(instance, "is_active", True):
+        tags.append(user_tag(instance))
+    if any(tags):
+        revoke_websockets(_reachable_for(instance), [tag for tag in tags if tag])
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="ipynbsrv_proxy_user_deleted")
+def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    revoke_websockets(_reachable_for(instance), [user_tag(instance)])

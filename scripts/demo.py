@@ -51,6 +51,9 @@ PREFIX = os.environ.get("IPYNBSRV_DEMO_PREFIX", "ipynbsrv-demo")
 PORT = int(os.environ.get("IPYNBSRV_DEMO_PORT", "8000"))
 NODE, BACKEND, ADMIN, CONTAINER = "local", "local-docker", "admin", "notebook"
 NGINX_TEMPLATE = ROOT / "docs" / "proxy-nginx.conf"
+#: The dynamic modules the template needs (Debian's libnginx-mod-http-lua: the containers'
+#: keep-alive pool), which Debian's own nginx.conf loads from /etc/nginx/modules-enabled/.
+NGINX_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 #: Added to the template's notebook location: a visitor who is not signed in is sent to the
 #: admin's login page (docs/proxy.md shows the same for a site's own login page).
 LOGIN_REDIRECT = """        error_page 401 = @ipynbsrv_login;
@@ -294,13 +297,21 @@ def start_nginx(port: int, master: str) -> subprocess.Popen:
         raise DemoError("nginx is missing: `make demo` installs it as root (Debian's nginx package).")
     prefix = DEMO_DIR / "nginx"
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-    site = NGINX_TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
-    location_end = "        error_page 502 504 = @ipynbsrv_unreachable;\n    }\n"
+    site = (NGINX_TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
+            .replace("@AUTH_CACHE@", str(prefix / "tmp" / "auth-cache")))
+    location_end = "        error_page 504 = @ipynbsrv_unreachable;\n    }\n"  # the end of location /notebooks/
+    if location_end not in site:
+        raise DemoError(f"{NGINX_TEMPLATE} has no location /notebooks/ ending in {location_end.strip()!r}.")
     site = site.replace(location_end, location_end[:-len("    }\n")] + LOGIN_REDIRECT, 1)
     (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"
+    modules = [m for m in NGINX_MODULES if os.path.exists(m)]
+    if len(modules) != len(NGINX_MODULES):
+        raise DemoError("nginx's Lua module is missing: `make demo` installs it as root (Debian's "
+                        "libnginx-mod-http-lua).")
     (prefix / "nginx.conf").write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
+        "".join(f"load_module {module};\n" for module in modules)
+        + ("user root;\n" if os.geteuid() == 0 else "")
         + f"daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
         + "events { worker_connections 256; }\n"
         + f"http {{\n    access_log {prefix}/access.log;\n    client_body_temp_path {temp}/body;\n"

@@ -44,7 +44,8 @@ esac
 sha() { sha256sum | cut -c1-12; }
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 ROOTFS_KEY=$( { echo "$ROOTFS_VERSION $SUITE $ARCH $APT_PACKAGES"; cat "$RECIPE_DIR/requirements.txt"; } | sha)
-RECIPE_KEY=$( { echo "$ROOTFS_KEY"; cat "$RECIPE_DIR/Dockerfile" "$RECIPE_DIR/entrypoint.sh" "$RECIPE_DIR/healthcheck.py"; } | sha)
+RECIPE_KEY=$( { echo "$ROOTFS_KEY"; cat "$RECIPE_DIR/Dockerfile" "$RECIPE_DIR/entrypoint.sh" "$RECIPE_DIR/healthcheck.py" \
+    "$RECIPE_DIR/ipynbsrv_notebook_auth.py"; } | sha)
 BASE_IMAGE=$BASE_REPO:$ROOTFS_KEY
 ROOTFS_TAR=$CACHE/rootfs-$SUITE-$ARCH-$ROOTFS_KEY.tar
 

@@ -6,6 +6,8 @@
 #     file             to tell a static busybox from a dynamic one
 #     nginx            the demo serves the master behind nginx and the proxy check, as a site
 #                      does (its own nginx; the system service is not started)
+#     libnginx-mod-http-lua   nginx's Lua module: docs/proxy-nginx.conf's keep-alive pool to
+#                      the containers (its balancer names each request's peer)
 #   scripts/packages.sh test   the above, and what only the tests need (`make test`, cluster, bench):
 #     docker-registry  a real registry the tests push to and pull from
 #     openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
@@ -28,6 +30,7 @@ need=()
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
 command -v file >/dev/null 2>&1 || need+=(file)
 [ -x /usr/sbin/nginx ] || need+=(nginx)                          # the demo's and the proxy tests' proxy
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)  # its keep-alive pool
 if [ "$purpose" = test ]; then
     command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
     command -v openssl >/dev/null 2>&1 || need+=(openssl)       # the TLS tests make a CA

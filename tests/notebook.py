@@ -22,6 +22,7 @@ import requests
 
 from .support import free_port, load_image_into, wait_for
 from .support.ci import missing
+from .support.nginx import absent_modules, fill_template, main_conf
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
@@ -80,6 +81,14 @@ class Nginx:
                 self.process.wait(timeout=10)
 
 
+def nginx_modules() -> None:
+    """Skip (fail in CI) when nginx's Lua module, which the template needs, is missing."""
+    absent = absent_modules()
+    if absent:
+        missing(f"nginx's Lua module is needed ({', '.join(absent)}): scripts/packages.sh installs "
+                "Debian's libnginx-mod-http-lua")
+
+
 def start_nginx(prefix: Path, master: str) -> Nginx:
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
@@ -87,26 +96,11 @@ def start_nginx(prefix: Path, master: str) -> Nginx:
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
     port = free_port()
-    site = TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
-    (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"
-    (prefix / "nginx.conf").write_text(f"""
-{"user root;" if os.geteuid() == 0 else ""}
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    include {prefix}/ipynbsrv.conf;
-}}
-""")
+    site = fill_template(TEMPLATE.read_text(), f"127.0.0.1:{port}", master, temp / "auth-cache")
+    (prefix / "ipynbsrv.conf").write_text(site)
+    nginx_modules()
+    (prefix / "nginx.conf").write_text(main_conf(prefix, prefix / "ipynbsrv.conf", error_level="info"))
     check = subprocess.run([binary, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                            capture_output=True, text=True)
     assert check.returncode == 0, f"nginx refuses the template:\n{check.stderr}"
@@ -258,3 +252,46 @@ def a_notebook(source: str, output: str) -> dict[str, Any]:
             "outputs": [{"output_type": "stream", "name": "stdout", "text": output}],
         }],
     }
+
+
+def open_in_browser(browser: Any, site: str, jupyter: Jupyter, username: str, password: str,
+                    path: str = "work.ipynb") -> Any:
+    """Save an empty notebook at ``path`` through ``jupyter`` (as "New > Notebook" would make
+    it), sign ``username`` in on the master's page (``site``) in ``browser`` and open the
+    notebook there; returns a ``WebDriverWait`` for the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    empty = a_notebook("", "")
+    empty["cells"][0]["outputs"], empty["cells"][0]["execution_count"] = [], None
+    jupyter.save(path, empty)
+    base_url = "/" + jupyter.base.split("://", 1)[1].split("/", 1)[1]
+    browser.get(f"{site}/accounts/login/?next={base_url}notebooks/{path}")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.NAME, "login").click()
+    wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+    return wait
+
+
+def run_cell(browser: Any, wait: Any, code: str, printed: str) -> None:
+    """Type ``code`` into the page's first cell, run it (Shift+Enter) and wait until its
+    output shows ``printed``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def typed(driver: Any) -> bool:
+        editor = driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content")
+        editor.click()
+        editor.send_keys(code)
+        return True
+
+    wait.until(typed)
+    wait.until(lambda driver: code.split("\n")[0] in driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content").text)
+    ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+    wait.until(lambda driver: printed in " ".join(
+        element.text for element in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")))

@@ -16,8 +16,8 @@ from ipynbsrv_backends import services
 from ipynbsrv_backends.contract import ACCESS_HEADER
 from ipynbsrv_backends.models import Image
 
-from ..notebook import Jupyter, a_notebook, nginx, notebook_image, signed_in  # noqa: F401
-from ..utils import wait_for
+from ..notebook import Jupyter, nginx, notebook_image, open_in_browser, run_cell, signed_in  # noqa: F401
+from ..support import wait_for
 from .test_browser import browser  # noqa: F401
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
@@ -27,12 +27,8 @@ CODE = "x = 6 * 7\nprint(x, 'from the browser')"
 
 def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
         engine, make_node, notebook_image, nginx, settings, django_user_model, browser):  # noqa: F811
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     settings.IPYNBSRV_BACKENDS = {**settings.IPYNBSRV_BACKENDS, "CONTAINER_PORTS": [8888],
                                   "CONTAINER_VOLUMES": [], "CONTAINER_OPTIONS": {"mem_limit": "1g"}}
@@ -45,16 +41,7 @@ def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
     api = Jupyter(site, signed_in(alice))
     try:
         api.wait_ready()
-        empty = a_notebook("", "")
-        empty["cells"][0]["outputs"], empty["cells"][0]["execution_count"] = [], None
-        api.save("work.ipynb", empty)
-
-        browser.get(f"{nginx.url}/accounts/login/?next={container.base_url}notebooks/work.ipynb")
-        browser.find_element(By.NAME, "username").send_keys("alice")
-        browser.find_element(By.NAME, "password").send_keys("alice-browser-pw")
-        browser.find_element(By.NAME, "login").click()
-        wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+        wait = open_in_browser(browser, nginx.url, api, "alice", "alice-browser-pw")
 
         def kernel_idle() -> bool:  # the page's kernel, connected over its websocket through nginx
             sessions = api.get("api/sessions").json()
@@ -63,17 +50,7 @@ def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
 
         wait_for(kernel_idle, timeout=120, interval=0.5, what="the notebook's kernel to connect")
 
-        def typed(driver) -> bool:
-            editor = driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content")
-            editor.click()
-            editor.send_keys(CODE)
-            return True
-
-        wait.until(typed)
-        wait.until(lambda driver: CODE.split("\n")[0] in driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content").text)
-        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-        wait.until(lambda driver: "42 from the browser" in " ".join(
-            element.text for element in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")))
+        run_cell(browser, wait, CODE, "42 from the browser")
         ActionChains(browser).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
 
         def saved() -> bool:

@@ -9,7 +9,7 @@ import requests
 
 from ipynbsrv_backends import services
 from ipynbsrv_backends.models import Backend, Container, Image, Node
-from ipynbsrv_backends.proxy import UPSTREAM_HEADER
+from ipynbsrv_backends.proxy import CACHE_SECONDS, SCOPE_HEADER, SESSION_HEADER, UPSTREAM_HEADER
 
 from ..notebook import Jupyter, nginx, notebook_image, signed_in  # noqa: F401
 
@@ -119,6 +119,57 @@ def test_any_method_is_answered_without_a_csrf_token(alice, node):
     client.force_login(alice)
     assert ask(client, "/notebooks/alice/nb/api/contents/x.ipynb", method="put").status_code == 200
     assert ask(client, "/notebooks/alice/nb/api/kernels", method="post").status_code == 200
+
+
+def test_nginx_may_keep_an_answer_only_for_the_containers_own_base_url(client, alice, node):
+    container(alice, "nb", node)
+    container(alice, "creating", node, port=None)
+    client.force_login(alice)
+
+    def kept(uri, scope):
+        headers = {"X-Original-URI": uri, **({SCOPE_HEADER: scope} if scope is not None else {})}
+        return client.get(AUTH, headers=headers)["X-Accel-Expires"]
+
+    assert kept("/notebooks/alice/nb/tree", "/notebooks/alice/nb/") == str(CACHE_SECONDS)
+    assert kept("/notebooks/alice/n%62/tree", "/notebooks/alice/n%62/") == str(CACHE_SECONDS)  # decoded once
+    assert kept("/notebooks/alice/nb/tree", None) == "0"  # a configuration without the scope
+    assert kept("/notebooks/alice/nb/tree", "/notebooks/alice/") == "0"  # a map that does not fit
+    assert kept("/notebooks/alice/nb/x/tree", "/notebooks/alice/nb/x/") == "0"
+    assert kept("/notebooks/alice/creating/", "/notebooks/alice/creating/") == "0"  # no port yet: 502, not kept
+    assert "X-Accel-Expires" not in ask(client, "/notebooks/bob/nb/")  # refusals are never kept
+
+
+def test_the_answer_tags_the_user_and_the_session_without_revealing_either(client, alice, node):
+    from django.test import Client
+
+    container(alice, "nb", node, access_secret="s" * 43)
+    client.force_login(alice)
+    key = client.session.session_key
+    user_tag, session_tag = ask(client, "/notebooks/alice/nb/")[SESSION_HEADER].split()
+    assert user_tag.startswith("u") and session_tag.startswith("s") and len(user_tag) == len(session_tag) == 25
+    assert key not in session_tag and str(alice.pk) != user_tag[1:]
+    other = Client()
+    other.force_login(alice)  # another session: another session tag, the same user tag
+    again = ask(other, "/notebooks/alice/nb/")[SESSION_HEADER].split()
+    assert again[0] == user_tag and again[1] != session_tag
+    alice.set_password("changed")
+    alice.save()
+    other.force_login(alice)
+    assert ask(other, "/notebooks/alice/nb/")[SESSION_HEADER].split()[0] != user_tag  # keyed on the password
+
+
+def test_revoking_on_a_server_that_does_not_answer_logs_and_goes_on(alice, node, caplog):
+    import time
+
+    from ipynbsrv_backends.proxy import REVOKE_TIMEOUT, revoke_websockets
+
+    nb = container(alice, "nb", node, access_secret="s" * 43)
+    nb.ports = [{"address": "127.0.0.1", "external": 9, "internal": 8888}]  # discard: nothing listens
+    began = time.monotonic()
+    assert revoke_websockets([nb], ["sabc"]) == 0
+    assert time.monotonic() - began < REVOKE_TIMEOUT + 2
+    assert "Could not revoke websockets on alice/nb" in caplog.text
+    assert "s" * 43 not in caplog.text
 
 
 # ---------------------------------------------------------------------------- real nginx
