@@ -229,11 +229,19 @@ class Container(models.Model):
     )
 
     class Meta:
-        ordering = ["owner__username", "name"]
+        # By the owner's id, not the username: the unique (owner, name) index serves it, so no
+        # query joins the users' table just to sort (the proxy's lookup, the admin's list).
+        ordering = ["owner_id", "name"]
         verbose_name = _("container")
         verbose_name_plural = _("containers")
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="ipynbsrv_container_owner_name_unique"),
+        ]
+        indexes = [
+            # The proxy's lookup by base URL (on MySQL the migration makes it a prefix index).
+            models.Index(fields=["base_url"], name="ipynbsrv_container_base_url"),
+            # The admin's date hierarchy: its bounds and ranges.
+            models.Index(fields=["created_at"], name="ipynbsrv_container_created"),
         ]
 
     def __str__(self) -> str:
@@ -298,7 +306,7 @@ class Snapshot(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
-        ordering = ["container", "-created_at"]
+        ordering = ["container_id", "-created_at"]
         verbose_name = _("snapshot")
         verbose_name_plural = _("snapshots")
         constraints = [

@@ -36,6 +36,7 @@ from ..parsers import SafeJSONParser
 from . import serializers as s
 from .crosssite import BasicNoPrompt, refuse_cross_site
 from .exceptions import api_exception_handler
+from .pagination import ListPagination
 from .permissions import OwnerOrStaff, StaffOnly
 from .schema import UserAPISchema, document, errors
 
@@ -59,7 +60,7 @@ class UserAPIView(_ViewBase):
     permission_classes = [OwnerOrStaff]
     renderer_classes = [JSONRenderer]
     parser_classes = [SafeJSONParser]
-    pagination_class = None
+    pagination_class = ListPagination  # every list: by id, a cursor, docs/api.md "Lists"
     filter_backends: list[Any] = []
     schema = UserAPISchema()
     schema_tags: list[str] = []
