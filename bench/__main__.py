@@ -15,7 +15,7 @@ from .common import REPO, Row
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("ops", "listing", "storm", "hostapi")
+SECTIONS = ("ops", "listing", "storm", "hostapi", "scale")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +29,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions per measurement (default 9; 1 with --quick)")
     parser.add_argument("--storm", type=int, help="containers in the spawn storm (default 100; 4 with --quick)")
     parser.add_argument("--storm-reps", type=int, help="storm repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--scale-sizes", help="containers on record for section 6, comma-separated "
+                        "(default 100,10000,100000; 100,1000 with --quick)")
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started up")
     return parser.parse_args(argv)
 
@@ -70,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("sections 3 and 5: spawn storm of %d containers (%d repetitions)", count, storm_reps)
             storm_rows, facts["storm"] = storm.measure(count, storm_reps, logdir, keep_cluster=args.keep_cluster)
             rows += storm_rows
+        if "scale" in sections:
+            from . import scale
+
+            sizes = tuple(int(size) for size in (args.scale_sizes or ("100,1000" if args.quick else
+                                                                      "100,10000,100000")).split(","))
+            logger.info("section 6: the master at %s containers on record", sizes)
+            rows += scale.measure(sizes, 3 if args.quick else 30)
     facts["seconds"] = round(time.monotonic() - started, 1)
     from . import page, report
 

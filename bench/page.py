@@ -301,6 +301,18 @@ def headline(rows: list[Row]) -> list[str]:
     return picks
 
 
+SECTION_6 = """## 6. The master at scale
+
+The proxy's auth check, every list of the users' API (an owner's and staff's) and every admin
+change list with 10,000 and 100,000 containers on record (as many snapshots and audit
+entries; 50 containers a user and a node), each against the same page with 100: the median
+time of a request through Django's test client, on one file SQLite database, and the SQL
+queries it made (a different count at the larger size is a miss). The rows are inserted
+directly (`bench/scale.py`), no engine. The node pages hold 2 nodes at 100 containers and a
+full page at the larger sizes: their ratio compares different amounts of work.
+"""
+
+
 def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
     storm = facts.get("storm") or {}
     run = f" {reps} repetitions per measurement; the whole run took {facts.get('seconds')} s.\n"
@@ -318,7 +330,7 @@ def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
 
     parts += [SECTION_1, section("1"), section_1_why(rows), SECTION_2, section("2"), SECTION_2_WHY,
               SECTION_3.format(count=storm.get("count", 100)), section("3"), SECTION_3_WHY,
-              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), HISTORY]
+              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), SECTION_6, section("6"), HISTORY]
     parts.append("## Running it\n\n`make bench` as root on a fresh machine: it sets up the virtualenv (with the "
                  "`bench` extra), the engine, the test image and the cluster test bed (honouring "
                  "`IPYNBSRV_CLUSTER_ID`), runs every section, takes the test bed down again if it brought it "

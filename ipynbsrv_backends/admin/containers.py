@@ -30,7 +30,8 @@ from ..forms import (
     ContainerCreateForm,
     ContainerMoveForm,
 )
-from ..models import Container, Snapshot
+from ..models import Container, Snapshot, with_move_target
+from .flat import FlatListMixin
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, _change_url, run_each
 
 logger = logging.getLogger("ipynbsrv_backends.admin")  # one logger for the whole admin, as before the split
@@ -117,7 +118,7 @@ def _lifecycle_action(step: Step) -> Callable[..., None]:
 
 
 @admin.register(Container)
-class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
+class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.ModelAdmin):
     """Users' containers: every lifecycle step as an action and as a button."""
 
     service_delete = staticmethod(services.delete_container)
@@ -125,7 +126,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 
     list_display = ["name", "owner", "node", "status_badge", "image_display", "url_link", "created_at"]
     list_display_links = ["name"]
-    list_filter = ["status", "node", ("image", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["status", "node", "image"]  # the choices come from the nodes and images, not every row
     search_fields = ["name", "owner__username", "node__name", "backend_pk", "image_ref"]
     list_select_related = ["owner", "node", "image"]
     date_hierarchy = "created_at"
@@ -137,6 +138,9 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
         (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),
         (_("Times"), {"fields": ["created_at", "updated_at", "status_checked_at"]}),
     ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_move_target(super().get_queryset(request))  # its progress asks nothing per row
 
     def get_readonly_fields(self, request: HttpRequest, obj: Container | None = None) -> list[str]:
         # The record mirrors the node: it changes only through the lifecycle steps.

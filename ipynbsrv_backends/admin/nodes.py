@@ -21,6 +21,7 @@ from ..forms import (
 )
 from ..models import Backend, Container, Node
 from ..registry import mask_config
+from .flat import FlatListMixin
 from .mixins import AuditedAdminMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- backends
@@ -56,7 +57,7 @@ _HEALTH = {
 
 
 @admin.register(Node)
-class NodeAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class NodeAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     """The machines that run containers: health, load and placement flags."""
 
     form = NodeForm

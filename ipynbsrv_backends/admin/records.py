@@ -13,12 +13,13 @@ from django.utils.translation import ngettext_lazy
 
 from .. import services
 from ..models import AuditEntry, Image, Node, Snapshot
+from .flat import FlatListMixin, IndexedValuesFilter
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- images
 
 @admin.register(Image)
-class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
+class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.ModelAdmin):
     """Base images an operator registers, and images users committed (mostly read-only)."""
 
     service_delete = staticmethod(services.delete_image)
@@ -63,14 +64,15 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 # ---------------------------------------------------------------------------- snapshots
 
 @admin.register(Snapshot)
-class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
+class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.ModelAdmin):
     """Snapshots of containers: restore or delete them through the service layer."""
 
     service_delete = staticmethod(services.delete_snapshot)
     delete_done = ngettext_lazy("%(count)d snapshot deleted.", "%(count)d snapshots deleted.", "count")
 
     list_display = ["name", "container", "node", "description", "created_at"]
-    list_filter = [("container__node", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = ["container__node", "created_at"]  # the nodes, not every snapshot's
+    ordering = ["-pk"]  # newest first, by the primary key: no sort of the whole table
     search_fields = ["name", "description", "container__name", "container__owner__username"]
     list_select_related = ["container__owner", "container__node"]
     fields = ["container", "name", "description", "backend_pk", "created_at"]
@@ -101,11 +103,12 @@ class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class AuditEntryAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     """The audit log, read-only: nobody adds, changes or deletes an entry."""
 
     list_display = ["when", "actor_display", "via", "action", "target", "node", "result_badge"]
-    list_filter = ["via", "result", "action", "node", ("when", admin.DateFieldListFilter)]
+    list_filter = ["via", "result", ("action", IndexedValuesFilter), ("node", IndexedValuesFilter),
+                   ("when", admin.DateFieldListFilter)]
     search_fields = ["actor_name", "action", "target", "node", "message"]
     date_hierarchy = "when"
     list_select_related = ["actor"]

@@ -31,7 +31,7 @@ from rest_framework.reverse import reverse
 
 from .. import __version__, audit, background, services
 from ..errors import ContainerNotFoundError
-from ..models import Container, Image, Node, Snapshot
+from ..models import Container, Image, Node, Snapshot, with_move_target
 from ..parsers import SafeJSONParser
 from . import serializers as s
 from .crosssite import BasicNoPrompt, refuse_cross_site
@@ -137,7 +137,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     def get_queryset(self) -> QuerySet[Container]:
         if self.fake:
             return Container.objects.none()
-        return services.user_containers(self.request.user).select_related("node__backend")
+        return with_move_target(services.user_containers(self.request.user).select_related("node__backend"))
 
     @document(summary=_("Your containers (staff: all)"), responses={200: s.ContainerSerializer(many=True), **errors()})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -1,5 +1,5 @@
-"""Indexes that keep the master flat as it grows: the proxy's lookup by base URL and the
-admin's date hierarchy; orderings that no longer join the users' table.
+"""Indexes that keep the master flat as it grows: the proxy's lookup by base URL, the
+admin's date hierarchy and its audit log filter by node; orderings that no longer join the users' table.
 
 ``base_url`` is a ``varchar(2048)``: PostgreSQL and SQLite index it whole, but MySQL's InnoDB
 refuses keys over 3,072 bytes (767 on the old COMPACT row format), and 2,048 utf8mb4
@@ -67,5 +67,9 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='container',
             index=models.Index(fields=['created_at'], name='ipynbsrv_container_created'),
+        ),
+        migrations.AddIndex(
+            model_name='auditentry',
+            index=models.Index(fields=['node'], name='ipynbsrv_audit_node'),
         ),
     ]

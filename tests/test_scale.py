@@ -1,0 +1,142 @@
+"""The master stays flat as it grows: every page asks the database the same number of
+questions at 10 rows and at 1,000 (rows inserted directly with ``bench.scale.fill``, no
+engine), the proxy's lookup is served by the base URL index with no join to sort, and the
+users' API pages every list with a cursor.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench.scale import PAGES, ask, clients, fill
+from ipynbsrv_backends.api.pagination import MAX_PAGE_SIZE
+from ipynbsrv_backends.models import AuditEntry, Container
+from ipynbsrv_backends.proxy import _prefixes
+
+pytestmark = pytest.mark.django_db
+
+SMALL, LARGE = 10, 1000
+
+
+def counts() -> dict[str, int]:
+    """The queries of one request for each page (each answered 200 once before)."""
+    signed_in = clients()
+    found = {}
+    for name, who, path in PAGES:
+        assert ask(signed_in[who], path).status_code == 200, name
+        with CaptureQueriesContext(connection) as queries:
+            answer = ask(signed_in[who], path)
+        assert answer.status_code == 200, (name, answer.content[:300])
+        found[name] = len(queries)
+    return found
+
+
+def test_every_page_asks_as_many_queries_at_1000_rows_as_at_10(master_settings):
+    """The auth check, each list of the users' API (owner and staff), each admin change list."""
+    fill(SMALL)
+    small = counts()
+    fill(LARGE)
+    assert Container.objects.count() == LARGE and AuditEntry.objects.count() == LARGE
+    large = counts()
+    grew = {page: (small[page], large[page]) for page in small if large[page] != small[page]}
+    assert not grew, f"queries at {SMALL} and at {LARGE} rows: {grew}"
+    assert set(small) == {name for name, _who, _path in PAGES}
+
+
+def test_a_container_list_with_moves_in_progress_asks_nothing_per_row(master_settings):
+    """``progress`` names a move's target node: read with the row, not one query per row."""
+    fill(200)  # every 97th container is being moved
+    signed_in = clients()
+    ask(signed_in["staff"], "/api/containers/?page_size=200")
+    with CaptureQueriesContext(connection) as few:
+        ask(signed_in["staff"], "/api/containers/?page_size=5")
+    with CaptureQueriesContext(connection) as many:
+        body = ask(signed_in["staff"], "/api/containers/?page_size=200").json()
+    moving = [item for item in body["results"] if item["progress"].startswith("copying to scale-n")]
+    assert len(moving) == 2 and len(many) == len(few)
+
+
+def plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_the_proxy_lookup_uses_the_base_url_index_and_joins_nothing_to_sort(master_settings):
+    """The query ``proxy.container_for_path`` makes, planned by SQLite on 1,000 rows."""
+    if connection.vendor != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    fill(LARGE)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    lookup = Container.objects.filter(base_url__in=_prefixes("/notebooks/scale-u3/c170/api/status")) \
+        .select_related("owner", "node")[:10]
+    explained = plan(lookup)
+    assert "USING INDEX ipynbsrv_container_base_url (base_url=?)" in explained, explained
+    assert "SCAN ipynbsrv_backends_container" not in explained, explained
+    order_by = str(lookup.query).rsplit("ORDER BY", 1)[1]
+    assert "auth_user" not in order_by and "ipynbsrv_backends_container" in order_by, order_by
+    [found] = list(lookup)
+    assert found.name == "c170"
+
+
+def test_the_admin_container_list_is_ordered_by_an_index(master_settings):
+    """Owner id and name: the unique index serves the order, nothing joins the users' table."""
+    if connection.vendor != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    fill(LARGE)
+    explained = plan(Container.objects.all()[:100])
+    assert "TEMP B-TREE" not in explained and "auth_user" not in explained, explained
+
+
+# ---------------------------------------------------------------------------- the users' API pages
+
+def test_every_list_walks_its_pages_with_a_cursor(master_settings):
+    fill(120)
+    staff = clients()["staff"]
+    seen, url, pages = [], "/api/containers/?page_size=50", 0
+    while url:
+        body = staff.get(url).json()
+        assert set(body) == {"next", "previous", "results"}
+        seen += [item["id"] for item in body["results"]]
+        url, pages = body["next"], pages + 1
+    assert pages == 3 and seen == sorted(seen) and len(set(seen)) == 120
+    first = staff.get("/api/containers/").json()
+    assert len(first["results"]) == 50 and first["previous"] is None  # the documented default
+
+
+@pytest.mark.parametrize("query", ["page_size=0", "page_size=abc", f"page_size={MAX_PAGE_SIZE + 1}",
+                                   "cursor=not-a-cursor"])
+def test_a_bad_page_size_or_cursor_is_a_400_saying_what_to_do(master_settings, query):
+    fill(3)
+    answer = clients()["owner"].get(f"/api/snapshots/?{query}")
+    assert answer.status_code == 400, answer.content
+    body = answer.json()
+    assert body["code"] == "invalid" and set(body["fields"]) == {query.split("=")[0]}
+
+
+def test_the_schema_documents_the_pages(master_settings):
+    from django.test import Client
+
+    text = Client().get("/api/schema/?format=json").json()
+    listing = text["paths"]["/api/containers/"]["get"]
+    assert {p["name"] for p in listing["parameters"]} >= {"cursor", "page_size"}
+    assert "Paginated" in str(listing["responses"]["200"])
+
+
+def test_the_mysql_index_is_a_prefix_index():
+    """MySQL cannot index 2,048 utf8mb4 characters whole: the migration indexes a prefix there."""
+    import importlib
+
+    migration = importlib.import_module("ipynbsrv_backends.migrations.0006_container_lookup_indexes")
+
+    class Editor:
+        quote_name = staticmethod(lambda name: f"`{name}`")
+
+    sql = migration.mysql_prefix_sql(Editor(), Container)
+    assert sql == ("CREATE INDEX `ipynbsrv_container_base_url` ON `ipynbsrv_backends_container` "
+                   f"(`base_url`({migration.MYSQL_PREFIX}))")
+    assert migration.MYSQL_PREFIX * 4 <= 767  # fits even the oldest InnoDB row format
