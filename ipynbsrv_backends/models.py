@@ -311,6 +311,14 @@ def with_move_target(queryset: models.QuerySet[Container]) -> models.QuerySet[Co
     return queryset.annotate(move_target_name=models.Subquery(name))
 
 
+def containers_in_use() -> models.Subquery:
+    """For ``Node.objects.annotate(...)``: how many active containers each node holds, counted
+    for the rows the query answers only (one index lookup each), not for every node first."""
+    active = Container.objects.filter(node=models.OuterRef("pk"), status__in=Container.ACTIVE).order_by()
+    count = active.values("node").annotate(n=models.Count("pk")).values("n")
+    return models.Subquery(count, output_field=models.IntegerField())
+
+
 class Snapshot(models.Model):
     """A snapshot of a container's filesystem."""
 

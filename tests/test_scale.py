@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bench.scale import PAGES, ask, clients, fill
+from bench.scale import PAGES, QUERY_PAGES, ask, clients, fill
 from ipynbsrv_backends.api.pagination import MAX_PAGE_SIZE
 from ipynbsrv_backends.models import AuditEntry, Container
 from ipynbsrv_backends.proxy import _prefixes
@@ -24,7 +24,7 @@ def counts() -> dict[str, int]:
     """The queries of one request for each page (each answered 200 once before)."""
     signed_in = clients()
     found = {}
-    for name, who, path in PAGES:
+    for name, who, path in PAGES + QUERY_PAGES:
         assert ask(signed_in[who], path).status_code == 200, name
         with CaptureQueriesContext(connection) as queries:
             answer = ask(signed_in[who], path)
@@ -42,7 +42,7 @@ def test_every_page_asks_as_many_queries_at_1000_rows_as_at_10(master_settings):
     large = counts()
     grew = {page: (small[page], large[page]) for page in small if large[page] != small[page]}
     assert not grew, f"queries at {SMALL} and at {LARGE} rows: {grew}"
-    assert set(small) == {name for name, _who, _path in PAGES}
+    assert set(small) == {name for name, _who, _path in PAGES + QUERY_PAGES}
 
 
 def test_a_container_list_with_moves_in_progress_asks_nothing_per_row(master_settings):
@@ -140,3 +140,60 @@ def test_the_mysql_index_is_a_prefix_index():
     assert sql == ("CREATE INDEX `ipynbsrv_container_base_url` ON `ipynbsrv_backends_container` "
                    f"(`base_url`({migration.MYSQL_PREFIX}))")
     assert migration.MYSQL_PREFIX * 4 <= 767  # fits even the oldest InnoDB row format
+
+
+def test_the_flat_date_hierarchy_offers_every_period_django_would(master_settings):
+    """Every year, month or day Django's own hierarchy lists is offered (also ones between
+    them without rows), drilled down or not; and the same links."""
+    from django.contrib.admin.templatetags.admin_list import date_hierarchy
+
+    from ipynbsrv_backends.admin.flat import flat_date_hierarchy
+
+    fill(LARGE)  # one a minute: 1,000 minutes back from now
+    staff = clients()["staff"]
+    first = Container.objects.order_by("created_at").first().created_at
+    for query in ("", f"?created_at__year={first.year}",
+                  f"?created_at__year={first.year}&created_at__month={first.month}"):
+        changelist = staff.get(f"/admin/ipynbsrv_backends/container/{query}").context["cl"]
+        ours, django = flat_date_hierarchy(changelist), date_hierarchy(changelist)
+        assert ours["back"] == django["back"]
+        links = [choice["link"] for choice in ours["choices"]]
+        assert django["choices"] and all(choice["link"] in links for choice in django["choices"]), (ours, django)
+
+
+def filter_of(response, title: str):
+    return next(spec for spec in response.context["cl"].filter_specs if str(spec.title) == title)
+
+
+def test_the_audit_filters_walk_the_index_to_the_same_values_as_distinct(master_settings):
+    fill(300)
+    response = clients()["staff"].get("/admin/ipynbsrv_backends/auditentry/")
+    for title, column in (("action", "action"), ("node", "node")):
+        walked = list(filter_of(response, title).lookup_choices)
+        assert walked == sorted(set(AuditEntry.objects.values_list(column, flat=True))), title
+        assert len(walked) > 1
+
+
+def test_the_node_filter_offers_the_first_nodes_and_the_chosen_one(master_settings):
+    from ipynbsrv_backends.admin.flat import MOST_CHOICES
+    from ipynbsrv_backends.models import Node
+
+    fill(50 * (MOST_CHOICES + 10))  # 60 nodes
+    staff = clients()["staff"]
+    offered = filter_of(staff.get("/admin/ipynbsrv_backends/container/"), "node").lookup_choices
+    assert [label for _pk, label in offered] == list(Node.objects.values_list("name", flat=True)[:MOST_CHOICES])
+    last = Node.objects.order_by("-name").first()
+    chosen = filter_of(staff.get(f"/admin/ipynbsrv_backends/container/?node__id__exact={last.pk}"), "node")
+    assert (last.pk, last.name) in chosen.lookup_choices and len(chosen.lookup_choices) == MOST_CHOICES + 1
+
+
+def test_the_image_list_counts_containers_up_to_the_cap(master_settings):
+    from ipynbsrv_backends.admin.records import COUNT_CAP
+    from ipynbsrv_backends.models import Image
+
+    fill(COUNT_CAP)
+    staff = clients()["staff"]
+    assert f'<td class="field-containers_count">{COUNT_CAP}</td>' in staff.get("/admin/ipynbsrv_backends/image/").text
+    fill(COUNT_CAP + 1)
+    assert Image.objects.count() == 1
+    assert f'<td class="field-containers_count">{COUNT_CAP:,}+</td>' in staff.get("/admin/ipynbsrv_backends/image/").text

@@ -31,7 +31,7 @@ from ..forms import (
     ContainerMoveForm,
 )
 from ..models import Container, Snapshot, with_move_target
-from .flat import FlatListMixin
+from .flat import FewRelatedFilter, FlatListMixin
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, _change_url, run_each
 
 logger = logging.getLogger("ipynbsrv_backends.admin")  # one logger for the whole admin, as before the split
@@ -126,7 +126,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
 
     list_display = ["name", "owner", "node", "status_badge", "image_display", "url_link", "created_at"]
     list_display_links = ["name"]
-    list_filter = ["status", "node", "image"]  # the choices come from the nodes and images, not every row
+    list_filter = ["status", ("node", FewRelatedFilter), ("image", FewRelatedFilter)]
     search_fields = ["name", "owner__username", "node__name", "backend_pk", "image_ref"]
     list_select_related = ["owner", "node", "image"]
     date_hierarchy = "created_at"

@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
@@ -19,9 +21,9 @@ from ..forms import (
     BackendForm,
     NodeForm,
 )
-from ..models import Backend, Container, Node
+from ..models import Backend, Node, containers_in_use
 from ..registry import mask_config
-from .flat import FlatListMixin
+from .flat import FewRelatedFilter, FlatListMixin
 from .mixins import AuditedAdminMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- backends
@@ -63,7 +65,7 @@ class NodeAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     form = NodeForm
     list_display = ["name", "address", "backend", "enabled", "draining", "in_use", "capacity", "health",
                     "last_seen", "short_error"]
-    list_filter = ["enabled", "draining", "last_status", "backend"]
+    list_filter = ["enabled", "draining", "last_status", ("backend", FewRelatedFilter)]
     search_fields = ["name", "address"]
     list_select_related = ["backend"]
     actions = ["check_health", "enable", "disable", "drain", "undrain", "refresh_containers", "rotate_signing_key"]
@@ -75,12 +77,14 @@ class NodeAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     readonly_fields = ["effective_config", "health", "last_checked", "last_seen", "last_error", "resources"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        active = Q(containers__status__in=Container.ACTIVE)
-        return super().get_queryset(request).annotate(in_use=Count("containers", filter=active))
+        return super().get_queryset(request).annotate(in_use=Coalesce(containers_in_use(), 0))
 
     @admin.display(description=_("containers in use"), ordering="in_use")
-    def in_use(self, obj: Node) -> int:
-        return getattr(obj, "in_use", 0)
+    def in_use(self, obj: Node) -> str:
+        """The count, a link to the node's containers (the container list's node filter names
+        only the first nodes when there are many)."""
+        link = reverse("admin:ipynbsrv_backends_container_changelist", current_app=self.admin_site.name)
+        return format_html('<a href="{}?node__id__exact={}">{}</a>', link, obj.pk, getattr(obj, "in_use", 0))
 
     @admin.display(description=_("health"), ordering="last_status")
     def health(self, obj: Node) -> str:

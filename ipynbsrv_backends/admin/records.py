@@ -5,18 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db import connection
+from django.db.models import IntegerField, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from .. import services
-from ..models import AuditEntry, Image, Node, Snapshot
-from .flat import FlatListMixin, IndexedValuesFilter
+from ..models import AuditEntry, Container, Image, Node, Snapshot
+from .flat import FewRelatedFilter, FlatListMixin, IndexedValuesFilter
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- images
+
+#: The image list counts each image's containers up to this many ("1,000+" beyond).
+COUNT_CAP = 1000
+
+
+def capped_containers_count() -> RawSQL:
+    """Each image's containers, counted up to ``COUNT_CAP + 1``: a base image that 100,000
+    containers were started from costs the list as much as one with 1,001."""
+    quote = connection.ops.quote_name
+    containers, images = quote(Container._meta.db_table), quote(Image._meta.db_table)
+    image_column = quote(Container._meta.get_field("image").column)
+    return RawSQL(f"SELECT COUNT(*) FROM (SELECT 1 FROM {containers} WHERE {containers}.{image_column} = "
+                  f"{images}.{quote('id')} LIMIT %s) capped", (COUNT_CAP + 1,), output_field=IntegerField())
+
 
 @admin.register(Image)
 class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.ModelAdmin):
@@ -27,7 +43,7 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.Mod
 
     list_display = ["name", "ref", "kind", "owner", "public", "node", "size_display", "containers_count",
                     "created_at"]
-    list_filter = ["public", ("owner", admin.EmptyFieldListFilter), "node"]
+    list_filter = ["public", ("owner", admin.EmptyFieldListFilter), ("node", FewRelatedFilter)]
     search_fields = ["name", "ref", "owner__username", "description"]
     list_select_related = ["owner", "node"]
     actions = ["delete_selected"]
@@ -35,7 +51,7 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.Mod
     committed_fields = ["name", "ref", "owner", "public", "description", "node", "source", "size", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(containers_count=Count("containers"))
+        return super().get_queryset(request).annotate(containers_count=capped_containers_count())
 
     @staticmethod
     def _committed(obj: Image | None) -> bool:
@@ -58,8 +74,9 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.Mod
         return filesizeformat(obj.size) if obj.size else "-"
 
     @admin.display(description=_("containers"), ordering="containers_count")
-    def containers_count(self, obj: Image) -> int:
-        return getattr(obj, "containers_count", 0)
+    def containers_count(self, obj: Image) -> str:
+        count = getattr(obj, "containers_count", 0) or 0
+        return f"{COUNT_CAP:,}+" if count > COUNT_CAP else str(count)
 
 # ---------------------------------------------------------------------------- snapshots
 
@@ -71,7 +88,7 @@ class SnapshotAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.
     delete_done = ngettext_lazy("%(count)d snapshot deleted.", "%(count)d snapshots deleted.", "count")
 
     list_display = ["name", "container", "node", "description", "created_at"]
-    list_filter = ["container__node", "created_at"]  # the nodes, not every snapshot's
+    list_filter = [("container__node", FewRelatedFilter), "created_at"]
     ordering = ["-pk"]  # newest first, by the primary key: no sort of the whole table
     search_fields = ["name", "description", "container__name", "container__owner__username"]
     list_select_related = ["container__owner", "container__node"]

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter
 from drf_spectacular.views import SpectacularAPIView
@@ -31,7 +32,7 @@ from rest_framework.reverse import reverse
 
 from .. import __version__, audit, background, services
 from ..errors import ContainerNotFoundError
-from ..models import Container, Image, Node, Snapshot, with_move_target
+from ..models import Container, Image, Node, Snapshot, containers_in_use, with_move_target
 from ..parsers import SafeJSONParser
 from . import serializers as s
 from .crosssite import BasicNoPrompt, refuse_cross_site
@@ -361,8 +362,7 @@ class NodeViewSet(UserAPIView, viewsets.ReadOnlyModelViewSet):
     schema_tags = ["nodes"]
 
     def get_queryset(self) -> QuerySet[Node]:
-        active = Q(containers__status__in=Container.ACTIVE)
-        return Node.objects.select_related("backend").annotate(containers_in_use=Count("containers", filter=active))
+        return Node.objects.select_related("backend").annotate(containers_in_use=Coalesce(containers_in_use(), 0))
 
     @document(summary=_("Every node (staff only)"), responses={200: s.NodeSerializer(many=True), **errors()})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
