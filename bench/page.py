@@ -308,8 +308,16 @@ change list with 10,000 and 100,000 containers on record (as many snapshots and 
 entries; 50 containers a user and a node), each against the same page with 100: the median
 time of a request through Django's test client, on one file SQLite database, and the SQL
 queries it made (a different count at the larger size is a miss). The rows are inserted
-directly (`bench/scale.py`), no engine. The node pages hold 2 nodes at 100 containers and a
-full page at the larger sizes: their ratio compares different amounts of work.
+directly (`bench/scale.py`), no engine; each size has a process and a database of its own and
+the sizes are asked in turn, page by page, so a load that comes and goes meets them alike. The
+node pages hold 2 nodes at 100 containers, so they are compared at 100,000 against 10,000,
+where both show a full page.
+
+Reconcile (`bench/reconcile.py`) runs on the local engine with 20 and 200 real containers
+(the busybox stand-in, created, not started), in step with the records and with drift (a tenth
+of the records without their container, a tenth of the containers without a record, a tenth
+with another status). Its time grows with the containers (the node lists them all); its
+queries should not.
 """
 
 

@@ -1,12 +1,13 @@
 """Section 6: the master at scale. The proxy's auth check, every list of the users' API (an
 owner's and staff's) and every change list of the admin, with 100, 10,000 and 100,000
 containers on record (and as many snapshots and audit entries), against the same pages with
-100: the time of a request through Django's test client (median) and its SQL queries.
+100: the time of a request through Django's test client and the SQL queries it makes.
 
 The rows are inserted directly (:func:`fill`, no engine: what is measured is the master's own
-work), into one file SQLite database that grows from one size to the next. It runs in a
-process of its own (``python -m bench.scale --child OUT.json``), so the bench's own process
-never sets up Django.
+work). Each size has a process of its own with its own file SQLite database
+(``python -m bench.scale --serve SIZE``, :func:`serve`), filled once; the bench asks the sizes
+in turn, page by page, so the ratios are paired samples taken side by side, and the bench's own
+process never sets up Django.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,20 +173,20 @@ def count_queries(client: Any, path: str) -> int:
     return len(queries)
 
 
-def sample(client: Any, path: str, reps: int) -> list[float]:
-    """``reps`` timings (seconds) of a request for ``path``, after two to warm up."""
-    for _ in range(2):
-        ask(client, path)
+def timed(client: Any, path: str, count: int) -> list[float]:
+    """``count`` timings (seconds) of a request for ``path``."""
     times = []
-    for _ in range(reps):
+    for _ in range(count):
         started = time.perf_counter()
         ask(client, path)
         times.append(time.perf_counter() - started)
     return times
 
 
-def child(out: Path, sizes: list[int], reps: int) -> None:
-    """In a process of its own: a new database, filled size by size, every page measured."""
+def serve(size: int) -> None:
+    """One size, in a process of its own: a new database (``TESTPROJECT_DB``) filled to ``size``
+    containers; then, for each line ``PAGE-NAME<TAB>COUNT`` on stdin, the timings of ``COUNT``
+    requests for that page as a JSON line on stdout."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
     sys.path.insert(0, str(REPO))
     import django
@@ -193,44 +195,94 @@ def child(out: Path, sizes: list[int], reps: int) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    results: dict[str, Any] = {}
-    for size in sizes:
-        started = time.monotonic()
-        fill(size)
-        logger.info("  %d containers on record (%.1f s to insert)", size, time.monotonic() - started)
-        signed_in = clients()
-        if size == sizes[0]:  # templates, URL resolvers, the first connection: not the smallest size's price
-            for _round in range(5):
-                for _name, who, path in PAGES:
-                    ask(signed_in[who], path)
-        results[str(size)] = {name: {"queries": count_queries(signed_in[who], path),
-                                     "times": sample(signed_in[who], path, reps)}
-                              for name, who, path in PAGES}
-    out.write_text(json.dumps(results))
+    started = time.monotonic()
+    fill(size)
+    logger.info("%d containers on record (%.1f s to insert)", size, time.monotonic() - started)
+    signed_in = clients()
+    paths = {name: (signed_in[who], path) for name, who, path in PAGES}
+    queries = {name: count_queries(client, path) for name, (client, path) in paths.items()}
+    for _round in range(5):  # templates, URL resolvers, caches: no size's price
+        for client, path in paths.values():
+            ask(client, path)
+    print(json.dumps({"ready": True, "queries": queries}), flush=True)
+    for line in sys.stdin:
+        name, _tab, count = line.rstrip("\n").partition("\t")
+        client, path = paths[name]
+        print(json.dumps({"seconds": timed(client, path, int(count))}), flush=True)
 
 
-def measure(sizes: tuple[int, ...], reps: int) -> list[Row]:
-    """The rows of section 6: each page at every size against the smallest."""
-    with tempfile.TemporaryDirectory(prefix="ipynbsrv-bench-scale-") as tmp:
-        out = Path(tmp) / "scale.json"
-        env = {**os.environ, "TESTPROJECT_DB": str(Path(tmp) / "scale.sqlite3"),
+class Size:
+    """A :func:`serve` process for one size, asked page by page."""
+
+    def __init__(self, size: int, tmp: Path) -> None:
+        self.size = size
+        env = {**os.environ, "TESTPROJECT_DB": str(tmp / f"scale-{size}.sqlite3"),
                "IPYNBSRV_BACKENDS_JSON": json.dumps({"CONTAINER_PORTS": [8888], "CONTAINER_VOLUMES": []})}
-        subprocess.run([sys.executable, "-m", "bench.scale", "--child", str(out), "--reps", str(reps),
-                        "--sizes", ",".join(map(str, sizes))], cwd=REPO, env=env, check=True, timeout=3600)
-        results = json.loads(out.read_text())
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.scale", "--serve", str(size)], cwd=REPO,
+                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.queries: dict[str, int] = {}
+
+    def answer(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench process for {self.size} rows ended (exit {self.process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ready(self) -> None:
+        self.queries = self.answer()["queries"]
+
+    def sample(self, name: str, count: int) -> float:
+        """The median of ``count`` requests for the page ``name``."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{name}\t{count}\n")
+        self.process.stdin.flush()
+        return statistics.median(self.answer()["seconds"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure(sizes: tuple[int, ...], reps: int, per_sample: int = 3) -> list[Row]:
+    """The rows of section 6: each page at every size against the smallest (node pages against
+    the second), the sizes asked in turn, page by page, ``reps`` times (each sample the median
+    of ``per_sample`` requests): a load that comes and goes meets every size alike."""
+    with tempfile.TemporaryDirectory(prefix="ipynbsrv-bench-scale-") as tmp:
+        servers = [Size(size, Path(tmp)) for size in sizes]  # they fill their databases at once
+        try:
+            for server in servers:
+                server.ready()
+            samples: dict[tuple[str, int], list[float]] = {}
+            for rep in range(reps):
+                for name, _who, _path in PAGES:
+                    turn = servers[rep % len(servers):] + servers[:rep % len(servers)]
+                    for server in turn:
+                        samples.setdefault((name, server.size), []).append(server.sample(name, per_sample))
+        finally:
+            for server in servers:
+                server.close()
+    queries = {server.size: server.queries for server in servers}
+    return rows_of(sizes, samples, queries)
+
+
+def rows_of(sizes: tuple[int, ...], samples: dict[tuple[str, int], list[float]],
+            queries: dict[int, dict[str, int]]) -> list[Row]:
     rows = []
     for name, _who, _path in PAGES:
         base_size = sizes[1] if name in NODE_PAGES and len(sizes) > 2 else sizes[0]
-        base = results[str(base_size)][name]
-        for size in sizes:
-            if size <= base_size:
-                continue
-            ours = results[str(size)][name]
-            same = ours["queries"] == base["queries"]
-            note = f"{ours['queries']} queries" + ("" if same else f" (**{base['queries']} at {base_size:,}**)")
-            rows.append(row(SECTION, f"{name}: {size:,} rows vs {base_size:,}", ours["times"], base["times"],
-                            target=TARGET, queries=ours["queries"], base_queries=base["queries"], note=note))
-            if not same:
+        for size in (size for size in sizes if size > base_size):
+            ours, base = queries[size][name], queries[base_size][name]
+            note = f"{ours} queries" + ("" if ours == base else f" (**{base} at {base_size:,}**)")
+            rows.append(row(SECTION, f"{name}: {size:,} rows vs {base_size:,}", samples[name, size],
+                            samples[name, base_size], target=TARGET, queries=ours, base_queries=base, note=note))
+            if ours != base:
                 rows[-1].met = False
     return rows
 
@@ -240,11 +292,8 @@ def main(argv: list[str]) -> int:
     for noisy in ("ipynbsrv_backends", "django"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
-    parser.add_argument("--child", type=Path, required=True, help="write the raw figures here (JSON)")
-    parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--sizes", default="100,10000,100000")
-    args = parser.parse_args(argv)
-    child(args.child, [int(size) for size in args.sizes.split(",")], args.reps)
+    parser.add_argument("--serve", type=int, required=True, help="containers on record (see serve())")
+    serve(parser.parse_args(argv).serve)
     return 0
 
 
