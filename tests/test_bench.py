@@ -37,7 +37,7 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     for size in (2, 5):
         assert f"get_containers, {size} containers: time vs one raw list call" in names
     sections = {row["section"][0] for row in rows}
-    assert sections == {"1", "2", "3", "4", "5"}
+    assert sections == {"1", "2", "3", "4", "5", "6"}
     for row in rows:
         if row["section"][0] in "124" or row["name"].startswith(("throughput", "time to")):
             assert isinstance(row["ratio"], float) and math.isfinite(row["ratio"]), row
@@ -48,7 +48,7 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     assert engine_calls["met"] is True  # one request at every size
     text = page.read_text()
     for heading in ("## 1. Per-operation overhead", "## 2. Listing at scale", "## 3. Spawn storm",
-                    "## 4. Host API cost", "## 5. Memory"):
+                    "## 4. Host API cost", "## 5. Memory", "## 6. The master at scale"):
         assert heading in text
     assert "--quick" in text
     assert "- **suspend**: docker-py" in text and "the bare hop alone" in text  # computed from the rows

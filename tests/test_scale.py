@@ -197,3 +197,32 @@ def test_the_image_list_counts_containers_up_to_the_cap(master_settings):
     fill(COUNT_CAP + 1)
     assert Image.objects.count() == 1
     assert f'<td class="field-containers_count">{COUNT_CAP:,}+</td>' in staff.get("/admin/ipynbsrv_backends/image/").text
+
+
+# ---------------------------------------------------------------------------- the bench's section 6
+
+def test_the_scale_bench_has_a_row_per_page_and_size():
+    """``bench.scale`` end to end with tiny sizes (no timing asserted: that is ``make bench``'s)."""
+    import math
+
+    from bench import scale
+
+    rows = scale.measure((10, 30, 60), reps=1, per_sample=1)
+    names = {row.name for row in rows}
+    for name, _who, _path in scale.PAGES:
+        sizes = (60,) if name in scale.NODE_PAGES else (30, 60)
+        for size in sizes:
+            base = 30 if name in scale.NODE_PAGES else 10
+            assert f"{name}: {size:,} rows vs {base:,}" in names
+    for row in rows:
+        assert math.isfinite(row.ratio) and row.extra["queries"] == row.extra["base_queries"], row
+
+
+@pytest.mark.engine
+def test_the_reconcile_bench_runs_on_real_containers_and_cleans_up(raw_docker):
+    from bench import reconcile
+
+    rows = reconcile.measure((2, 4), reps=1)
+    drift = next(row for row in rows if row.name == "reconcile, with drift: 4 real containers vs 2")
+    assert "1 missing, 1 orphans, 1 updated" in drift.note
+    assert raw_docker.containers.list(all=True, filters={"label": "org.ipynbsrv.instance=bench-reconcile-4"}) == []
