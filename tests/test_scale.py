@@ -188,7 +188,7 @@ def test_the_node_filter_offers_the_first_nodes_and_the_chosen_one(master_settin
 
 
 def test_the_image_list_counts_containers_up_to_the_cap(master_settings):
-    from ipynbsrv_backends.admin.records import COUNT_CAP
+    from ipynbsrv_backends.admin.flat import COUNT_CAP
     from ipynbsrv_backends.models import Image
 
     fill(COUNT_CAP)
@@ -226,3 +226,21 @@ def test_the_reconcile_bench_runs_on_real_containers_and_cleans_up(raw_docker):
     drift = next(row for row in rows if row.name == "reconcile, with drift: 4 real containers vs 2")
     assert "1 missing, 1 orphans, 1 updated" in drift.note
     assert raw_docker.containers.list(all=True, filters={"label": "org.ipynbsrv.instance=bench-reconcile-4"}) == []
+
+
+def test_a_long_list_counts_up_to_the_cap_and_says_so(master_settings, monkeypatch):
+    """The admin counts a list's rows up to a cap (one bounded query), and shows "N+" beyond."""
+    from ipynbsrv_backends.admin.flat import FlatPaginator
+
+    monkeypatch.setattr(FlatPaginator, "most_counted", 150)
+    fill(150)
+    staff = clients()["staff"]
+    page = staff.get("/admin/ipynbsrv_backends/container/")
+    assert page.context["cl"].result_count == 150 and "150 containers" in page.text
+    fill(151)
+    with CaptureQueriesContext(connection) as queries:
+        page = staff.get("/admin/ipynbsrv_backends/container/?p=2")
+    assert page.status_code == 200 and page.context["cl"].result_count == 150
+    assert "150+ containers" in page.text and "Select all 150+" in page.text
+    [count] = [q["sql"] for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "LIMIT 151" in q["sql"]]
+    assert "ORDER BY" not in count

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.defaultfilters import truncatechars
@@ -23,13 +23,13 @@ from ..forms import (
 )
 from ..models import Backend, Node, containers_in_use
 from ..registry import mask_config
-from .flat import FewRelatedFilter, FlatListMixin
+from .flat import FewRelatedFilter, FlatListMixin, capped_count, shown_count
 from .mixins import AuditedAdminMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- backends
 
 @admin.register(Backend)
-class BackendAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class BackendAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     """Which backend class nodes use, and its configuration (secrets masked)."""
 
     form = BackendForm
@@ -39,11 +39,11 @@ class BackendAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(node_count=Count("nodes"))
+        return super().get_queryset(request).annotate(node_count=capped_count(Node, "backend"))
 
     @admin.display(description=_("nodes"), ordering="node_count")
-    def node_count(self, obj: Backend) -> int:
-        return getattr(obj, "node_count", 0)
+    def node_count(self, obj: Backend) -> str:
+        return shown_count(getattr(obj, "node_count", 0))
 
     @admin.display(description=_("configuration"))
     def masked_config(self, obj: Backend) -> str:

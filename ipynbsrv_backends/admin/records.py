@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import connection
-from django.db.models import IntegerField, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
@@ -15,24 +13,10 @@ from django.utils.translation import ngettext_lazy
 
 from .. import services
 from ..models import AuditEntry, Container, Image, Node, Snapshot
-from .flat import FewRelatedFilter, FlatListMixin, IndexedValuesFilter
+from .flat import FewRelatedFilter, FlatListMixin, IndexedValuesFilter, capped_count, shown_count
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, run_each
 
 # ---------------------------------------------------------------------------- images
-
-#: The image list counts each image's containers up to this many ("1,000+" beyond).
-COUNT_CAP = 1000
-
-
-def capped_containers_count() -> RawSQL:
-    """Each image's containers, counted up to ``COUNT_CAP + 1``: a base image that 100,000
-    containers were started from costs the list as much as one with 1,001."""
-    quote = connection.ops.quote_name
-    containers, images = quote(Container._meta.db_table), quote(Image._meta.db_table)
-    image_column = quote(Container._meta.get_field("image").column)
-    return RawSQL(f"SELECT COUNT(*) FROM (SELECT 1 FROM {containers} WHERE {containers}.{image_column} = "
-                  f"{images}.{quote('id')} LIMIT %s) capped", (COUNT_CAP + 1,), output_field=IntegerField())
-
 
 @admin.register(Image)
 class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.ModelAdmin):
@@ -51,7 +35,7 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.Mod
     committed_fields = ["name", "ref", "owner", "public", "description", "node", "source", "size", "created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(containers_count=capped_containers_count())
+        return super().get_queryset(request).annotate(containers_count=capped_count(Container, "image"))
 
     @staticmethod
     def _committed(obj: Image | None) -> bool:
@@ -75,8 +59,7 @@ class ImageAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin.Mod
 
     @admin.display(description=_("containers"), ordering="containers_count")
     def containers_count(self, obj: Image) -> str:
-        count = getattr(obj, "containers_count", 0) or 0
-        return f"{COUNT_CAP:,}+" if count > COUNT_CAP else str(count)
+        return shown_count(getattr(obj, "containers_count", 0))
 
 # ---------------------------------------------------------------------------- snapshots
 
