@@ -397,7 +397,8 @@ class SchemaView(SpectacularAPIView):
         "Sign in with HTTP Basic, sent with each request (a 401 does not ask for it), or a Django session "
         "(unsafe methods then need the CSRF token). Unsafe requests whose Origin or Referer is another "
         "site's are refused (403 `cross_site_request`); their bodies must be JSON (else 415). "
-        "Errors are `{code, detail}`; a bad body's answer adds `fields`.",
+        "Errors are `{code, detail}`; a bad body's answer adds `fields`. Every list answers one page, "
+        "`{next, previous, results}`, by id: follow `next` (50 items, `?page_size=` 1 to 500).",
         "VERSION": __version__,
         "COMPONENT_SPLIT_REQUEST": True,
         "PREPROCESSING_HOOKS": [f"{__name__}.only_user_api"],
