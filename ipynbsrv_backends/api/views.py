@@ -140,7 +140,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
             return Container.objects.none()
         return with_move_target(services.user_containers(self.request.user).select_related("node__backend"))
 
-    @document(summary=_("Your containers (staff: all)"), responses={200: s.ContainerSerializer(many=True), **errors()})
+    @document(summary=_("Your containers (staff: all)"), responses={200: s.ContainerSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -337,7 +337,7 @@ class ImageViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin
             return Image.objects.none()
         return services.usable_images(self.request.user).select_related("owner", "node")
 
-    @document(summary=_("Images you may use"), responses={200: s.ImageSerializer(many=True), **errors()})
+    @document(summary=_("Images you may use"), responses={200: s.ImageSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -364,7 +364,7 @@ class NodeViewSet(UserAPIView, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> QuerySet[Node]:
         return Node.objects.select_related("backend").annotate(containers_in_use=Coalesce(containers_in_use(), 0))
 
-    @document(summary=_("Every node (staff only)"), responses={200: s.NodeSerializer(many=True), **errors()})
+    @document(summary=_("Every node (staff only)"), responses={200: s.NodeSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
