@@ -196,7 +196,9 @@ class FlatPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        counted = self.object_list.order_by()[: self.most_counted + 1].count()  # type: ignore[attr-defined]
+        # only the keys: a column the list annotates (a count per row) is not worked out for each
+        rows = self.object_list.order_by().values("pk")  # type: ignore[attr-defined]
+        counted = rows[: self.most_counted + 1].count()
         return AtLeast(self.most_counted) if counted > self.most_counted else counted
 
 
