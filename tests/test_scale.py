@@ -250,3 +250,12 @@ def test_a_long_list_counts_up_to_the_cap_and_says_so(master_settings, monkeypat
     [count] = [q["sql"] for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "LIMIT 151" in q["sql"]]
     assert "ORDER BY" not in count
     assert "ipynbsrv_backends_node" not in count  # the move target a row shows is not worked out to count it
+
+
+def test_the_index_walk_stops_at_its_bound(master_settings, monkeypatch):
+    from ipynbsrv_backends.admin import flat
+
+    fill(300)  # 6 nodes named in the audit log
+    monkeypatch.setattr(flat, "MOST_VALUES", 4)
+    walked = list(flat._IndexWalk(AuditEntry, "node"))
+    assert walked == sorted(set(AuditEntry.objects.values_list("node", flat=True)))[:4]

@@ -124,9 +124,10 @@ class _IndexWalk:
         connection = connections[router.db_for_read(self.model)]
         quote = connection.ops.quote_name
         table, column = quote(self.model._meta.db_table), quote(self.column)
-        sql = (f"WITH RECURSIVE walk(v) AS (SELECT MIN({column}) FROM {table} UNION ALL "
-               f"SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > walk.v) FROM walk "
-               f"WHERE walk.v IS NOT NULL) SELECT v FROM walk WHERE v IS NOT NULL LIMIT {MOST_VALUES}")
+        # n bounds the recursion itself (MySQL stops a recursion at 1,000 steps with an error)
+        sql = (f"WITH RECURSIVE walk(v, n) AS (SELECT MIN({column}), 1 FROM {table} UNION ALL "
+               f"SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > walk.v), walk.n + 1 FROM walk "
+               f"WHERE walk.v IS NOT NULL AND walk.n < {MOST_VALUES}) SELECT v FROM walk WHERE v IS NOT NULL")
         with connection.cursor() as cursor:
             cursor.execute(sql)
             return iter([row[0] for row in cursor.fetchall()])

@@ -5,7 +5,9 @@ admin's date hierarchy and its audit log filter by node; orderings that no longe
 refuses keys over 3,072 bytes (767 on the old COMPACT row format), and 2,048 utf8mb4
 characters are up to 8,192. On MySQL the index therefore covers the first
 :data:`MYSQL_PREFIX` characters (a prefix index; equality lookups still use it and compare
-the whole value on the rows it finds). The model's state is the same everywhere.
+the whole value on the rows it finds). The model's state is the same everywhere. A later
+migration that alters ``base_url`` must do the same on MySQL: Django would rebuild the index
+on the whole column there.
 """
 
 from typing import Any
