@@ -310,8 +310,8 @@ time of a request through Django's test client, on one file SQLite database, and
 queries it made (a different count at the larger size is a miss). The rows are inserted
 directly (`bench/scale.py`), no engine; each size has a process and a database of its own and
 the sizes are asked in turn, page by page, so a load that comes and goes meets them alike. The
-node pages hold 2 nodes at 100 containers, so they are compared at 100,000 against 10,000,
-where both show a full page.
+node and image pages (staff's) hold 2 nodes and 3 images at 100 containers (a user commits
+one image), so they are compared at 100,000 against 10,000, where both show a full page.
 
 Reconcile (`bench/reconcile.py`) runs on the local engine with 20 and 200 real containers
 (the busybox stand-in, created, not started), in step with the records and with drift (a tenth

@@ -53,7 +53,8 @@ def _dates_as_given(*models: Any) -> Iterator[None]:
 
 def fill(total: int, batch: int = 5000) -> None:
     """Grow the master's tables to ``total`` containers (one snapshot and one audit entry
-    each), ``PER_USER`` a user and ``PER_NODE`` a node, with bulk inserts: no engine."""
+    each), ``PER_USER`` a user and ``PER_NODE`` a node, one image every user committed and one
+    public base image, with bulk inserts: no engine."""
     from django.contrib.auth import get_user_model
 
     from ipynbsrv_backends.models import AuditEntry, Backend, Container, Image, Node, Snapshot
@@ -76,6 +77,8 @@ def fill(total: int, batch: int = 5000) -> None:
             owner = dict(user_model.objects.filter(username__in=[f"scale-u{u}" for u in users])
                          .values_list("username", "pk"))
             node = dict(Node.objects.filter(name__in=[f"scale-n{k}" for k in nodes]).values_list("name", "pk"))
+            Image.objects.bulk_create([Image(name=f"img-u{u}", ref=f"scale/u{u}:1", owner_id=owner[f"scale-u{u}"],
+                                             size=1 << 20) for u in sorted(users)], ignore_conflicts=True)
             Container.objects.bulk_create([_container(n, owner[f"scale-u{n // PER_USER}"],
                                                       node[f"scale-n{n // PER_NODE}"], image.pk, now)
                                            for n in numbers])
@@ -122,9 +125,10 @@ PAGES: list[tuple[str, str, str]] = [
     ("admin images", "staff", f"{ADMIN}/image/"),
     ("admin backends", "staff", f"{ADMIN}/backend/"),
 ]
-#: Pages whose rows are nodes: 2 nodes at 100 containers, a full page from 10,000 on. They
-#: are compared with the same page at the second size, where both hold a full page.
-NODE_PAGES = {"API nodes (staff)", "admin nodes"}
+#: Pages whose rows are nodes or images (2 nodes, 3 images at 100 containers; a full page
+#: from 10,000 on). They are compared with the same page at the second size, where both hold
+#: a full page.
+NODE_PAGES = {"API nodes (staff)", "admin nodes", "API images (staff)", "admin images"}
 #: More pages for the query counts only (their 100-row page holds fewer rows than a full one):
 #: a filter, the date hierarchy drilled down, the audit log's filters, a search.
 QUERY_PAGES: list[tuple[str, str, str]] = [
