@@ -14,13 +14,15 @@ MATRIX_TESTS ?= tests/test_errors.py tests/test_checks.py tests/test_hostapi_wir
                 tests/test_api.py tests/test_contract.py -k "not http_remote"
 LINTED ?= ipynbsrv_backends testproject tests bench scripts
 
-.PHONY: help venv packages engine images test lint matrix screenshots demo cluster cluster-down clean
+.PHONY: help venv packages engine images test test-fast lint matrix screenshots demo cluster cluster-down clean
 
 help:
 	@echo "make demo    set up the master here, start a demo container and serve the admin until Ctrl-C"
 	@echo "make image   build the real Jupyter Notebook image (no registry; FORCE=1 builds it again)"
 	@echo "make test    run every test (starts the engine and builds the test images first), then lint and matrix;"
 	@echo "             ends with one line per stage and the verdict"
+	@echo "make test-fast   the tests that need no engine, the master's on the in-memory backend (about 15 s"
+	@echo "             of CPU; no engine, images or network but 127.0.0.1)"
 	@echo "make lint    ruff and mypy (with django-stubs) on the package"
 	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
 	@echo "make screenshots   run the browser test and keep its screenshots in docs/screenshots/"
@@ -76,6 +78,14 @@ test: venv packages images
 	$(STAGE) lint; lint=$$?; \
 	$(STAGE) matrix; matrix=$$?; \
 	scripts/test-summary.sh "$$log" "$${tests:-1}" "$$lint" "$$matrix" "$(strip $(PYTHON_NEW))"
+
+# The fast tier (tests/support/fast_tier.py): unit tests, the contract suite on the Memory
+# backend and the master's tests on Memory nodes. DOCKER_HOST leads nowhere, so a test that
+# reached for an engine would fail; the venv is made only when it is missing.
+test-fast:
+	@[ -x $(PY) ] || $(STAGE) venv
+	IPYNBSRV_TEST_BACKEND=memory DOCKER_HOST=unix:///nonexistent/docker.sock \
+	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +15,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import requests
+
+from tests.support import HostAPINode, children_of, free_port, purge_labelled, wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -83,22 +82,6 @@ def timed(call: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``predicate`` until it holds, within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # --------------------------------------------------------------------------- processes
 
 def rss_kib(pid: int) -> int:
@@ -112,30 +95,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def children_of(pid: int) -> list[int]:
-    """Pids whose parent is ``pid``, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def tree_rss_kib(pid: int) -> int:
     """RSS of a process and its direct children (a gunicorn master and its workers)."""
     return rss_kib(pid) + sum(rss_kib(child) for child in children_of(pid))
-
-
-def hostapi_command() -> list[str]:
-    script = Path(sys.executable).parent / "ipynbsrv_hostapi"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "ipynbsrv_backends.hostapi"]
 
 
 class ServerProcess:
@@ -170,7 +132,7 @@ class ServerProcess:
             except requests.RequestException:
                 return False
 
-        wait_for(ready, 30, f"{self.log_path.stem} to answer", 0.2)
+        wait_for(ready, timeout=30, interval=0.2, what=f"{self.log_path.stem} to answer")
         return self
 
     def stop(self) -> None:
@@ -184,23 +146,16 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
-def _environment(drop: Iterable[str] = ()) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", *drop)}
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
 
 
-class HostAPIProcess(ServerProcess):
-    """A real ``ipynbsrv_hostapi`` on 127.0.0.1 serving ``Docker`` with ``backend_args``."""
-
-    ready_path = "/health/"
+class HostAPIProcess(HostAPINode):
+    """A real ``ipynbsrv_hostapi`` on 127.0.0.1 serving ``Docker`` with ``backend_args``: the
+    tests' host API process (its own token, no signing key), with the bench's thread count."""
 
     def __init__(self, logdir: Path, backend_args: dict[str, Any], workers: int = 2, threads: int = 8) -> None:
-        self.token = secrets.token_urlsafe(32)
-        env = _environment(["IPYNBSRV_HOSTAPI_INSECURE_NO_TOKEN"])
-        env["IPYNBSRV_HOSTAPI_TOKEN"] = self.token
-        super().__init__(logdir, "hostapi", [
-            *hostapi_command(), "--listen", "127.0.0.1", "--port", "{port}",
-            "--container-backend-args", json.dumps(backend_args),
-            "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "10"], env)
+        super().__init__(logdir, backend_args=backend_args, workers=workers, threads=threads)
 
 
 class BareHopProcess(ServerProcess):
@@ -222,18 +177,11 @@ def purge_engine(base_url: str, filters: Iterable[str]) -> int:
     """Remove every container on the engine carrying all ``filters`` labels; returns how many."""
     import docker
 
-    client = docker.APIClient(base_url=base_url, version="auto", timeout=120)
-    removed = 0
+    client = docker.DockerClient(base_url=base_url, version="auto", timeout=120)
     try:
-        for item in client.containers(all=True, filters={"label": list(filters)}):
-            try:
-                client.remove_container(item["Id"], force=True, v=True)
-                removed += 1
-            except docker.errors.NotFound:
-                pass
+        return purge_labelled(client, filters, images=False, volumes=False)
     finally:
         client.close()
-    return removed
 
 
 def purge_local(base_url: str = "unix://var/run/docker.sock") -> int:

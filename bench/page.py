@@ -212,7 +212,7 @@ another **13 %** in the `UPDATE` that saves the record after the node answered: 
 SQLite's write lock. SQLite's busy handler does not queue waiters, it sleeps between tries
 (up to 100 ms at a time), so with a hundred threads the lock often stood free while every
 waiter slept, and the nodes' engines were left idle at the start. The fix
-(`ipynbsrv_backends/services.py`): those two short writes take turns on a lock in the process,
+(`ipynbsrv_backends/services/placing.py`): those two short writes take turns on a lock in the process,
 where a waiting thread is woken the moment the turn is free; other processes still take turns
 through the database. After it: **0.90** of docker-py's throughput (14.6 s against 13.1 s),
 first container answering after 1.46× the baseline's time instead of 3.3×. The same profile after the fix: about two

@@ -1,8 +1,11 @@
 """The audit log: who did what, through which door, to what, and how it ended.
 
-Entry points say only *who* and *how* (:func:`acting`: the admin, the users' API, a
-command); the service layer records *what* (:func:`audited` on each action, or
-:func:`record` for the few actions outside it). Nested actions (a move that creates, a
+Entry points say only *who* and *how*, all in one way: :func:`entry_point` wraps every view
+of the admin (``AuditedAdminMixin.urls``), every view of the users' API
+(``UserAPIView.as_view``) and every management command's ``execute`` (``AuditedCommand``),
+so nothing they do runs outside the context; ``tests/test_audit_walk.py`` walks every URL
+and command to show it. The service layer records *what* (:func:`audited` on each action,
+or :func:`record` for the few actions outside it). Nested actions (a move that creates, a
 clone that creates) record once, for the outermost call.
 
 Details never hold secrets: keys that look like tokens, keys or passwords are dropped.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import getpass
 import inspect
 import json
 import logging
@@ -52,6 +56,43 @@ def acting(actor: Any, via: str, source: str = "", run_by: str = "") -> Iterator
         yield
     finally:
         _context.reset(token)
+
+
+def current() -> _Context | None:
+    """The context in force here (``None``: outside every entry point, recorded as ``system``)."""
+    return _context.get()
+
+
+def _account() -> str:
+    """The operating-system account running this process ("" when it has no name)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no name for this uid (containers): the entry says nothing
+        return ""
+
+
+def entry_point(via: str) -> Callable[[F], F]:
+    """The one way an entry point sets the context: ``func`` runs inside it.
+
+    For a view (``via`` admin or api: ``func(request, ...)``) the actor is the request's user,
+    read when an entry is written (DRF authenticates lazily); for a command (``via`` command:
+    ``func(command, ...)``, its ``execute``) there is no user, ``source`` is the command's name
+    and ``run_by`` the operating-system account. The wrapper is marked ``audit_via``."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
+            if via == VIA_COMMAND:
+                scope = acting(None, via, source=type(first).__module__.rsplit(".", 1)[-1], run_by=_account())
+            else:
+                scope = acting(lambda: getattr(first, "user", None), via)
+            with scope:
+                return func(first, *args, **kwargs)
+
+        wrapper.audit_via = via  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def _actor() -> tuple[Any, str, dict[str, str]]:

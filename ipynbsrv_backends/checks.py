@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.apps import apps
@@ -25,11 +25,12 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from . import errors
+from .backends.options import CONTAINER_OPTIONS
 from .conf import DEFAULTS, SETTING_NAME
 from .contract import ContainerBackend
-from .hostapi.signing import valid_key
 from .placement import ALGORITHMS, ServerSelectionAlgorithm
-from .validation import validate_cpu_limit, validate_env, validate_mem_limit, validate_pids_limit, validate_volumes
+from .validation import validate_volumes
+from .wire.signing import valid_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,7 @@ OBJ = SETTING_NAME
 VOLUME_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 BASE_URL_NAMES = {"uid": 2000, "username": "someone", "name": "notebook"}
 #: Container options every backend understands (the contract); others are passed on.
-CONTRACT_OPTIONS: dict[str, Callable[[Any], Any]] = {
-    "env": validate_env,
-    "mem_limit": validate_mem_limit,
-    "cpu_limit": validate_cpu_limit,
-    "pids_limit": validate_pids_limit,
-}
+CONTRACT_OPTIONS = CONTAINER_OPTIONS
 
 
 def _id(kind: str, number: int) -> str:
@@ -241,6 +237,8 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
         messages.append(_error(11, f"{_setting('HOSTAPI_BACKEND')}: {problem}"))
     if not isinstance(value["HOSTAPI_BACKEND_OPTIONS"], Mapping):
         messages.append(_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')} must be a dict of constructor arguments."))
+    elif not problem:
+        messages += _check_backend_options(path, value["HOSTAPI_BACKEND_OPTIONS"])
     token = value["HOSTAPI_TOKEN"]
     if token is not None and not isinstance(token, str):
         messages.append(_error(11, f"{_setting('HOSTAPI_TOKEN')} must be a string or None."))
@@ -263,6 +261,24 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
             hint="Use it for local development only; set HOSTAPI_TOKEN (or IPYNBSRV_HOSTAPI_TOKEN) on real nodes.",
         ))
     return messages
+
+
+def _check_backend_options(path: str, options: Mapping[str, Any]) -> list[CheckMessage]:
+    """The node's backend options, checked by the class's own declaration (which contacts
+    nothing and never echoes a secret)."""
+    cls = import_string(path)
+    validator = getattr(cls, "validate_options", None)
+    if validator is None:
+        return []
+    try:
+        validator(**options)
+    except errors.InvalidArgumentError as exc:
+        table = getattr(cls, "OPTION_TABLE", None)
+        return [_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')}: {exc}",
+                       hint=table.help_text() if table is not None else None)]
+    except TypeError as exc:  # keys that are not names
+        return [_error(11, f"{_setting('HOSTAPI_BACKEND_OPTIONS')} must map option names to values ({exc}).")]
+    return []
 
 
 def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:

@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKEND_CLASSES": {
         "Docker": "ipynbsrv_backends.backends.Docker",
         "HttpRemote": "ipynbsrv_backends.backends.HttpRemote",
+        # In this process's memory, no engine: for development and tests (docs: README).
+        "Memory": "ipynbsrv_backends.backends.Memory",
     },
     # --- The master -------------------------------------------------------------
     # How new containers are placed: a short name ("round-robin", "random",

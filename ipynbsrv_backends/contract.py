@@ -5,8 +5,9 @@ containers. Every method returns plain JSON-serialisable values (the records bel
 result crosses the host API unchanged and :class:`~ipynbsrv_backends.backends.HttpRemote`
 returns exactly what :class:`~ipynbsrv_backends.backends.Docker` returns.
 
-Capabilities beyond the base contract are sub-contracts; callers detect them with
-``isinstance(backend, SuspendableContainerBackend)``.
+Capabilities beyond the base contract are sub-contracts (see "Capabilities" at the end);
+callers detect them with ``isinstance(backend, SuspendableContainerBackend)`` and so on,
+never by the concrete class or by looking for a method.
 
 Every method takes ``**kwargs`` last for backend-specific options. An option a backend does
 not know is an :class:`~ipynbsrv_backends.errors.InvalidArgumentError`, never silently
@@ -16,6 +17,8 @@ dropped.
 from __future__ import annotations
 
 import abc
+import typing
+from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
@@ -32,9 +35,17 @@ __all__ = [
     "ContainerRecord",
     "ImageRecord",
     "SnapshotRecord",
+    "ContainerStatus",
+    "RECORDS",
+    "record_fields",
     "ContainerBackend",
     "SuspendableContainerBackend",
     "SnapshotableContainerBackend",
+    "ImagePullingContainerBackend",
+    "SnapshotTransferContainerBackend",
+    "NodeStatusContainerBackend",
+    "KeyRotatingContainerBackend",
+    "CAPABILITIES",
 ]
 
 BACKEND_STATUS_OK = 0
@@ -54,6 +65,16 @@ ACCESS_SECRET_ENV = "IPYNBSRV_ACCESS_SECRET"
 ACCESS_HEADER = "X-Ipynbsrv-Access"
 
 
+# ---------------------------------------------------------------------------- records
+#
+# Every record is declared once, here: the keys every backend returns, and (``NotRequired``)
+# the extras a backend may add, which callers read with ``.get``. The host API's response
+# serializers are checked against these declarations (``tests/test_records.py``).
+
+#: A container's state as the contract names it.
+ContainerStatus = Literal["running", "stopped", "suspended"]
+
+
 class PortRecord(TypedDict):
     """A published port. ``external: None`` asks the engine for a free port."""
 
@@ -71,28 +92,65 @@ class VolumeRecord(TypedDict):
 
 
 class ContainerRecord(TypedDict):
+    """A container. Extras: ``uid`` (the owner's uid it was created with) and ``clone_of``
+    (the pk of the container it was cloned from, or ``None``)."""
+
     pk: str
     name: str
-    status: Literal["running", "stopped", "suspended"]
+    status: ContainerStatus
     image: str
     owner: str
     created: str
     ports: list[PortRecord]
     volumes: list[VolumeRecord]
+    uid: NotRequired[int]
+    clone_of: NotRequired[str | None]
 
 
 class ImageRecord(TypedDict):
+    """An image. Extras: ``managed`` (this backend made it), its ``owner`` and the
+    ``container`` it was committed from (``None`` unless managed), and the ``registry``
+    every node can pull it from (``None`` when it is kept on one node only)."""
+
     pk: str
     name: str
     created: str
     size: int
+    owner: NotRequired[str | None]
+    container: NotRequired[str | None]
+    managed: NotRequired[bool]
+    registry: NotRequired[str | None]
 
 
 class SnapshotRecord(TypedDict):
+    """A snapshot of a container's filesystem. Extra: ``size`` in bytes."""
+
     pk: str
     name: str
     container: str
     created: str
+    size: NotRequired[int]
+
+
+#: Every record type, by the name the host API's schema gives its answer.
+RECORDS: dict[str, type] = {
+    "PortRecord": PortRecord,
+    "VolumeRecord": VolumeRecord,
+    "ContainerRecord": ContainerRecord,
+    "ImageRecord": ImageRecord,
+    "SnapshotRecord": SnapshotRecord,
+}
+
+
+def record_fields(record: type) -> dict[str, tuple[Any, bool]]:
+    """Each key of a record type: its type and whether every record has it (``NotRequired``
+    extras do not). Read from the annotations, since ``__required_keys__`` is not reliable
+    with postponed annotations."""
+    fields = {}
+    for key, hint in typing.get_type_hints(record, include_extras=True).items():
+        extra = typing.get_origin(hint) is NotRequired
+        fields[key] = (typing.get_args(hint)[0] if extra else hint, not extra)
+    return fields
 
 
 class ContainerBackend(abc.ABC):
@@ -245,3 +303,68 @@ class SnapshotableContainerBackend(ContainerBackend):
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
         """Put the container's filesystem back to the snapshot's; its pk, name, ports,
         volumes, environment and limits are kept."""
+
+
+# ---------------------------------------------------------------------------- capabilities
+#
+# The two sub-contracts above, and the four below, are every extra a backend may offer. A
+# backend claims one by subclassing it; the master asks ``isinstance(backend, <sub-contract>)``.
+# A backend that forwards calls to another (HttpRemote) claims what it can forward: the far
+# side may still answer ``CapabilityNotSupportedError`` (501) when its own backend cannot.
+
+#: ``on_progress(summary)`` of an image pull (see :mod:`ipynbsrv_backends.pullprogress`).
+PullProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class ImagePullingContainerBackend(ContainerBackend):
+    """A backend that can pull an image ahead of time, reporting its progress."""
+
+    @abc.abstractmethod
+    def pull_container_image(self, image: str, on_progress: PullProgressCallback | None = None,
+                             **kwargs: Any) -> ImageRecord:
+        """Pull ``image`` now and return its record; ``on_progress(summary)`` is called as the
+        pull goes. ``follow_pull_policy=True`` pulls only as ``create_container`` would."""
+
+
+class SnapshotTransferContainerBackend(SnapshotableContainerBackend):
+    """A backend whose snapshots can travel to another node (through a registry both use)."""
+
+    @abc.abstractmethod
+    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
+        """Push a copy of the snapshot as an image another node can import; its record."""
+
+    @abc.abstractmethod
+    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
+        """Make the exported ``image`` the snapshot ``name`` of ``container``; its record."""
+
+
+class NodeStatusContainerBackend(ContainerBackend):
+    """A backend that reports its node's resources (for placement and the admin)."""
+
+    @abc.abstractmethod
+    def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
+        """``{"backend": {"status", "capabilities"}, "resources": {...}}`` as the host API's
+        ``status/`` answers it. Raises like any other call."""
+
+
+class KeyRotatingContainerBackend(ContainerBackend):
+    """A backend that signs its requests with a key that can be rotated without downtime."""
+
+    @abc.abstractmethod
+    def install_next_signing_key(self, key: str) -> None:
+        """Give the far side the key that will replace the current one (it accepts both)."""
+
+    @abc.abstractmethod
+    def promote_signing_key(self, grace: int | None = None) -> None:
+        """Make the next key the current one; the old one stays accepted ``grace`` seconds."""
+
+
+#: Every capability sub-contract by a short name (the names the host API's status answers).
+CAPABILITIES: dict[str, type] = {
+    "suspend": SuspendableContainerBackend,
+    "snapshot": SnapshotableContainerBackend,
+    "snapshot_transfer": SnapshotTransferContainerBackend,
+    "image_pull": ImagePullingContainerBackend,
+    "node_status": NodeStatusContainerBackend,
+    "signing_key_rotation": KeyRotatingContainerBackend,
+}

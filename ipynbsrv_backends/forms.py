@@ -14,13 +14,29 @@ from typing import Any, cast
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from . import errors
 from .models import Backend, Image, Node, name_validator
-from .registry import MASK, backend_choices, mask_config, unmask_config, validate_backend_config
+from .registry import MASK, allowed_backends, backend_choices, backend_class, mask_config, unmask_config, validate_backend_config
 from .validation import NAME_MAX
 
 __all__ = ["BackendForm", "NodeForm", "ContainerCreateForm", "ContainerCloneForm", "ContainerCommitForm"]
+
+
+def options_help(kinds: list[str]) -> list[str]:
+    """One line per backend class naming its constructor options (from the class's own
+    declaration, ``OPTION_TABLE``), secrets marked as such; never a value."""
+    lines = []
+    for kind in kinds:
+        try:
+            table = getattr(backend_class(kind), "OPTION_TABLE", None)
+        except errors.BackendError:
+            continue
+        if table is not None:
+            lines.append(table.help_text())
+    return lines
 
 
 def _unmasked(kind: str, value: Any, stored: dict[str, Any] | None) -> dict[str, Any]:
@@ -55,10 +71,17 @@ class BackendForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["config"] = mask_config(self.instance.kind, self.instance.config)
-        self.fields["config"].help_text = _(
+        intro = _(
             "Constructor arguments as a JSON object. Secrets (tokens, passwords, keys) are shown as "
             "%(mask)s; leave the mask to keep the stored value."
         ) % {"mask": MASK}
+        try:
+            kinds = [self.instance.kind] if self.instance.pk else sorted(allowed_backends())
+        except errors.BackendError:
+            kinds = []
+        # The admin shows help text as HTML: every piece is escaped here.
+        self.fields["config"].help_text = format_html(
+            "{}{}", intro, format_html_join("", "<br>{}", ((line,) for line in options_help(kinds))))
 
     def clean_config(self) -> dict[str, Any]:
         kind = self.cleaned_data.get("kind") or self.instance.kind

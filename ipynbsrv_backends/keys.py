@@ -21,7 +21,7 @@ import logging
 from django.db import transaction
 
 from . import audit, errors, registry
-from .backends.http_remote import HttpRemote
+from .contract import KeyRotatingContainerBackend
 from .hostapi.signing import new_key
 from .models import Node
 
@@ -43,9 +43,10 @@ def rotate_signing_key(node: Node, grace: int | None = None) -> None:
 
 def _rotate(node: Node, grace: int | None) -> None:
     backend = registry.get_backend(node)
-    if not isinstance(backend, HttpRemote):
+    if not isinstance(backend, KeyRotatingContainerBackend):
         raise errors.CapabilityNotSupportedError(
-            f"The node {node.name!r} is not reached through HttpRemote: it has no signing key to rotate."
+            f"The node {node.name!r} is not reached through a backend that signs its requests (such as "
+            "HttpRemote): it has no signing key to rotate."
         )
     if not node.effective_config().get("signing_key"):
         raise errors.InvalidArgumentError(
@@ -63,7 +64,8 @@ def _rotate(node: Node, grace: int | None) -> None:
     node.backend_config = locked.backend_config
     registry.forget_backend(node.pk)
     rotated = registry.get_backend(node)
-    if not isinstance(rotated, HttpRemote):  # the node's backend changed kind meanwhile
-        raise errors.CapabilityNotSupportedError(f"The node {node.name!r} is no longer reached through HttpRemote.")
+    if not isinstance(rotated, KeyRotatingContainerBackend):  # the node's backend changed kind meanwhile
+        raise errors.CapabilityNotSupportedError(
+            f"The node {node.name!r} is no longer reached through a backend that signs its requests.")
     rotated.promote_signing_key(grace)
     logger.info("The signing key of node %s was rotated.", node.name)

@@ -8,6 +8,7 @@ command reports and repairs drift.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +25,45 @@ name_validator = RegexValidator(
     NAME_RE,
     _("Use lower-case letters and digits, optionally separated by single '-', '_' or '.'."),
 )
+
+
+# ---------------------------------------------------------------------------- querysets
+# The questions the service layer, the admin and the users' API ask of the rows, each
+# written once.
+
+class NodeQuerySet(models.QuerySet["Node"]):
+    def open(self) -> NodeQuerySet:
+        """Nodes that take new containers: enabled and not draining (health aside)."""
+        return self.filter(enabled=True, draining=False)
+
+
+class ImageQuerySet(models.QuerySet["Image"]):
+    def usable_by(self, user: Any) -> ImageQuerySet:
+        """The images ``user`` may start containers from: base and public images and their
+        own, or every image for staff."""
+        if user.is_staff:
+            return self.all()
+        return self.filter(models.Q(public=True) | models.Q(owner__isnull=True) | models.Q(owner=user))
+
+
+class ContainerQuerySet(models.QuerySet["Container"]):
+    def visible_to(self, user: Any) -> ContainerQuerySet:
+        """The containers ``user`` may see: their own, or every one for staff."""
+        return self if user.is_staff else self.filter(owner=user)
+
+    def active(self) -> ContainerQuerySet:
+        """Containers that count against their node's capacity and their owner's quota (every
+        status but ``lost``)."""
+        return self.filter(status__in=Container.ACTIVE)
+
+    def moving(self) -> ContainerQuerySet:
+        """Containers with a move in progress (or an interrupted one left to reconcile)."""
+        return self.filter(pending_move__isnull=False)
+
+    def load_by_node(self, node_pks: Iterable[int]) -> dict[int, int]:
+        """How many active containers each of the nodes ``node_pks`` holds (absent: none)."""
+        rows = self.active().filter(node__in=list(node_pks)).values("node").annotate(n=models.Count("pk"))
+        return {row["node"]: row["n"] for row in rows}
 
 
 class Backend(models.Model):
@@ -96,6 +136,8 @@ class Node(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = NodeQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         verbose_name = _("node")
@@ -154,6 +196,8 @@ class Image(models.Model):
     )
     size = models.BigIntegerField(_("size"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -227,6 +271,8 @@ class Container(models.Model):
         _("move in progress"), null=True, blank=True, editable=False,
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),
     )
+
+    objects = ContainerQuerySet.as_manager()
 
     class Meta:
         # By the owner's id, not the username: the unique (owner, name) index serves it, so no
@@ -314,7 +360,7 @@ def with_move_target(queryset: models.QuerySet[Container]) -> models.QuerySet[Co
 def containers_in_use() -> models.Subquery:
     """For ``Node.objects.annotate(...)``: how many active containers each node holds, counted
     for the rows the query answers only (one index lookup each), not for every node first."""
-    active = Container.objects.filter(node=models.OuterRef("pk"), status__in=Container.ACTIVE).order_by()
+    active = Container.objects.filter(node=models.OuterRef("pk")).active().order_by()
     count = active.values("node").annotate(n=models.Count("pk")).values("n")
     return models.Subquery(count, output_field=models.IntegerField())
 

@@ -14,7 +14,7 @@ import re
 import shlex
 import string
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .contract import PortRecord, VolumeRecord
 from .errors import InvalidArgumentError
@@ -41,6 +41,8 @@ __all__ = [
     "validate_tail",
     "iso_utc",
     "parse_engine_time",
+    "CreateArguments",
+    "validate_create_arguments",
 ]
 
 #: Container, image and snapshot names: lower-case letters and digits, with single
@@ -430,3 +432,29 @@ def parse_engine_time(value: Any) -> str:
         except ValueError:
             pass
     return ""
+
+
+class CreateArguments(NamedTuple):
+    """The checked arguments of ``create_container`` every backend checks alike."""
+
+    username: str
+    ports: list[PortRecord]
+    volumes: list[VolumeRecord]
+    argv: list[str] | None
+    env: dict[str, str]
+
+
+def validate_create_arguments(username: Any, ports: Any, volumes: Any, cmd: Any, base_url: Any, image: Any,
+                              clone_of: Any, env: Any) -> CreateArguments:
+    """Check what ``create_container`` is given, before a backend looks at anything: the
+    owner, the port and volume records, the command, ``base_url``, exactly one of ``image``
+    and ``clone_of`` (an image reference when given) and the ``env`` option."""
+    checked = CreateArguments(validate_username(username), validate_ports(ports), validate_volumes(volumes),
+                              validate_cmd(cmd), {})
+    if base_url is not None and (not isinstance(base_url, str) or "\x00" in base_url or len(base_url) > 2048):
+        raise InvalidArgumentError("base_url must be a string such as '/user/alice/notebook/'.")
+    if (image is None) == (clone_of is None):
+        raise InvalidArgumentError("Give exactly one of image and clone_of.")
+    if image is not None:
+        validate_pk(image, "image")
+    return checked._replace(env=validate_env(env))

@@ -5,6 +5,11 @@ Engine tests run against the real Docker engine. Everything they create carries 
 test fails, the engine's view of what it made is printed.
 
 With ``CI=true`` a missing engine is a failure, not a skip.
+
+``IPYNBSRV_TEST_BACKEND=memory`` (``make test-fast``) puts the in-memory backend under the
+master's tests instead: ``make_node`` makes ``Memory`` nodes, ``engine`` and ``raw_docker``
+are a docker-py-shaped view of the simulated host they share (:mod:`tests.support.memory_engine`),
+and the contract suite runs on its ``memory`` kind only. No engine is contacted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from typing import Any
 
 import pytest
 
+from .support.ci import in_ci, missing
+from .support.engine import prune_images, purge_instances  # noqa: F401 - prune_images: older imports
+
 RUN_ID = uuid.uuid4().hex[:6]
 INSTANCE = f"pytest-{RUN_ID}"
 PREFIX = f"t{RUN_ID}"
@@ -26,8 +34,11 @@ WORK_DIR = Path(tempfile.gettempdir()) / f"ipynbsrv-test-{RUN_ID}"
 ALLOWED_ROOT = WORK_DIR / "allowed"
 LABEL = f"org.ipynbsrv.instance={INSTANCE}"
 
-#: The backends the contract suite runs against. Each name ``kind`` needs a session
-#: fixture ``<kind>_backend``.
+#: Which backend the master's tests run on: "docker" (the real engine) or "memory".
+TEST_BACKEND = os.environ.get("IPYNBSRV_TEST_BACKEND", "docker")
+MEMORY = TEST_BACKEND == "memory"
+#: The backends the ``backend`` fixture gives, in front of the real engine. Each name
+#: ``kind`` needs a fixture ``<kind>_backend``; the contract suite adds ``memory``.
 BACKEND_KINDS = ["docker", "http_remote"]
 
 
@@ -43,13 +54,39 @@ def backend_options(**more: Any) -> dict[str, Any]:
     }
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+def memory_options(**more: Any) -> dict[str, Any]:
+    """Options of the ``Memory`` backend under test: the run's own simulated host."""
+    return {
+        "host": INSTANCE,
+        "instance": INSTANCE,
+        "name_prefix": PREFIX,
+        "stop_timeout": 3,
+        "allowed_volume_roots": [str(ALLOWED_ROOT)],
+        "images": [TEST_IMAGE],
+        **more,
+    }
+
+
+def _memory_engine():
+    from ipynbsrv_backends.backends import Memory
+
+    from .support.memory_engine import MemoryEngine
+
+    return MemoryEngine(Memory(**memory_options()).host, (TEST_IMAGE,))
+
+
+_in_ci = in_ci  # older imports (tests/test_browser.py)
 
 
 @pytest.fixture(scope="session")
 def raw_docker():
-    """docker-py itself, for checking what the engine really has."""
+    """docker-py itself, for checking what the engine really has (with the memory backend,
+    the same questions asked of its simulated host)."""
+    if MEMORY:
+        client = _memory_engine()
+        yield client
+        purge(client)
+        return
     import docker
 
     try:
@@ -57,10 +94,7 @@ def raw_docker():
         client.ping()
         client.images.get(TEST_IMAGE)
     except Exception as exc:  # noqa: BLE001
-        message = f"a Docker engine with the image {TEST_IMAGE} is needed ({exc}); run `make test`"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"a Docker engine with the image {TEST_IMAGE} is needed ({exc}); run `make test`")
     yield client
     purge(client)
     client.close()
@@ -78,38 +112,15 @@ EXTRA_INSTANCES: set[str] = set()
 
 
 def purge(client) -> None:
-    """Remove everything this run made on the engine."""
-    for instance in [INSTANCE, *sorted(EXTRA_INSTANCES)]:
-        label = f"org.ipynbsrv.instance={instance}"
-        for container in client.containers.list(all=True, filters={"label": label}):
-            container.remove(force=True, v=True)
-        for image in client.images.list(all=True, filters={"label": label}):
-            for tag in image.tags or [image.id]:
-                try:
-                    client.images.remove(tag, force=True)
-                except Exception:  # noqa: BLE001 - already gone with an earlier tag
-                    pass
-        prune_images(client, label)
-        for volume in client.volumes.list(filters={"label": label}):
-            volume.remove(force=True)
+    """Remove everything this run made on the engine (or the memory backend's host)."""
+    from .support.memory_engine import MemoryEngine
 
+    if isinstance(client, MemoryEngine):
+        from ipynbsrv_backends.backends import Memory
 
-def prune_images(client, label: str, attempts: int = 40) -> None:
-    """Prune our dangling images; the engine runs one prune at a time (a 409 while another
-    test session or backend prunes), so wait for our turn, within bounds."""
-    import time
-
-    import docker
-
-    for _ in range(attempts):
-        try:
-            client.images.prune(filters={"dangling": True, "label": label})
-            return
-        except docker.errors.APIError as exc:
-            if "prune operation is already running" not in str(exc):
-                raise
-            time.sleep(0.25)
-    raise AssertionError(f"the engine kept refusing to prune the images labelled {label}")
+        Memory.reset(INSTANCE)
+        return
+    purge_instances(client, [INSTANCE, *sorted(EXTRA_INSTANCES)])
 
 
 def dump_engine(client) -> str:
@@ -151,18 +162,27 @@ def docker_backend(raw_docker, workdir):
 from .hostapi_process import hostapi_node, http_remote_backend  # noqa: E402,F401
 
 
-@pytest.fixture(params=BACKEND_KINDS)
-def backend(request, engine):
-    """Each backend of the contract suite, in front of the same real engine."""
-    return request.getfixturevalue(f"{request.param}_backend")
+@pytest.fixture
+def memory_backend(workdir):
+    """The contract suite's ``memory`` kind, on a simulated host emptied after each test."""
+    from ipynbsrv_backends.backends import Memory
+
+    yield Memory(**memory_options())
+    Memory.reset(INSTANCE)
 
 
-def _free_port() -> int:
-    import socket
+@pytest.fixture(params=[pytest.param(kind, marks=pytest.mark.engine) for kind in BACKEND_KINDS])
+def backend_kind(request):
+    return request.param
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+
+@pytest.fixture
+def backend(request, backend_kind):
+    """Each backend kind: ``docker`` and ``http_remote`` in front of the same real engine
+    (purged after the test), ``memory`` on its own simulated host."""
+    if backend_kind != "memory":
+        request.getfixturevalue("engine")
+    return request.getfixturevalue(f"{backend_kind}_backend")
 
 
 @pytest.fixture(scope="session")
@@ -170,15 +190,12 @@ def registry(workdir):
     """A real registry (Debian's docker-registry) on 127.0.0.1; yields ``HOST:PORT``."""
     import subprocess
 
-    from .utils import http_get, wait_for
+    from .support import free_port, http_get, wait_for
 
     binary = shutil.which("docker-registry")
     if binary is None:
-        message = "docker-registry is needed (scripts/packages.sh installs it)"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    port = _free_port()
+        missing("docker-registry is needed (scripts/packages.sh installs it)")
+    port = free_port()
     root = workdir / "registry"
     root.mkdir(exist_ok=True)
     config = workdir / "registry.yml"
@@ -227,8 +244,11 @@ def make_node(engine):
         instance = f"{INSTANCE}-{name}"
         EXTRA_INSTANCES.add(instance)
         options = backend_options(instance=instance, name_prefix=f"{PREFIX}{name}")
+        kind = "Docker"
+        if MEMORY:
+            kind, options = "Memory", memory_options(instance=instance, name_prefix=f"{PREFIX}{name}")
         options.update(config)
-        backend = Backend.objects.create(name=f"docker-{name}", kind="Docker", config=options)
+        backend = Backend.objects.create(name=f"{kind.lower()}-{name}", kind=kind, config=options)
         return Node.objects.create(name=name, address="127.0.0.1", backend=backend, capacity=capacity)
 
     return make
@@ -335,3 +355,48 @@ def no_secret_in_any_log(tmp_path_factory):
     for path, text in _log_texts(tmp_path_factory.getbasetemp(), WORK_DIR, _cluster_dir()):
         leaks += [f"{path}: secret #{MINTED_SECRETS.index(s)}" for s in MINTED_SECRETS if s in text]
     assert not leaks, "access secrets appear in logs:\n" + "\n".join(leaks)
+
+
+# ---------------------------------------------------------------------------- the fast tier
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """In the fast tier, users' passwords are hashed cheaply (each test makes a few users,
+    and the real hasher's cost is most of a test's time); ``make test`` keeps the real one."""
+    if not MEMORY:
+        yield
+        return
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """With ``IPYNBSRV_TEST_BACKEND=memory`` only what runs without an engine is collected:
+    the master's tests (on ``Memory`` nodes, less the few that need a real engine; they are
+    skipped with the reason) and every test that reaches no engine and starts no server
+    process (:mod:`tests.support.fast_tier`)."""
+    if not MEMORY:
+        return
+    from .support.fast_tier import ENGINE_ONLY, MASTER_FILES, NEEDS_ENGINE, PROCESS_FILES, REAL_ONLY
+
+    kept, dropped = [], []
+    for item in items:
+        path = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+        if path in MASTER_FILES:
+            reason = ENGINE_ONLY.get(item.nodeid.split("[", 1)[0].rsplit("/", 1)[-1])
+            if not reason and set(item.fixturenames) & REAL_ONLY:
+                reason = f"it uses {', '.join(sorted(set(item.fixturenames) & REAL_ONLY))}"
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"needs the real engine: {reason}"))
+            kept.append(item)
+        elif (path in PROCESS_FILES or any(item.get_closest_marker(m) for m in NEEDS_ENGINE[0])
+              or set(item.fixturenames) & NEEDS_ENGINE[1]):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -11,7 +11,9 @@ from ipynbsrv_backends import errors
 from ipynbsrv_backends.contract import (
     BACKEND_STATUS_OK,
     ContainerBackend,
+    ImagePullingContainerBackend,
     SnapshotableContainerBackend,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
 )
 
@@ -182,3 +184,24 @@ class FullBackend(_Base, SuspendableContainerBackend, SnapshotableContainerBacke
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> dict[str, Any]:
         _record("restore_container_snapshot", container, snapshot, **kwargs)
         return self._get(container)
+
+
+class TransferBackend(FullBackend, ImagePullingContainerBackend, SnapshotTransferContainerBackend):
+    """Also claims image pulls and snapshot transfer (the node routes them; FullBackend's are 501)."""
+
+    def pull_container_image(self, image: str, on_progress: Any = None, **kwargs: Any) -> dict[str, Any]:
+        _record("pull_container_image", image, **kwargs)
+        return {"pk": image, "name": image, "created": "", "size": 1}
+
+    def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> dict[str, Any]:
+        _record("export_container_snapshot", snapshot, **kwargs)
+        return {"pk": TRANSFER_IMAGE, "name": "transfer-s1-1:latest", "created": "", "size": 1}
+
+    def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> dict[str, Any]:
+        _record("import_container_snapshot", container, name, image, **kwargs)
+        return {"pk": f"q-snapshots/{container}:{name}", "name": name, "container": container,
+                "created": "", "size": 1}
+
+
+#: The image reference TransferBackend's export answers.
+TRANSFER_IMAGE = "10.0.0.1:5000/p-u1/transfer-s1-1:latest"

@@ -20,21 +20,12 @@ from typing import Any
 import pytest
 import requests
 
-from .utils import load_image_into, wait_for
+from .support import free_port, load_image_into, wait_for
+from .support.ci import missing
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_IMAGE = os.environ.get("IPYNBSRV_NOTEBOOK_IMAGE", "ipynbsrv/notebook:latest")
 TEMPLATE = REPO / "docs" / "proxy-nginx.conf"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing(message: str) -> None:
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +36,7 @@ def notebook_image(raw_docker) -> str:
     try:
         raw_docker.images.get(NOTEBOOK_IMAGE)
     except docker.errors.ImageNotFound:
-        _missing(f"the notebook image {NOTEBOOK_IMAGE} is missing: run `make image` (or `make test`)")
+        missing(f"the notebook image {NOTEBOOK_IMAGE} is missing: run `make image` (or `make test`)")
     return NOTEBOOK_IMAGE
 
 
@@ -61,12 +52,6 @@ def notebook_on_nodes(cluster, notebook_image, raw_docker):
             continue
         load_image_into(engine_socket, notebook_image)
     return notebook_image
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -98,10 +83,10 @@ class Nginx:
 def start_nginx(prefix: Path, master: str) -> Nginx:
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
-        _missing("nginx is needed (scripts/packages.sh installs Debian's package)")
+        missing("nginx is needed (scripts/packages.sh installs Debian's package)")
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "tmp").mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     site = TEMPLATE.read_text().replace("@LISTEN@", f"127.0.0.1:{port}").replace("@MASTER@", master)
     (prefix / "ipynbsrv.conf").write_text(site)
     temp = prefix / "tmp"

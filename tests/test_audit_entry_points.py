@@ -141,7 +141,7 @@ def test_every_admin_view_runs_in_the_audit_context():
         names = set()
         for pattern in model_admin.urls:
             if getattr(pattern, "callback", None) is not None:
-                assert getattr(pattern.callback, "audited_in_admin", False), (type(model_admin), pattern)
+                assert getattr(pattern.callback, "audit_via", None) == "admin", (type(model_admin), pattern)
                 names.add(pattern.name)
         if type(model_admin).__name__ == "ContainerAdmin":
             assert {"ipynbsrv_backends_container_clone", "ipynbsrv_backends_container_move",

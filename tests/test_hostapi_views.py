@@ -425,45 +425,31 @@ def test_the_schema_in_a_project_with_drfs_default_settings(api, settings):
     assert hostapi_fakes.CALLS == []  # describing the API builds no backend
 
 
-def test_pull_where_the_backend_can(api, monkeypatch):
+def test_pull_where_the_backend_can(api, settings):
     response = post(api, "images/pull/", {"image": "img/busybox:latest"})
     assert response.status_code == 501 and response.json()["code"] == "not_supported"
 
-    def pull_container_image(self, image, **kwargs):
-        hostapi_fakes.CALLS.append(("pull_container_image", (image,), kwargs))
-        return {"pk": image, "name": image, "created": "", "size": 1}
-
-    monkeypatch.setattr(hostapi_fakes.FullBackend, "pull_container_image", pull_container_image, raising=False)
+    configure(settings, backend="tests.hostapi_fakes.TransferBackend")  # claims ImagePullingContainerBackend
+    reset_backend()
     response = post(api, "images/pull/", {"image": "10.0.0.1:5000/a/b:c", "options": {"x": 1}})
     assert response.status_code == 200 and response.json()["pk"] == "10.0.0.1:5000/a/b:c"
     assert called("pull_container_image") == [("pull_container_image", ("10.0.0.1:5000/a/b:c",), {"x": 1})]
     assert post(api, "images/pull/", {}).status_code == 400
 
 
-def test_snapshot_export_and_import_where_the_backend_can(api, monkeypatch):
+def test_snapshot_export_and_import_where_the_backend_can(api, settings):
     snapshot, container = "p-snapshots/p-u1-nb:s1", "p-u1-nb"
     export_path = f"snapshots/{encode_pk(snapshot)}/export/"
     import_path = f"containers/{encode_pk(container)}/snapshots/import/"
-    body = {"name": "s1", "image": "10.0.0.1:5000/p-u1/transfer-s1-1:latest"}
+    body = {"name": "s1", "image": hostapi_fakes.TRANSFER_IMAGE}
     for path, data in ((export_path, {}), (import_path, body)):
         assert Client().post(PREFIX + path, data=json.dumps(data), content_type="application/json").status_code == 401
         response = post(api, path, data)
         assert response.status_code == 501 and response.json()["code"] == "not_supported"
     assert not called("export_container_snapshot") and not called("import_container_snapshot")
 
-    def export_container_snapshot(self, snapshot, **kwargs):
-        hostapi_fakes.CALLS.append(("export_container_snapshot", (snapshot,), kwargs))
-        return {"pk": body["image"], "name": "transfer-s1-1:latest", "created": "", "size": 1}
-
-    def import_container_snapshot(self, container, name, image, **kwargs):
-        hostapi_fakes.CALLS.append(("import_container_snapshot", (container, name, image), kwargs))
-        return {"pk": f"q-snapshots/{container}:{name}", "name": name, "container": container,
-                "created": "", "size": 1}
-
-    monkeypatch.setattr(hostapi_fakes.FullBackend, "export_container_snapshot", export_container_snapshot,
-                        raising=False)
-    monkeypatch.setattr(hostapi_fakes.FullBackend, "import_container_snapshot", import_container_snapshot,
-                        raising=False)
+    configure(settings, backend="tests.hostapi_fakes.TransferBackend")  # claims SnapshotTransferContainerBackend
+    reset_backend()
     response = post(api, export_path, {"options": {"x": 1}})
     assert response.status_code == 201 and response.json()["pk"] == body["image"]
     assert response["Location"] == f"{PREFIX}images/{encode_pk(body['image'])}/"

@@ -26,18 +26,13 @@ from django.db import connection
 from ipynbsrv_backends import errors, services
 from ipynbsrv_backends.models import Container
 
+from .support.ci import missing
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "postgres.sh"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _unavailable(message: str) -> None:
-    if _in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+_unavailable = missing
 
 
 # ---------------------------------------------------------------------------- the second pass

@@ -5,7 +5,6 @@ audit context (:class:`AuditedAdminMixin`) and deletes through the service layer
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -101,7 +100,7 @@ def _audited_patterns(patterns: list) -> list:
     """``patterns`` with every view (in included lists too) run inside the admin's audit context."""
     for pattern in patterns:
         callback = getattr(pattern, "callback", None)
-        if callback is not None and not getattr(callback, "audited_in_admin", False):
+        if callback is not None and getattr(callback, "audit_via", None) != audit.VIA_ADMIN:
             pattern.callback = _acting_in_admin(callback)
         nested = getattr(pattern, "url_patterns", None)
         if isinstance(nested, list):
@@ -110,13 +109,7 @@ def _audited_patterns(patterns: list) -> list:
 
 
 def _acting_in_admin(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        with audit.acting(lambda: getattr(request, "user", None), audit.VIA_ADMIN):
-            return view(request, *args, **kwargs)
-
-    wrapped.audited_in_admin = True  # type: ignore[attr-defined]
-    return wrapped
+    return audit.entry_point(audit.VIA_ADMIN)(view)
 
 
 class _DeleteFailed(Exception):

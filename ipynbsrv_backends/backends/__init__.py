@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Docker", "HttpRemote"]
+__all__ = ["Docker", "HttpRemote", "Memory"]
 
 if TYPE_CHECKING:
     from .docker import Docker
     from .http_remote import HttpRemote
+    from .memory import Memory
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from .http_remote import HttpRemote
 
         return HttpRemote
+    if name == "Memory":
+        from .memory import Memory
+
+        return Memory
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,9 +17,8 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import requests
 import requests.adapters
@@ -32,17 +31,23 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    ImagePullingContainerBackend,
     ImageRecord,
+    KeyRotatingContainerBackend,
+    NodeStatusContainerBackend,
     PortRecord,
-    SnapshotableContainerBackend,
     SnapshotRecord,
+    SnapshotTransferContainerBackend,
     SuspendableContainerBackend,
     VolumeRecord,
 )
-from ..hostapi import signing
-from ..hostapi.wire import OPTIONS_PARAM, encode_pk
 from ..pullprogress import valid_summary
 from ..validation import validate_opaque_pk
+from ..wire import signing
+from ..wire.format import OPTIONS_PARAM, encode_pk
+from ..wire.routes import CLIENT_ROUTES, Route
+from .http_remote_options import HTTP_REMOTE_OPTIONS
+from .options import Options
 
 logger = logging.getLogger(__name__)
 
@@ -69,103 +74,41 @@ def _is_read_timeout(exc: BaseException) -> bool:
     return any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args)
 
 
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise errors.InvalidArgumentError(f"Invalid {name} {value!r}: use a positive number of seconds.")
-    return float(value)
-
-
-class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
+class HttpRemote(SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
+                 NodeStatusContainerBackend, KeyRotatingContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
-    Arguments (every one is described in the README and ``docs/hostapi.md``):
-
-    ``url``
-        The node's host API base URL, e.g. ``https://10.0.0.2:8080`` (or
-        ``http://host:8000/hostapi`` for a project that includes the URLs under a prefix).
-    ``token``
-        The node's token (its ``IPYNBSRV_HOSTAPI_TOKEN``), sent as ``Authorization: Bearer``;
-        ``None`` sends none (only a node started with ``--insecure-no-token`` accepts that).
-    ``signing_key``
-        The node's signing key (its ``IPYNBSRV_HOSTAPI_SIGNING_KEY``, or the last one the
-        master rotated in): every request is then signed over its method, path, body,
-        a timestamp and a nonce (``docs/security.md``). ``None`` signs nothing, which only
-        a node without a signing key accepts.
-    ``verify``
-        TLS verification for ``https`` URLs: ``True`` (the system's CAs via certifi), the
-        path of a CA bundle (file or directory) that signed the node's certificate, or
-        ``False`` (no verification; a warning is logged).
-    ``connect_timeout``
-        Seconds to establish a connection; past it the node is unavailable.
-    ``timeout``
-        Seconds to wait for an answer to a quick call: reads, exists checks, lists, logs,
-        suspend and resume.
-    ``status_timeout``
-        Seconds to wait for ``get_status()`` and ``get_node_status()``, so placement is
-        never held up by a slow node.
-    ``long_timeout``
-        Seconds to wait for a slow call: create, clone, commit (and push), pull, snapshot,
-        restore, exec, start, stop, restart and the deletes.
-    ``retries``
-        How many times a read (a GET) is tried again after a connection failure; writes are
-        never repeated, and neither is a call whose answer timed out.
-    ``retry_backoff``
-        Seconds before the first retry; doubled for each further one.
-    ``pool_size``
-        Connections kept open to the node (one per concurrent call).
+    ``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every argument is
+    declared once, with its default, check and help, in
+    :data:`~ipynbsrv_backends.backends.http_remote_options.HTTP_REMOTE_OPTIONS` (the README's
+    table is generated from it). ``token`` and ``signing_key`` are secrets: never shown.
     """
 
-    OPTIONS: dict[str, Any] = {
-        "verify": True,
-        "connect_timeout": 5.0,
-        "timeout": 30.0,
-        "status_timeout": 5.0,
-        "long_timeout": 900.0,
-        "retries": 2,
-        "retry_backoff": 0.5,
-        "pool_size": 10,
-    }
-    SECRET_OPTIONS = frozenset({"token", "signing_key"})
+    #: The declaration of every constructor option.
+    OPTION_TABLE: ClassVar[Options] = HTTP_REMOTE_OPTIONS
+    #: Constructor options and their defaults (besides ``url``, ``token`` and ``signing_key``).
+    OPTIONS: ClassVar[dict[str, Any]] = HTTP_REMOTE_OPTIONS.defaults(exclude=("url", "token", "signing_key"))
+    SECRET_OPTIONS: ClassVar[frozenset[str]] = HTTP_REMOTE_OPTIONS.secrets()
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        *,
-        signing_key: str | None = None,
-        verify: bool | str = True,
-        connect_timeout: float = 5.0,
-        timeout: float = 30.0,
-        status_timeout: float = 5.0,
-        long_timeout: float = 900.0,
-        retries: int = 2,
-        retry_backoff: float = 0.5,
-        pool_size: int = 10,
-    ) -> None:
-        config = self.validate_options(
-            url=url,
-            token=token,
-            signing_key=signing_key,
-            verify=verify,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            status_timeout=status_timeout,
-            long_timeout=long_timeout,
-            retries=retries,
-            retry_backoff=retry_backoff,
-            pool_size=pool_size,
-        )
-        self.url: str = config["url"]
-        self._token: str | None = config["token"]
-        self._signing_key: str | None = config["signing_key"]
-        self.verify: bool | str = config["verify"]
-        self.connect_timeout: float = config["connect_timeout"]
-        self.timeout: float = config["timeout"]
-        self.status_timeout: float = config["status_timeout"]
-        self.long_timeout: float = config["long_timeout"]
-        self.retries: int = config["retries"]
-        self.retry_backoff: float = config["retry_backoff"]
-        self.pool_size: int = config["pool_size"]
+    # Set by the constructor from its options.
+    url: str
+    verify: bool | str
+    connect_timeout: float
+    timeout: float
+    status_timeout: float
+    long_timeout: float
+    retries: int
+    retry_backoff: float
+    pool_size: int
+
+    def __init__(self, url: str, token: str | None = None, **options: Any) -> None:
+        """``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every
+        option is declared in :data:`~.http_remote_options.HTTP_REMOTE_OPTIONS`."""
+        config = self.validate_options(url=url, token=token, **options)
+        self._token: str | None = config.pop("token")
+        self._signing_key: str | None = config.pop("signing_key")
+        for key, value in config.items():
+            setattr(self, key, value)
         self._session_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._session_pid: int | None = None
@@ -179,65 +122,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         """Check a constructor configuration without contacting anything; returns it
         normalised with defaults filled in, or raises ``InvalidArgumentError`` naming the
         first bad option."""
-        known = {"url", "token", "signing_key", *cls.OPTIONS}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise errors.InvalidArgumentError(
-                f"Unknown HttpRemote option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(known))}."
-            )
-        result = {"token": None, "signing_key": None, **cls.OPTIONS, **config}
-        url = result.get("url")
-        parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if (
-            parsed is None
-            or not isinstance(url, str)
-            or parsed.scheme not in ("http", "https")
-            or not parsed.hostname
-            or parsed.query
-            or parsed.fragment
-            or parsed.username
-            or parsed.password
-        ):
-            raise errors.InvalidArgumentError(
-                f"Invalid url {str(url)[:80]!r}: use the node's host API base URL, such as "
-                "https://10.0.0.2:8080 (no query, fragment or credentials)."
-            )
-        try:
-            parsed.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise errors.InvalidArgumentError(f"Invalid url {url[:80]!r}: {exc}.") from None
-        result["url"] = url.rstrip("/")
-        token = result["token"]
-        if token is not None:
-            if not isinstance(token, str) or not token or any(c.isspace() for c in token) \
-                    or not token.isprintable():
-                # Never echo the value: it is a secret.
-                raise errors.InvalidArgumentError(
-                    "Invalid token: it must be a non-empty string without spaces or control characters."
-                )
-        if result["signing_key"] is not None and not signing.valid_key(result["signing_key"]):
-            raise errors.InvalidArgumentError(
-                "Invalid signing_key: it must be 32 to 256 printable characters without spaces."
-            )
-        verify = result["verify"]
-        if isinstance(verify, str):
-            if not os.path.exists(verify):
-                raise errors.InvalidArgumentError(f"verify: no CA bundle at {verify!r}.")
-        elif not isinstance(verify, bool):
-            raise errors.InvalidArgumentError("verify must be true, false or the path of a CA bundle.")
-        for key in ("connect_timeout", "timeout", "status_timeout", "long_timeout"):
-            result[key] = _positive_number(key, result[key])
-        retries = result["retries"]
-        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
-            raise errors.InvalidArgumentError(f"Invalid retries {retries!r}: use a whole number from 0 to 10.")
-        backoff = result["retry_backoff"]
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff <= 60:
-            raise errors.InvalidArgumentError(f"Invalid retry_backoff {backoff!r}: use 0 to 60 seconds.")
-        result["retry_backoff"] = float(backoff)
-        pool_size = result["pool_size"]
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not 1 <= pool_size <= 1000:
-            raise errors.InvalidArgumentError(f"Invalid pool_size {pool_size!r}: use a whole number from 1 to 1000.")
-        return result
+        return HTTP_REMOTE_OPTIONS.validate(config)
 
     def __repr__(self) -> str:
         token = "'***'" if self._token else "None"
@@ -400,14 +285,13 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         now on). Not part of the contract; see :func:`ipynbsrv_backends.services.rotate_signing_key`."""
         if not signing.valid_key(key):
             raise errors.InvalidArgumentError("Invalid signing key: 32 to 256 printable characters without spaces.")
-        self._request("POST", "keys/next/", "install_next_signing_key", kind="short", body={"key": key})
+        self._call("install_next_signing_key", None, key=key)
 
     def promote_signing_key(self, grace: int | None = None) -> None:
         """Make the node's next key its current one; this instance must sign with that next
         key. The replaced key stays accepted for ``grace`` seconds (the node's default when
         ``None``)."""
-        body = {} if grace is None else {"grace": grace}
-        self._request("POST", "keys/promote/", "promote_signing_key", kind="short", body=body)
+        self._call("promote_signing_key", None, **({} if grace is None else {"grace": grace}))
 
     def _answer(self, response: requests.Response, op: str) -> Any:
         status = response.status_code
@@ -482,14 +366,42 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
             params[OPTIONS_PARAM] = kwargs
         return params
 
-    def _get(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind = "short", **named: Any) -> Any:
-        return self._request("GET", path, op, kind=kind, params=self._params(kwargs, **named))
+    def _call(self, name: str, options: dict[str, Any] | None, /, **arguments: Any) -> Any:
+        """Call the route ``name`` of :data:`~ipynbsrv_backends.wire.routes.ROUTES`: its pks go
+        into the path, the other arguments into the body of a POST or the query of a GET or
+        DELETE, with the backend-specific ``options``; returns the answer, checked for its shape."""
+        route = CLIENT_ROUTES[name]
+        path = route.path.format(**{pk: self._pk(arguments.pop(pk), pk) for pk in route.pks})
+        params = body = None
+        if route.http == "POST":
+            body = {**arguments, OPTIONS_PARAM: options or {}} if route.options else arguments
+        else:
+            params = self._params(options or {}, **arguments)
+        assert route.timeout is not None
+        return self._shaped(route, self._request(route.http, path, name, kind=route.timeout, params=params,
+                                                 body=body))
 
-    def _post(self, path: str, op: str, kwargs: dict[str, Any], *, kind: Kind, **body: Any) -> Any:
-        return self._request("POST", path, op, kind=kind, body={**body, OPTIONS_PARAM: kwargs})
-
-    def _delete(self, path: str, op: str, kwargs: dict[str, Any]) -> None:
-        self._request("DELETE", path, op, kind="long", params=self._params(kwargs))
+    def _shaped(self, route: Route, answer: Any) -> Any:
+        """The answer, if it has the shape the route promises (else a ``BackendError``)."""
+        op = route.name
+        if route.answer == "record":
+            return self._record(answer, op)
+        if route.answer == "records":
+            return self._records(answer, op)
+        if route.answer in ("flag", "text"):
+            assert route.member is not None
+            return self._member(answer, route.member, bool if route.answer == "flag" else str, op)
+        if route.answer == "lines":
+            if not (isinstance(answer, list) and all(isinstance(line, str) for line in answer)):
+                raise self._garbage(op, answer)
+            return answer
+        if route.answer == "status":
+            backend = answer.get("backend") if isinstance(answer, dict) else None
+            if not isinstance(backend, dict) or type(backend.get("status")) is not int \
+                    or not isinstance(answer.get("resources"), dict):
+                raise self._garbage(op, answer)
+            return answer
+        return None
 
     # ------------------------------------------------------------------ node
 
@@ -497,13 +409,7 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         """The node's ``status/`` answer: ``{"backend": {"status", "capabilities"},
         "resources": {"cpu_count", "load_average", "memory_total", "memory_available",
         "containers": {"running", "total"}}}``. Raises like any other call."""
-        op = "get_node_status"
-        answer = self._request("GET", "status/", op, kind="status", params=self._params(kwargs))
-        backend = answer.get("backend") if isinstance(answer, dict) else None
-        if not isinstance(backend, dict) or type(backend.get("status")) is not int \
-                or not isinstance(answer.get("resources"), dict):
-            raise self._garbage(op, answer)
-        return answer
+        return self._call("get_node_status", kwargs)
 
     def get_status(self, **kwargs: Any) -> int:
         """The node's backend status: ``BACKEND_STATUS_STOPPED`` when the node cannot be
@@ -525,21 +431,16 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         return status
 
     # ------------------------------------------------------------------ containers
+    # Each method is its route in ipynbsrv_backends.wire.routes.ROUTES: see _call.
 
     def container_exists(self, container: str, **kwargs: Any) -> bool:
-        op = "container_exists"
-        answer = self._get(f"containers/{self._pk(container)}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_exists", kwargs, container=container)
 
     def container_is_running(self, container: str, **kwargs: Any) -> bool:
-        op = "container_is_running"
-        answer = self._get(f"containers/{self._pk(container)}/running/", op, kwargs)
-        return self._member(answer, "running", bool, op)
+        return self._call("container_is_running", kwargs, container=container)
 
     def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
-        op = "container_is_suspended"
-        answer = self._get(f"containers/{self._pk(container)}/suspended/", op, kwargs)
-        return self._member(answer, "suspended", bool, op)
+        return self._call("container_is_suspended", kwargs, container=container)
 
     def create_container(
         self,
@@ -554,90 +455,78 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
         clone_of: str | None = None,
         **kwargs: Any,
     ) -> ContainerRecord:
-        op = "create_container"
-        answer = self._post(
-            "containers/", op, kwargs, kind="long",
-            username=username, uid=uid, name=name, ports=ports, volumes=volumes, cmd=cmd,
-            base_url=base_url, image=image, clone_of=clone_of,
+        return self._call(
+            "create_container", kwargs, username=username, uid=uid, name=name, ports=ports, volumes=volumes,
+            cmd=cmd, base_url=base_url, image=image, clone_of=clone_of,
         )
-        return self._record(answer, op)
 
     def delete_container(self, container: str, **kwargs: Any) -> None:
-        self._delete(f"containers/{self._pk(container)}/", "delete_container", kwargs)
+        self._call("delete_container", kwargs, container=container)
 
     def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
-        op = "exec_in_container"
-        answer = self._post(f"containers/{self._pk(container)}/exec/", op, kwargs, kind="long", cmd=cmd)
-        return self._member(answer, "output", str, op)
+        return self._call("exec_in_container", kwargs, container=container, cmd=cmd)
 
     def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
-        op = "get_container"
-        return self._record(self._get(f"containers/{self._pk(container)}/", op, kwargs), op)
+        return self._call("get_container", kwargs, container=container)
 
     def get_container_logs(
         self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any
     ) -> list[str]:
-        op = "get_container_logs"
         if isinstance(since, dt.datetime):
             since = since.isoformat()  # the node reads it back the same (naive is UTC)
-        answer = self._get(f"containers/{self._pk(container)}/logs/", op, kwargs, tail=tail, since=since)
-        if not (isinstance(answer, list) and all(isinstance(line, str) for line in answer)):
-            raise self._garbage(op, answer)
-        return answer
+        return self._call("get_container_logs", kwargs, container=container, tail=tail, since=since)
 
     def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
-        op = "get_containers"
-        return self._records(self._get("containers/", op, kwargs, only_running=only_running), op)
-
-    def _action(self, container: str, action: str, op: str, kwargs: dict[str, Any], kind: Kind) -> None:
-        self._post(f"containers/{self._pk(container)}/{action}/", op, kwargs, kind=kind)
+        return self._call("get_containers", kwargs, only_running=only_running)
 
     def start_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "start", "start_container", kwargs, "long")
+        self._call("start_container", kwargs, container=container)
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "stop", "stop_container", kwargs, "long")
+        self._call("stop_container", kwargs, container=container)
 
     def restart_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "restart", "restart_container", kwargs, "long")
+        self._call("restart_container", kwargs, container=container)
 
     def suspend_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "suspend", "suspend_container", kwargs, "short")
+        self._call("suspend_container", kwargs, container=container)
 
     def resume_container(self, container: str, **kwargs: Any) -> None:
-        self._action(container, "resume", "resume_container", kwargs, "short")
+        self._call("resume_container", kwargs, container=container)
 
     # ------------------------------------------------------------------ images
 
     def container_image_exists(self, image: str, **kwargs: Any) -> bool:
-        op = "container_image_exists"
-        answer = self._get(f"images/{self._pk(image, 'image')}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_image_exists", kwargs, image=image)
 
     def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
-        op = "create_container_image"
-        answer = self._post("images/", op, kwargs, kind="long", container=container, name=name)
-        return self._record(answer, op)
+        return self._call("create_container_image", kwargs, container=container, name=name)
 
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
-        self._delete(f"images/{self._pk(image, 'image')}/", "delete_container_image", kwargs)
+        self._call("delete_container_image", kwargs, image=image)
+
+    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
+        return self._call("get_container_image", kwargs, image=image)
+
+    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
+        return self._call("get_container_images", kwargs)
 
     def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
                              **kwargs: Any) -> ImageRecord:
-        """Pull ``image`` onto the node now and return its record (not part of the contract;
+        """Pull ``image`` onto the node now and return its record (``ImagePullingContainerBackend``;
         the node's backend must have ``pull_container_image``, else
         ``CapabilityNotSupportedError``). With ``on_progress``, the node answers the pull's
         progress as it goes (one JSON line per report) and ``on_progress(summary)`` is called
         with each summary, as the node's ``Docker`` calls it."""
         op = "pull_container_image"
         if on_progress is None:
-            return self._record(self._post("images/pull/", op, kwargs, kind="long", image=image), op)
+            return self._call(op, kwargs, image=image)
         if not callable(on_progress):
             raise errors.InvalidArgumentError("on_progress must be a callable.")
         return self._record(self._streamed_pull(image, kwargs, on_progress, op), op)
 
     def _streamed_pull(self, image: str, kwargs: dict[str, Any], on_progress: ProgressCallback, op: str) -> Any:
-        url = f"{self.url}/images/pull/"
+        url = f"{self.url}/{CLIENT_ROUTES['pull_container_image'].path}"
         data = self._json({"image": image, OPTIONS_PARAM: kwargs}, "The request")
         headers = {"Content-Type": "application/json", "Accept": NDJSON}
         # Each line must come within long_timeout, and the whole pull too (as unstreamed).
@@ -698,65 +587,39 @@ class HttpRemote(SuspendableContainerBackend, SnapshotableContainerBackend):
                 raise errors.error_for_code(error["code"], None if detail is None else str(detail), None)
         raise self._garbage(op, item)
 
-    def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
-        op = "get_container_image"
-        return self._record(self._get(f"images/{self._pk(image, 'image')}/", op, kwargs), op)
-
-    def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
-        op = "get_container_images"
-        return self._records(self._get("images/", op, kwargs), op)
-
     # ------------------------------------------------------------------ snapshots
 
     def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
-        op = "container_snapshot_exists"
-        answer = self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/exists/", op, kwargs)
-        return self._member(answer, "exists", bool, op)
+        return self._call("container_snapshot_exists", kwargs, snapshot=snapshot)
 
     def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
-        op = "create_container_snapshot"
-        answer = self._post(f"containers/{self._pk(container)}/snapshots/", op, kwargs, kind="long", name=name)
-        return self._record(answer, op)
+        return self._call("create_container_snapshot", kwargs, container=container, name=name)
 
     def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
-        self._delete(f"snapshots/{self._pk(snapshot, 'snapshot')}/", "delete_container_snapshot", kwargs)
+        self._call("delete_container_snapshot", kwargs, snapshot=snapshot)
 
     def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
-        op = "get_container_snapshot"
-        return self._record(self._get(f"snapshots/{self._pk(snapshot, 'snapshot')}/", op, kwargs), op)
+        return self._call("get_container_snapshot", kwargs, snapshot=snapshot)
 
     def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
-        op = "get_container_snapshots"
-        return self._records(self._get("snapshots/", op, kwargs), op)
+        return self._call("get_container_snapshots", kwargs)
 
     def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
-        op = "get_containers_snapshots"
-        return self._records(self._get(f"containers/{self._pk(container)}/snapshots/", op, kwargs), op)
+        return self._call("get_containers_snapshots", kwargs, container=container)
 
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
-        op = "restore_container_snapshot"
-        answer = self._post(
-            f"containers/{self._pk(container)}/restore/", op, kwargs, kind="long", snapshot=snapshot
-        )
-        return self._record(answer, op)
+        return self._call("restore_container_snapshot", kwargs, container=container, snapshot=snapshot)
 
     # ------------------------------------------------------------------ snapshots between nodes
 
     def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
         """Push a copy of the snapshot to the node's registry as an image and return that
-        image's record (not part of the contract; see ``Docker.export_container_snapshot``;
+        image's record (``SnapshotTransferContainerBackend``; see ``Docker.export_container_snapshot``;
         ``CapabilityNotSupportedError`` when the node's backend cannot)."""
-        op = "export_container_snapshot"
-        answer = self._post(f"snapshots/{self._pk(snapshot, 'snapshot')}/export/", op, kwargs, kind="long")
-        return self._record(answer, op)
+        return self._call("export_container_snapshot", kwargs, snapshot=snapshot)
 
     def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
         """Make the exported ``image`` the snapshot ``name`` of ``container`` on the node and
-        return the snapshot's record (not part of the contract; see
+        return the snapshot's record (``SnapshotTransferContainerBackend``; see
         ``Docker.import_container_snapshot``)."""
-        op = "import_container_snapshot"
-        answer = self._post(
-            f"containers/{self._pk(container)}/snapshots/import/", op, kwargs, kind="long", name=name, image=image
-        )
-        return self._record(answer, op)
-
+        return self._call("import_container_snapshot", kwargs, container=container, name=name, image=image)

@@ -6,20 +6,23 @@ members — and pass values through unchanged: what a name, port or volume may b
 backend's decision, so the host API answers exactly as the backend called directly would.
 Port and volume records keep members this module does not know, for the backend to judge.
 
-The response serializers only describe the records in the OpenAPI schema; answers are
-the backend's own dicts, unchanged.
+The response serializers only describe the records in the OpenAPI schema (their fields
+are made from the record types of :mod:`ipynbsrv_backends.contract`, declared once there);
+answers are the backend's own dicts, unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..contract import ContainerRecord, ImageRecord, PortRecord, SnapshotRecord, VolumeRecord, record_fields
 from .wire import OPTIONS_PARAM
 
 
@@ -260,41 +263,59 @@ class LogsQuerySerializer(OptionsQuerySerializer):
 # --- responses (schema only) ----------------------------------------------------------
 
 
-class PortRecordResponse(serializers.Serializer):
-    address = serializers.CharField()
-    external = serializers.IntegerField(allow_null=True)
-    internal = serializers.IntegerField()
+#: Help texts of record keys in the schema (the keys and types come from the records).
+RECORD_HELP = {
+    ("PortRecord", "address"): "Host address the port is bound to, e.g. 127.0.0.1.",
+    ("PortRecord", "external"): "Host port; null until the engine chose one.",
+    ("PortRecord", "internal"): "Port inside the container.",
+    ("VolumeRecord", "source"): "Absolute host path (bind mount) or a volume name (no '/').",
+    ("VolumeRecord", "target"): "Path inside the container.",
+    ("ContainerRecord", "created"): "ISO 8601, UTC.",
+    ("ContainerRecord", "uid"): "The owner's uid the container was created with.",
+    ("ContainerRecord", "clone_of"): "The pk of the container it was cloned from.",
+    ("ImageRecord", "created"): "ISO 8601, UTC.",
+    ("ImageRecord", "size"): "Bytes.",
+    ("ImageRecord", "managed"): "Whether this node's backend made the image.",
+    ("ImageRecord", "registry"): "The registry every node can pull the image from.",
+    ("SnapshotRecord", "created"): "ISO 8601, UTC.",
+    ("SnapshotRecord", "size"): "Bytes.",
+}
 
 
-class VolumeRecordResponse(serializers.Serializer):
-    source = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.source
-    target = serializers.CharField()
-    mode = serializers.ChoiceField(choices=["rw", "ro"], required=False)
+def _record_field(record: str, key: str, hint: Any, required: bool) -> serializers.Field:
+    """The schema field of one record key, from its declared type."""
+    kwargs: dict[str, Any] = {"required": required, "help_text": RECORD_HELP.get((record, key))}
+    args = typing.get_args(hint)
+    if type(None) in args:
+        kwargs["allow_null"] = True
+        (hint,) = [arg for arg in args if arg is not type(None)]
+    if typing.get_origin(hint) is Literal:
+        return serializers.ChoiceField(choices=list(typing.get_args(hint)), **kwargs)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return _RESPONSES[item.__name__](many=True, **kwargs)
+    fields: dict[type, type[serializers.Field]] = {
+        str: serializers.CharField, int: serializers.IntegerField, bool: serializers.BooleanField,
+    }
+    return fields[hint](**kwargs)
 
 
-class ContainerRecordResponse(serializers.Serializer):
-    pk = serializers.CharField()
-    name = serializers.CharField()
-    status = serializers.ChoiceField(choices=["running", "stopped", "suspended"])
-    image = serializers.CharField()
-    owner = serializers.CharField()
-    created = serializers.CharField(help_text="ISO 8601, UTC.")
-    ports = PortRecordResponse(many=True)
-    volumes = VolumeRecordResponse(many=True)
+def record_response(record: type) -> type[serializers.Serializer]:
+    """The response serializer (schema only) of a record type from :mod:`...contract`:
+    one field per key, typed and required as the record declares it."""
+    name = record.__name__
+    fields = {key: _record_field(name, key, hint, required) for key, (hint, required) in record_fields(record).items()}
+    serializer = type(f"{name}Response", (serializers.Serializer,), {**fields, "__module__": __name__})
+    _RESPONSES[name] = serializer
+    return serializer
 
 
-class ImageRecordResponse(serializers.Serializer):
-    pk = serializers.CharField()
-    name = serializers.CharField()
-    created = serializers.CharField()
-    size = serializers.IntegerField(help_text="Bytes.")
-
-
-class SnapshotRecordResponse(serializers.Serializer):
-    pk = serializers.CharField()
-    name = serializers.CharField()
-    container = serializers.CharField()
-    created = serializers.CharField()
+_RESPONSES: dict[str, type[serializers.Serializer]] = {}
+PortRecordResponse = record_response(PortRecord)
+VolumeRecordResponse = record_response(VolumeRecord)
+ContainerRecordResponse = record_response(ContainerRecord)
+ImageRecordResponse = record_response(ImageRecord)
+SnapshotRecordResponse = record_response(SnapshotRecord)
 
 
 class ExistsResponse(serializers.Serializer):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -36,20 +35,12 @@ def when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _account() -> str:
-    """The operating-system account running this process ("" when it has no name)."""
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no name for this uid (containers): the entry says nothing
-        return ""
-
-
 class AuditedCommand(BaseCommand):
     """The base of every command of the app: whatever it does through the services is
     recorded with via ``command``, no user (the system), the command's name as ``source``
-    and the operating-system account that ran it as ``run_by`` (tests/test_audit_entry_points.py
-    checks that every command of the app is one)."""
+    and the operating-system account that ran it as ``run_by`` (:func:`audit.entry_point`;
+    tests/test_audit_walk.py runs every command of the app to show it)."""
 
+    @audit.entry_point(audit.VIA_COMMAND)
     def execute(self, *args: Any, **options: Any) -> Any:
-        with audit.acting(None, audit.VIA_COMMAND, source=self.__module__.rsplit(".", 1)[-1], run_by=_account()):
-            return super().execute(*args, **options)
+        return super().execute(*args, **options)

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import audit, errors
+from ...contract import ImagePullingContainerBackend
 from ...registry import get_backend
 from ._common import EXIT_PROBLEM, AuditedCommand, select_nodes
 
@@ -38,10 +39,9 @@ class Command(AuditedCommand):
             started = time.monotonic()
             try:
                 backend = get_backend(node)
-                puller = getattr(backend, "pull_container_image", None)
-                if puller is None:
+                if not isinstance(backend, ImagePullingContainerBackend):
                     return node, 0.0, f"its backend ({type(backend).__name__}) cannot pull images"
-                record = puller(image)
+                record = backend.pull_container_image(image)
                 size = record.get("size") or 0
                 return node, time.monotonic() - started, None if size else "pulled, but the node reports no size"
             except errors.BackendError as exc:

@@ -1,0 +1,360 @@
+"""The :class:`Memory` backend: options, the base contract, create and lifecycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ... import errors
+from ...contract import (
+    BACKEND_STATUS_OK,
+    ContainerRecord,
+    NodeStatusContainerBackend,
+    PortRecord,
+    SnapshotTransferContainerBackend,
+    SuspendableContainerBackend,
+    VolumeRecord,
+)
+from ...validation import (
+    NAME_RE,
+    parse_since,
+    validate_cmd,
+    validate_cpu_limit,
+    validate_create_arguments,
+    validate_mem_limit,
+    validate_pids_limit,
+    validate_pk,
+    validate_tail,
+)
+from . import store
+from .images import MemoryImages
+from .shell import Mount, Shell
+from .store import LABEL, Container, Volume, moment, now
+
+__all__ = ["Memory"]
+
+logger = logging.getLogger(__name__)
+
+CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
+
+
+class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContainerBackend, NodeStatusContainerBackend):
+    """Containers kept in this process's memory (see the module's docstring)."""
+
+    OPTIONS: ClassVar[dict[str, Any]] = {
+        "host": "default",
+        "instance": "default",
+        "name_prefix": "ipynbsrv",
+        "images": ("ipynbsrv/notebook:latest",),
+        "allowed_volume_roots": (),
+        "registry": None,
+        "port_range": (20000, 32767),
+        "stop_timeout": 10,
+    }
+    SECRET_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, **options: Any) -> None:
+        config = self.validate_options(**options)
+        self.host_name: str = config["host"]
+        self.instance: str = config["instance"]
+        self.name_prefix: str = config["name_prefix"]
+        self.base_images: tuple[str, ...] = config["images"]
+        self.allowed_volume_roots: tuple[str, ...] = config["allowed_volume_roots"]
+        self.registry: str | None = config["registry"]
+        self.port_range: tuple[int, int] = config["port_range"]
+        self.stop_timeout: int = config["stop_timeout"]
+        self.host = store.host(self.host_name)
+
+    def __repr__(self) -> str:
+        return f"Memory(host={self.host_name!r}, instance={self.instance!r})"
+
+    @classmethod
+    def validate_options(cls, **config: Any) -> dict[str, Any]:
+        unknown = sorted(set(config) - set(cls.OPTIONS))
+        if unknown:
+            raise errors.InvalidArgumentError(
+                f"Unknown Memory backend option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(cls.OPTIONS))}."
+            )
+        result = {**cls.OPTIONS, **config}
+        for key in ("host", "instance", "name_prefix"):
+            if not isinstance(result[key], str) or not NAME_RE.fullmatch(result[key].lower()):
+                raise errors.InvalidArgumentError(f"Invalid {key} {result[key]!r}: use letters, digits, '-', '_' and '.'.")
+        if not isinstance(result["images"], (list, tuple)) or not all(isinstance(i, str) for i in result["images"]):
+            raise errors.InvalidArgumentError("images must be a list of image references such as 'ipynbsrv/notebook:latest'.")
+        for ref in result["images"]:
+            validate_pk(ref, "image")
+        roots = result["allowed_volume_roots"]
+        if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r.startswith("/") for r in roots):
+            raise errors.InvalidArgumentError("allowed_volume_roots must be a list of absolute host paths.")
+        if result["registry"] is not None and (not isinstance(result["registry"], str) or not result["registry"]):
+            raise errors.InvalidArgumentError("registry must be a name such as 'registry.local:5000', or null.")
+        low_high = result["port_range"]
+        if (not isinstance(low_high, (list, tuple)) or len(low_high) != 2
+                or not all(isinstance(p, int) and 1 <= p <= 65535 for p in low_high) or low_high[0] > low_high[1]):
+            raise errors.InvalidArgumentError("port_range must be [low, high] with 1 <= low <= high <= 65535.")
+        if isinstance(result["stop_timeout"], bool) or not isinstance(result["stop_timeout"], int) or result["stop_timeout"] < 0:
+            raise errors.InvalidArgumentError("stop_timeout must be a whole number of seconds from 0 up.")
+        result.update(images=tuple(result["images"]), port_range=tuple(low_high),
+                      allowed_volume_roots=tuple(os.path.realpath(r) for r in roots))
+        return result
+
+    @classmethod
+    def reset(cls, host: str | None = None) -> None:
+        """Empty the simulated host ``host`` (every host and registry when ``None``): a
+        test's clean slate. Backends on it stay usable."""
+        store.reset(host)
+
+    def container_exists(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        with self.host.lock:
+            try:
+                self._container(container)
+            except errors.ContainerNotFoundError:
+                return False
+        return True
+
+    def container_image_exists(self, image: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        validate_pk(image, "image")
+        with self.host.lock:
+            return image in self.base_images or image in self.host.images
+
+    def container_is_running(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        with self.host.lock:
+            return self._container(container).status in ("running", "suspended")
+
+    def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
+        self._no_options(kwargs)
+        with self.host.lock:
+            return self._container(container).status == "suspended"
+
+    def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
+        self._no_options(kwargs)
+        with self.host.lock:
+            return self._record(self._container(container))
+
+    def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
+        self._no_options(kwargs)
+        if not isinstance(only_running, bool):
+            raise errors.InvalidArgumentError("only_running must be true or false.")
+        with self.host.lock:
+            items = [c for c in self.host.containers.values() if self._ours(c.labels, "container")
+                     and (not only_running or c.status != "stopped")]
+            return sorted((self._record(c) for c in items), key=lambda record: record["pk"])
+
+    def get_status(self, **kwargs: Any) -> int:
+        return BACKEND_STATUS_OK
+
+    def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
+        """The shape of Docker's answer: this backend's container counts."""
+        self._no_options(kwargs)
+        with self.host.lock:
+            items = [c for c in self.host.containers.values() if self._ours(c.labels, "container")]
+        running = sum(1 for c in items if c.status != "stopped")
+        return {
+            "backend": {"status": BACKEND_STATUS_OK, "capabilities": ["suspend", "snapshot"],
+                        "engine_version": "memory", "registry": self.registry},
+            "resources": {"cpu_count": os.cpu_count(), "memory_total": None,
+                          "containers": {"running": running, "total": len(items)}},
+        }
+
+    # ------------------------------------------------------------------ create
+
+    def _limits(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        return {"mem_limit": validate_mem_limit(kwargs.get("mem_limit")),
+                "cpu_limit": validate_cpu_limit(kwargs.get("cpu_limit")),
+                "pids_limit": validate_pids_limit(kwargs.get("pids_limit"))}
+
+    def _bind_source(self, source: str) -> str:
+        if not self.allowed_volume_roots:
+            raise errors.InvalidArgumentError(
+                f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
+                "(set allowed_volume_roots, or use a named volume)."
+            )
+        real = os.path.realpath(source)
+        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
+            raise errors.InvalidArgumentError(
+                f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
+                f"({', '.join(self.allowed_volume_roots)})."
+            )
+        if not os.path.exists(real):
+            raise errors.InvalidArgumentError(f"Host path {source!r} does not exist: create it first.")
+        return real
+
+    def _volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
+        """Resolved records, and the named volumes still to be made."""
+        prepared: list[VolumeRecord] = []
+        missing: list[str] = []
+        for volume in volumes:
+            source = volume["source"]
+            if source.startswith("/"):
+                source = self._bind_source(source)
+            elif source in self.host.volumes:
+                labels = self.host.volumes[source].labels
+                if labels.get(LABEL + "instance") != self.instance or labels.get(LABEL + "owner") != username:
+                    raise errors.InvalidArgumentError(
+                        f"The volume {source!r} exists and does not belong to {username!r} on this backend; pick another name."
+                    )
+            elif source not in missing:
+                missing.append(source)
+            prepared.append({"source": source, "target": volume["target"], "mode": volume.get("mode", "rw")})
+        return prepared, missing
+
+    def _ports(self, ports: list[PortRecord]) -> list[PortRecord]:
+        """Every port with its host port: a free one from port_range where none is given."""
+        kept: dict[int, str] = {p["external"]: c.pk for c in self.host.containers.values() for p in c.ports
+                                if p["external"] is not None}
+        for port in ports:
+            if port["external"] in kept:
+                raise errors.InvalidArgumentError(
+                    f"The host port {port['external']} is kept by the container {kept[port['external']]!r} (running "
+                    "or not): pick another port or use external: null."
+                )
+        avoid = set(kept) | {p["external"] for p in ports if p["external"] is not None}
+        low, high = self.port_range
+        fixed: list[PortRecord] = []
+        for port in ports:
+            external = port["external"]
+            if external is None:
+                free = [n for n in range(low, high + 1) if n not in avoid]
+                if not free:
+                    raise errors.BackendUnavailableError(f"No free host port left in port_range {low}-{high}.")
+                external = free[secrets.randbelow(len(free))] if len(free) < 64 else self._draw(avoid)
+                avoid.add(external)
+            fixed.append({"address": port["address"], "external": external, "internal": port["internal"]})
+        return fixed
+
+    def _draw(self, avoid: set[int]) -> int:
+        low, high = self.port_range
+        while True:
+            port = low + secrets.randbelow(high - low + 1)
+            if port not in avoid:
+                return port
+
+    def create_container(
+        self,
+        username: str,
+        uid: int,
+        name: str,
+        ports: list[PortRecord],
+        volumes: list[VolumeRecord],
+        cmd: str | list[str] | None = None,
+        base_url: str | None = None,
+        image: str | None = None,
+        clone_of: str | None = None,
+        **kwargs: Any,
+    ) -> ContainerRecord:
+        self._no_options(kwargs, CREATE_OPTIONS)
+        pk = self.engine_name(uid, name)
+        checked = validate_create_arguments(username, ports, volumes, cmd, base_url, image, clone_of, kwargs.get("env"))
+        username, port_specs, volume_specs, argv, env = checked
+        limits = self._limits(kwargs)
+        with self.host.lock:
+            source = self._container(clone_of) if clone_of is not None else None
+            if pk in self.host.containers:
+                raise errors.ContainerAlreadyExistsError(f"{username!r} already has a container named {name!r}.")
+            volume_specs, missing = self._volumes(volume_specs, username)
+            if image is not None and not self.container_image_exists(image):
+                raise errors.ContainerImageNotFoundError(f"The image {image!r} is not on this host.")
+            fixed = self._ports(port_specs)
+            for volume in missing:
+                self.host.volumes[volume] = Volume(volume, {LABEL + "instance": self.instance,
+                                                            LABEL + "owner": username, LABEL + "kind": "volume"})
+            labels = {LABEL + "instance": self.instance, LABEL + "kind": "container", LABEL + "owner": username,
+                      LABEL + "uid": str(uid), LABEL + "name": name, LABEL + "created": now()}
+            if source is not None:
+                labels[LABEL + "clone-of"] = source.pk
+                files, run_image = dict(source.files), source.image
+            else:
+                assert image is not None
+                made = self.host.images.get(image)
+                files, run_image = dict(made.files) if made else {}, image
+            environment = {**env, "OWNER": username, "OWNER_UID": str(uid),
+                           "BASE_URL": base_url if base_url is not None else "/"}
+            self.host.containers[pk] = Container(pk, labels, run_image, environment, fixed, volume_specs,
+                                                 limits, argv, files)
+            logger.info("Created container %s for %s (in memory)", pk, username)
+            return self._record(self.host.containers[pk])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        with self.host.lock:
+            item = self._container(container)
+            if item.status == "suspended":
+                raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
+            if item.status == "stopped":
+                item.status, item.started_at = "running", moment()
+
+    def stop_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        with self.host.lock:
+            item = self._container(container)
+            if item.status != "stopped":
+                item.status, item.exit_code = "stopped", 0
+
+    def suspend_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        with self.host.lock:
+            item = self._container(container)
+            if item.status == "stopped":
+                raise errors.IllegalContainerStateError(
+                    f"The container {container!r} is stopped: only a running one can be suspended.")
+            item.status = "suspended"
+
+    def resume_container(self, container: str, **kwargs: Any) -> None:
+        self._no_options(kwargs)
+        with self.host.lock:
+            item = self._container(container)
+            if item.status == "stopped":
+                raise errors.IllegalContainerStateError(
+                    f"The container {container!r} is stopped, not suspended: start it instead.")
+            item.status = "running"
+
+    def delete_container(self, container: str, **kwargs: Any) -> None:
+        """Remove the container (in any state) and its snapshots; volumes are kept."""
+        self._no_options(kwargs)
+        with self.host.lock:
+            item = self._container(container)
+            del self.host.containers[item.pk]
+            for snapshot in self._listed("snapshot", container=item.pk):
+                del self.host.images[snapshot.ref]
+
+    def _shell(self, item: Container) -> Shell:
+        mounts = []
+        for volume in item.volumes:
+            named = self.host.volumes.get(volume["source"])
+            mounts.append(Mount(volume["target"], volume.get("mode") == "ro",
+                                files=named.files if named else None, host=None if named else volume["source"]))
+        return Shell(item.files, mounts, dict(item.env))
+
+    def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
+        """Run ``cmd`` in :mod:`.shell`'s small shell."""
+        self._no_options(kwargs)
+        argv = validate_cmd(cmd, allow_none=False)
+        assert argv is not None
+        with self.host.lock:
+            item = self._container(container)
+            if item.status != "running":
+                raise errors.IllegalContainerStateError(f"Cannot run a command in {container!r}: it is {item.status}.")
+            return self._shell(item).run(argv)
+
+    def write_logs(self, container: str, *lines: str) -> None:
+        """Append ``lines`` to what the container printed (there is no process to print them)."""
+        with self.host.lock:
+            item = self._container(container)
+            item.logs.extend((dt.datetime.now(dt.UTC), line) for line in lines)
+
+    def get_container_logs(self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any) -> list[str]:
+        self._no_options(kwargs)
+        tail = validate_tail(tail)
+        moment = parse_since(since)
+        with self.host.lock:
+            lines = [line for when, line in self._container(container).logs if moment is None or when >= moment]
+        return lines[len(lines) - tail:] if tail is not None and tail < len(lines) else ([] if tail == 0 else lines)

@@ -1,0 +1,95 @@
+"""A container's life on its node: start, stop, restart, suspend, resume, delete, and
+reading its state back into the record."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .. import audit, errors
+from ..contract import SuspendableContainerBackend
+from ..models import Container
+from ..registry import get_backend
+from ._base import S, apply_record, backend_pk, refuse_while_moving
+
+logger = logging.getLogger(__name__)
+
+
+def refresh_container(container: Container) -> Container:
+    """Read the container's state from its node into the record."""
+    backend = get_backend(container.node)
+    try:
+        record = backend.get_container(backend_pk(container))
+    except errors.ContainerNotFoundError:
+        container.status = S.LOST
+        container.last_error = "The node no longer has this container."
+        container.status_checked_at = timezone.now()
+        container.save(update_fields=["status", "last_error", "status_checked_at", "updated_at"])
+        raise
+    apply_record(container, record)
+    container.save()
+    return container
+
+
+def _act(container: Container, action: str, capability: type | None = None) -> Container:
+    refuse_while_moving(container)
+    backend = get_backend(container.node)
+    if capability is not None and not isinstance(backend, capability):
+        raise errors.CapabilityNotSupportedError(
+            f"The backend of {container.node} cannot {action.split('_')[0]} containers."
+        )
+    try:
+        getattr(backend, action)(backend_pk(container))
+    except errors.ContainerNotFoundError:
+        refresh_container(container)  # marks it lost and raises
+        raise
+    logger.info("%s %s", action, container)
+    return refresh_container(container)
+
+
+@audit.audited("container.start")
+def start_container(container: Container) -> Container:
+    return _act(container, "start_container")
+
+
+@audit.audited("container.stop")
+def stop_container(container: Container) -> Container:
+    return _act(container, "stop_container")
+
+
+@audit.audited("container.restart")
+def restart_container(container: Container) -> Container:
+    return _act(container, "restart_container")
+
+
+@audit.audited("container.suspend")
+def suspend_container(container: Container) -> Container:
+    return _act(container, "suspend_container", SuspendableContainerBackend)
+
+
+@audit.audited("container.resume")
+def resume_container(container: Container) -> Container:
+    return _act(container, "resume_container", SuspendableContainerBackend)
+
+
+@audit.audited("container.delete")
+def delete_container(container: Container) -> None:
+    """Remove the container from its node, then its record. If the node cannot be reached
+    the record stays: nothing is forgotten while it may still run."""
+    refuse_while_moving(container)
+    if container.backend_pk:
+        backend = get_backend(container.node)
+        try:
+            backend.delete_container(container.backend_pk)
+        except errors.ContainerNotFoundError:
+            logger.info("%s was already gone from %s", container, container.node)
+    container.delete()
+    logger.info("Deleted %s", container)
+
+
+def user_containers(user: Any) -> QuerySet[Container]:
+    """The containers ``user`` may see: their own, or all for staff."""
+    return Container.objects.select_related("node", "owner", "image").visible_to(user)
