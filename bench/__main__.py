@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             wanted = args.scale_sizes or ("100,1000" if args.quick else "100,10000,100000")
             scale_sizes = tuple(int(size) for size in wanted.split(","))
             logger.info("section 6: the master at %s containers on record", scale_sizes)
-            rows += scale.measure(scale_sizes, 2 if args.quick else 15)
+            rows += scale.measure(scale_sizes, 2 if args.quick else 20)
             from . import reconcile
 
             counts = (2, 5) if args.quick else (20, 200)

@@ -254,7 +254,7 @@ class Size:
             self.process.wait()
 
 
-def measure(sizes: tuple[int, ...], reps: int, per_sample: int = 3) -> list[Row]:
+def measure(sizes: tuple[int, ...], reps: int, per_sample: int = 5) -> list[Row]:
     """The rows of section 6: each page at every size against the smallest (node pages against
     the second), the sizes asked in turn, page by page, ``reps`` times (each sample the median
     of ``per_sample`` requests): a load that comes and goes meets every size alike."""

@@ -36,7 +36,7 @@ __all__ = ["COUNT_CAP", "AtLeast", "FewRelatedFilter", "FlatListMixin", "FlatPag
            "capped_count", "flat_date_hierarchy", "shown_count"]
 
 #: The most values :class:`IndexedValuesFilter` offers.
-MOST_VALUES = 200
+MOST_VALUES = 50
 #: The most rows :class:`FlatPaginator` counts.
 MOST_COUNTED = 10_000
 #: The most related objects (nodes, images) :class:`FewRelatedFilter` offers.
