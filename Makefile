@@ -9,9 +9,9 @@ PYTEST_ARGS ?=
 PYTHON_NEW ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3) \
                 $(shell command -v python3.13 python3.12 2>/dev/null))
 VENV_NEW   ?= .venv-newest
-# What that leg runs: the unit tests, the users' API and the contract suite against Docker.
-MATRIX_TESTS ?= tests/test_errors.py tests/test_checks.py tests/test_hostapi_wire.py tests/test_http_remote.py \
-                tests/test_api.py tests/test_contract.py -k "not http_remote"
+# What that leg runs: unit tests, the users' API and the contract suite against Docker.
+MATRIX_TESTS ?= tests/unit/test_errors.py tests/unit/test_checks.py tests/unit/test_hostapi_wire.py tests/unit/test_http_remote.py \
+                tests/integration/test_api.py tests/integration/test_contract.py -k "not http_remote"
 LINTED ?= ipynbsrv_backends testproject tests bench scripts
 
 .PHONY: help venv packages engine images test test-fast lint matrix screenshots demo cluster cluster-down clean
@@ -79,8 +79,8 @@ test: venv packages images
 	$(STAGE) matrix; matrix=$$?; \
 	scripts/test-summary.sh "$$log" "$${tests:-1}" "$$lint" "$$matrix" "$(strip $(PYTHON_NEW))"
 
-# The fast tier (tests/support/fast_tier.py): unit tests, the contract suite on the Memory
-# backend and the master's tests on Memory nodes. DOCKER_HOST leads nowhere, so a test that
+# The fast tier (tests/support/fast_tier.py): tests/unit, the contract suite on the Memory
+# backend and the master's tests of tests/integration on Memory nodes. DOCKER_HOST leads nowhere, so a test that
 # reached for an engine would fail; the venv is made only when it is missing.
 test-fast:
 	@[ -x $(PY) ] || $(STAGE) venv
@@ -112,7 +112,7 @@ matrix: $(VENV_NEW)/.installed images
 endif
 
 screenshots: venv packages images
-	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
+	IPYNBSRV_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/integration/test_browser.py
 
 # The demo builds the notebook image itself (and says so if it must fall back to the stand-in).
 demo: venv stand-in

@@ -56,7 +56,7 @@ setup(
             "djangorestframework-stubs>=3.15",
             "types-requests",
             "types-gunicorn",
-            # schema-driven fuzzing of the host API and the users' API (tests/test_fuzz.py)
+            # schema-driven fuzzing of the host API and the users' API (tests/integration/test_fuzz.py)
             "schemathesis>=4.0,<5",
         ],
         # make bench: profilers for when a benchmark target is missed (never needed at run time)

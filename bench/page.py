@@ -235,7 +235,7 @@ shortcut (`hostapi/views.py`: any other body still goes through the serializer a
 messages, any other `Accept` through DRF's negotiation): **135 µs**. On the master,
 `requests`' `Session.prepare_request` and `Session.send` spent about 80 µs of every call on a
 cookie jar, hooks and environment merging that nothing on a node uses; `HttpRemote` now
-prepares the request itself and sends it on the pooled adapter (`backends/http_remote.py`):
+prepares the request itself and sends it on the pooled adapter (`backends/http_transport.py`):
 **35 µs**. The next full run had them at **1.22** and **1.13** (9.8 and 9.4 ms against 8.3 ms).
 The bare hop rows were added at the same time, and they show why nothing much is left to
 trim on our side: the hop alone costs about 0.9 ms of the 1.2 ms a 15 % budget allows, and the

@@ -3,7 +3,7 @@
 Entry points say only *who* and *how*, all in one way: :func:`entry_point` wraps every view
 of the admin (``AuditedAdminMixin.urls``), every view of the users' API
 (``UserAPIView.as_view``) and every management command's ``execute`` (``AuditedCommand``),
-so nothing they do runs outside the context; ``tests/test_audit_walk.py`` walks every URL
+so nothing they do runs outside the context; ``tests/unit/test_audit_walk.py`` walks every URL
 and command to show it. The service layer records *what* (:func:`audited` on each action,
 or :func:`record` for the few actions outside it). Nested actions (a move that creates, a
 clone that creates) record once, for the outermost call.

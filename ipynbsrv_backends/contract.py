@@ -69,7 +69,7 @@ ACCESS_HEADER = "X-Ipynbsrv-Access"
 #
 # Every record is declared once, here: the keys every backend returns, and (``NotRequired``)
 # the extras a backend may add, which callers read with ``.get``. The host API's response
-# serializers are checked against these declarations (``tests/test_records.py``).
+# serializers are checked against these declarations (``tests/integration/test_records.py``).
 
 #: A container's state as the contract names it.
 ContainerStatus = Literal["running", "stopped", "suspended"]

@@ -22,8 +22,8 @@ from django.db import transaction
 
 from . import audit, errors, registry
 from .contract import KeyRotatingContainerBackend
-from .hostapi.signing import new_key
 from .models import Node
+from .wire.signing import new_key
 
 logger = logging.getLogger(__name__)
 

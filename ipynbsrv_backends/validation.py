@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import ipaddress
+import os
 import re
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .contract import PortRecord, VolumeRecord
@@ -289,6 +290,35 @@ def validate_volumes(volumes: Any) -> list[VolumeRecord]:
         targets.add(target)
         result.append({"source": source, "target": target, "mode": mode})
     return result
+
+
+def under_roots(real: str, roots: Sequence[str]) -> bool:
+    """Whether the resolved path ``real`` is one of ``roots`` (resolved) or lies under one."""
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def resolve_bind_source(source: str, roots: Sequence[str]) -> str:
+    """The host path a bind mount's ``source`` resolves to (symlinks followed), if it lies
+    under one of the allowed ``roots`` and exists as a directory or file; else
+    ``InvalidArgumentError`` saying why. Every backend that mounts host paths checks them so."""
+    if not roots:
+        raise InvalidArgumentError(
+            f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
+            "(set allowed_volume_roots, or use a named volume)."
+        )
+    try:
+        real = os.path.realpath(source)
+    except OSError as exc:  # e.g. /proc/1/root: a link this process may not even read
+        raise InvalidArgumentError(f"Host path {source[:200]!r} cannot be mounted: {exc.strerror or exc}.") from exc
+    if not under_roots(real, roots):
+        raise InvalidArgumentError(
+            f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots ({', '.join(roots)})."
+        )
+    if not os.path.isdir(real) and not os.path.isfile(real):
+        raise InvalidArgumentError(
+            f"Host path {source!r} does not exist: create it first (the engine would create it as root)."
+        )
+    return real
 
 
 def validate_cmd(cmd: Any, *, allow_none: bool = True) -> list[str] | None:

@@ -75,7 +75,7 @@ def _memory_engine():
     return MemoryEngine(Memory(**memory_options()).host, (TEST_IMAGE,))
 
 
-_in_ci = in_ci  # older imports (tests/test_browser.py)
+_in_ci = in_ci  # older imports (tests/integration/test_browser.py)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..drf import flatten_detail
 from ..errors import BackendError
-from ..hostapi.exceptions import flatten_detail
 
 logger = logging.getLogger(__name__)
 

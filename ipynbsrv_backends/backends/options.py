@@ -5,7 +5,7 @@ A backend class declares its constructor options as an :class:`Options` table of
 declaration come the constructor's defaults and ``validate_options``, the admin form's help,
 the system checks, which options are secret (never shown), and the README's constructor
 tables (``python -m ipynbsrv_backends.backends.options --write README.md`` regenerates them;
-``tests/test_options.py`` fails when they are stale).
+``tests/unit/test_options.py`` fails when they are stale).
 
 :class:`MethodOptions` is the other half: the options each public method accepts (its
 ``**kwargs``), declared once per class and checked in one place, before the method runs.
@@ -27,6 +27,7 @@ __all__ = [
     "Options",
     "MethodOptions",
     "CONTAINER_OPTIONS",
+    "PRIVILEGED_OPTIONS",
     "Check",
     "boolean",
     "optional_string",
@@ -164,6 +165,16 @@ CONTAINER_OPTIONS: Mapping[str, Callable[[Any], Any]] = {
     "pids_limit": validate_pids_limit,
 }
 
+#: Options a caller might try to smuggle in; each widens what a container may do on the
+#: host, so every backend refuses each by name (its ``FORBIDDEN_OPTIONS``) rather than
+#: passing it on to an engine.
+PRIVILEGED_OPTIONS = frozenset({
+    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
+    "network_mode", "network", "pid_mode", "ipc_mode", "uts_mode", "userns_mode", "cgroupns",
+    "security_opt", "sysctls", "volumes_from", "cgroup_parent", "runtime", "host_config",
+    "user", "binds", "mounts", "tmpfs", "extra_hosts", "dns", "oom_kill_disable",
+    "restart_policy", "labels", "entrypoint", "working_dir", "init", "read_only", "shm_size",
+})
 
 
 class MethodOptions:
@@ -229,6 +240,7 @@ def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
 README_TABLES = {
     "HttpRemote": "ipynbsrv_backends.backends.http_remote_options:HTTP_REMOTE_OPTIONS",
     "Docker": "ipynbsrv_backends.backends.docker.options:DOCKER_OPTIONS",
+    "Memory": "ipynbsrv_backends.backends.memory.options:MEMORY_OPTIONS",
 }
 REGENERATE = "python -m ipynbsrv_backends.backends.options --write README.md"
 

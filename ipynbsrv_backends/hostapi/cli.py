@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve this node's container backend over HTTP(S) to the ipynbsrv master. "
         f"Callers must present the token in the environment variable {TOKEN_ENV}.",
     )
+    _add_address_arguments(parser)
+    _add_backend_arguments(parser)
+    _add_server_arguments(parser)
+    _add_security_arguments(parser)
+    return parser
+
+
+def _add_address_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the node listens."""
     parser.add_argument(
         "-l",
         "--listen",
@@ -81,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. 192.168.0.2, so the master can reach it — avoid 0.0.0.0)",
     )
     parser.add_argument("-p", "--port", type=_port, default=8080, help="TCP port (default: 8080)")
+
+
+def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The backend the node serves."""
     parser.add_argument(
         "--container-backend",
         default=DEFAULT_BACKEND,
@@ -95,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         '\'{"base_url": "unix://var/run/docker.sock"}\', or @PATH to read them from a file '
         '(keeps secrets such as registry_password out of the process list) (default: {})',
     )
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the node's server runs: logs, processes, shutdown and TLS."""
     parser.add_argument(
         "-d", "--debug", action="store_true", help="verbose logs, an access log and tracebacks"
     )
@@ -114,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """Request signing and the unauthenticated development mode."""
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
@@ -133,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"serve without any authentication when {TOKEN_ENV} is not set "
         "(local development only: anyone who reaches the port controls the node's containers)",
     )
-    return parser
 
 
 def _backend_args(text: str) -> dict[str, Any]:

@@ -16,34 +16,12 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from ..drf import flatten_detail
 from ..errors import AuthenticationError, BackendError, InvalidArgumentError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["hostapi_exception_handler", "flatten_detail", "json_not_found", "json_server_error"]
-
-
-def flatten_detail(detail: Any, prefix: str = "") -> str:
-    """DRF's nested validation errors as one readable line (``field: message; ...``)."""
-    if isinstance(detail, dict):
-        parts = []
-        for key, value in detail.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key == "non_field_errors" and not prefix:
-                name = ""
-            parts.append(flatten_detail(value, name))
-        return "; ".join(part for part in parts if part)
-    if isinstance(detail, list):
-        if all(isinstance(item, (str, exceptions.ErrorDetail)) for item in detail):
-            text = " ".join(str(item) for item in detail)
-            return f"{prefix}: {text}" if prefix else text
-        parts = []
-        for index, item in enumerate(detail):
-            if item:
-                parts.append(flatten_detail(item, f"{prefix}[{index}]"))
-        return "; ".join(parts)
-    text = str(detail)
-    return f"{prefix}: {text}" if prefix else text
 
 
 def _error_response(error: BackendError, headers: dict[str, str] | None = None) -> Response:

@@ -40,10 +40,9 @@ from ..conf import app_settings
 from ..contract import (
     BACKEND_STATUS_ERROR,
     BACKEND_STATUS_OK,
+    CAPABILITIES,
     CONTAINER_STATUS_STOPPED,
     ContainerBackend,
-    SnapshotableContainerBackend,
-    SuspendableContainerBackend,
 )
 from ..errors import (
     AuthenticationError,
@@ -80,6 +79,13 @@ _RESERVED_OPTION_NAMES = frozenset({"self", "cls"})
 _PLAIN_JSON_ACCEPT = frozenset({"application/json", "*/*"})
 #: What a backend without a route's sub-contract cannot do, when the route does not say.
 _CANNOT = {SUSPEND: "suspend containers", SNAPSHOT: "snapshot containers"}
+#: The sub-contracts whose methods this node serves through routes of the table, by their names
+#: in ``contract.CAPABILITIES`` (in its order: ``suspend`` and ``snapshot`` first, as ever):
+#: ``status/`` lists those its backend claims.
+SERVED_CAPABILITIES = tuple(
+    (name, contract) for name, contract in CAPABILITIES.items()
+    if any(route.contract == contract.__name__ for route in ROUTES)
+)
 #: What a client asks for (``Accept``) to get a pull's progress as it goes (``images/pull/``).
 NDJSON = "application/x-ndjson"
 
@@ -308,11 +314,7 @@ def node_status(view: HostAPIView, request: Request, route: Route) -> Response:
         else:
             total = len(containers)
             running = sum(1 for c in containers if c.get("status") != CONTAINER_STATUS_STOPPED)
-    capabilities = [
-        name
-        for name, contract in (("suspend", SuspendableContainerBackend), ("snapshot", SnapshotableContainerBackend))
-        if isinstance(backend, contract)
-    ]
+    capabilities = [name for name, contract in SERVED_CAPABILITIES if isinstance(backend, contract)]
     resources = dict(node_resources())
     resources["containers"] = {"running": running, "total": total}
     return Response({"backend": {"status": backend_status, "capabilities": capabilities}, "resources": resources})

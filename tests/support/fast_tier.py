@@ -4,6 +4,12 @@ The master's tests below run on ``Memory`` nodes: the same tests ``make test`` r
 real engine. The few of them that are about the real engine itself are skipped there with the
 reason given here. Every other test runs when it reaches no engine (no marker of
 ``NEEDS_ENGINE[0]``, no fixture of ``NEEDS_ENGINE[1]``).
+
+By folder: all of ``tests/unit`` (its conftest refuses an engine fixture or marker there), the
+master's files of ``tests/integration`` (on Memory nodes) and the tests of the other
+integration files that reach no engine; nothing of ``tests/cluster``. The lists below name
+files by their name alone (unique across the folders; ``tests/unit/test_layout.py`` checks
+that each exists, in ``tests/integration``).
 """
 
 from __future__ import annotations

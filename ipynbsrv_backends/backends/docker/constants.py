@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..options import CONTAINER_OPTIONS
+from ..options import PRIVILEGED_OPTIONS as PRIVILEGED_OPTIONS  # where it was declared first
 
 LABEL_PREFIX = "org.ipynbsrv."
 L_INSTANCE = LABEL_PREFIX + "instance"
@@ -43,16 +44,6 @@ CONTAINER_LABELS = (
 #: The options ``create_container`` accepts (the contract's; ``restore_container_snapshot``
 #: accepts ``env``).
 CREATE_OPTIONS = tuple(CONTAINER_OPTIONS)
-
-#: Options a caller might try to smuggle in; each widens what a container may do on the
-#: host, so each is refused by name rather than passed to the engine.
-PRIVILEGED_OPTIONS = frozenset({
-    "privileged", "cap_add", "cap_drop", "devices", "device_requests", "device_cgroup_rules",
-    "network_mode", "network", "pid_mode", "ipc_mode", "uts_mode", "userns_mode", "cgroupns",
-    "security_opt", "sysctls", "volumes_from", "cgroup_parent", "runtime", "host_config",
-    "user", "binds", "mounts", "tmpfs", "extra_hosts", "dns", "oom_kill_disable",
-    "restart_policy", "labels", "entrypoint", "working_dir", "init", "read_only", "shm_size",
-})
 
 PULL_POLICIES = ("if-not-present", "always", "never")
 #: Seconds between two progress reports of one pull (a finished layer is reported at once).

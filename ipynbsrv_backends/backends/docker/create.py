@@ -18,14 +18,9 @@ from ... import errors
 from ...contract import ContainerRecord, PortRecord, VolumeRecord
 from ...validation import (
     iso_utc,
-    validate_cmd,
-    validate_env,
+    validate_create_arguments,
     validate_name,
-    validate_pk,
-    validate_ports,
     validate_uid,
-    validate_username,
-    validate_volumes,
 )
 from . import spec
 from .constants import KIND_CLONE_BASE, L_CLONE_OF, L_CONTAINER, L_IMAGE, L_INSTANCE, L_KIND, L_PORTS, PORT_ATTEMPTS
@@ -81,20 +76,13 @@ class ContainerCreation(ImageOps, HostResources):
         clone_of: str | None = None,
         **kwargs: Any,
     ) -> ContainerRecord:
-        # Everything is checked before the engine is asked to do anything.
-        username = validate_username(username)
+        # Everything is checked before the engine is asked to do anything, as every backend
+        # checks it (validation.validate_create_arguments).
         pk = self.engine_name(uid, name)
-        port_specs = validate_ports(ports)
-        volume_specs = validate_volumes(volumes)
-        argv = validate_cmd(cmd)
-        if base_url is not None and (not isinstance(base_url, str) or "\x00" in base_url or len(base_url) > 2048):
-            raise errors.InvalidArgumentError("base_url must be a string such as '/user/alice/notebook/'.")
-        if (image is None) == (clone_of is None):
-            raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
-        env = validate_env(kwargs.get("env"))
+        checked = validate_create_arguments(username, ports, volumes, cmd, base_url, image, clone_of, kwargs.get("env"))
+        username, port_specs, volume_specs, argv, env = checked
         limits = spec.limits(kwargs, self._default_limits())
         if image is not None:
-            validate_pk(image, "image")
             self._image_allowed(image)
 
         source_info = self._inspect_container(clone_of) if clone_of is not None else None

@@ -18,6 +18,7 @@ import docker.errors
 
 from ... import errors
 from ...contract import VolumeRecord
+from ...validation import resolve_bind_source, under_roots
 from .constants import L_INSTANCE, L_KIND, L_OWNER, L_PORTS
 from .engine import DockerEngine, port_conflict
 
@@ -30,31 +31,11 @@ class HostResources(DockerEngine):
     # ------------------------------------------------------------------ mounts
 
     def _resolve_bind_source(self, source: str) -> str:
-        if not self.allowed_volume_roots:
-            raise errors.InvalidArgumentError(
-                f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
-                "(set allowed_volume_roots, or use a named volume)."
-            )
-        try:
-            real = os.path.realpath(source)
-        except OSError as exc:  # e.g. /proc/1/root: a link this process may not even read
-            raise errors.InvalidArgumentError(
-                f"Host path {source[:200]!r} cannot be mounted: {exc.strerror or exc}."
-            ) from exc
-        if self._under_roots(real):
-            if not os.path.isdir(real) and not os.path.isfile(real):
-                raise errors.InvalidArgumentError(
-                    f"Host path {source!r} does not exist: create it first (the engine would create it as root)."
-                )
-            return real
-        raise errors.InvalidArgumentError(
-            f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
-            f"({', '.join(self.allowed_volume_roots)})."
-        )
+        return resolve_bind_source(source, self.allowed_volume_roots)
 
     def _under_roots(self, real: str) -> bool:
         """Whether the resolved path ``real`` is an allowed volume root or lies under one."""
-        return any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots)
+        return under_roots(real, self.allowed_volume_roots)
 
     def _recheck_binds(self, info: Mapping[str, Any], action: str) -> None:
         """Resolve the bind sources of an existing container again before the engine mounts

@@ -2,7 +2,7 @@
 
 Labels, environment, bind mounts, port bindings, limits and the host configuration of a
 container are pure functions of the validated call and the backend's options, so each is
-unit-tested without a Docker engine (``tests/test_docker_spec.py``).
+unit-tested without a Docker engine (``tests/unit/test_docker_spec.py``).
 """
 
 from __future__ import annotations

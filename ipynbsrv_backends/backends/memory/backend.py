@@ -20,8 +20,8 @@ from ...contract import (
     VolumeRecord,
 )
 from ...validation import (
-    NAME_RE,
     parse_since,
+    resolve_bind_source,
     validate_cmd,
     validate_cpu_limit,
     validate_create_arguments,
@@ -30,8 +30,10 @@ from ...validation import (
     validate_pk,
     validate_tail,
 )
+from ..options import Options
 from . import store
 from .images import MemoryImages
+from .options import MEMORY_OPTIONS
 from .shell import Mount, Shell
 from .store import LABEL, Container, Volume, moment, now
 
@@ -39,23 +41,14 @@ __all__ = ["Memory"]
 
 logger = logging.getLogger(__name__)
 
-CREATE_OPTIONS = ("env", "mem_limit", "cpu_limit", "pids_limit")
-
 
 class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContainerBackend, NodeStatusContainerBackend):
     """Containers kept in this process's memory (see the module's docstring)."""
 
-    OPTIONS: ClassVar[dict[str, Any]] = {
-        "host": "default",
-        "instance": "default",
-        "name_prefix": "ipynbsrv",
-        "images": ("ipynbsrv/notebook:latest",),
-        "allowed_volume_roots": (),
-        "registry": None,
-        "port_range": (20000, 32767),
-        "stop_timeout": 10,
-    }
-    SECRET_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    #: The declaration of every constructor option.
+    OPTION_TABLE: ClassVar[Options] = MEMORY_OPTIONS
+    OPTIONS: ClassVar[dict[str, Any]] = MEMORY_OPTIONS.defaults()
+    SECRET_OPTIONS: ClassVar[frozenset[str]] = MEMORY_OPTIONS.secrets()
 
     def __init__(self, **options: Any) -> None:
         config = self.validate_options(**options)
@@ -74,33 +67,9 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
 
     @classmethod
     def validate_options(cls, **config: Any) -> dict[str, Any]:
-        unknown = sorted(set(config) - set(cls.OPTIONS))
-        if unknown:
-            raise errors.InvalidArgumentError(
-                f"Unknown Memory backend option(s): {', '.join(unknown)}. Known options: {', '.join(sorted(cls.OPTIONS))}."
-            )
-        result = {**cls.OPTIONS, **config}
-        for key in ("host", "instance", "name_prefix"):
-            if not isinstance(result[key], str) or not NAME_RE.fullmatch(result[key].lower()):
-                raise errors.InvalidArgumentError(f"Invalid {key} {result[key]!r}: use letters, digits, '-', '_' and '.'.")
-        if not isinstance(result["images"], (list, tuple)) or not all(isinstance(i, str) for i in result["images"]):
-            raise errors.InvalidArgumentError("images must be a list of image references such as 'ipynbsrv/notebook:latest'.")
-        for ref in result["images"]:
-            validate_pk(ref, "image")
-        roots = result["allowed_volume_roots"]
-        if not isinstance(roots, (list, tuple)) or not all(isinstance(r, str) and r.startswith("/") for r in roots):
-            raise errors.InvalidArgumentError("allowed_volume_roots must be a list of absolute host paths.")
-        if result["registry"] is not None and (not isinstance(result["registry"], str) or not result["registry"]):
-            raise errors.InvalidArgumentError("registry must be a name such as 'registry.local:5000', or null.")
-        low_high = result["port_range"]
-        if (not isinstance(low_high, (list, tuple)) or len(low_high) != 2
-                or not all(isinstance(p, int) and 1 <= p <= 65535 for p in low_high) or low_high[0] > low_high[1]):
-            raise errors.InvalidArgumentError("port_range must be [low, high] with 1 <= low <= high <= 65535.")
-        if isinstance(result["stop_timeout"], bool) or not isinstance(result["stop_timeout"], int) or result["stop_timeout"] < 0:
-            raise errors.InvalidArgumentError("stop_timeout must be a whole number of seconds from 0 up.")
-        result.update(images=tuple(result["images"]), port_range=tuple(low_high),
-                      allowed_volume_roots=tuple(os.path.realpath(r) for r in roots))
-        return result
+        """Check a constructor configuration; returns it normalised with the defaults filled
+        in, or raises ``InvalidArgumentError`` naming the first bad option."""
+        return MEMORY_OPTIONS.validate(config)
 
     @classmethod
     def reset(cls, host: str | None = None) -> None:
@@ -109,7 +78,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
         store.reset(host)
 
     def container_exists(self, container: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
         with self.host.lock:
             try:
                 self._container(container)
@@ -118,28 +86,23 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
         return True
 
     def container_image_exists(self, image: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
         validate_pk(image, "image")
         with self.host.lock:
             return image in self.base_images or image in self.host.images
 
     def container_is_running(self, container: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
         with self.host.lock:
             return self._container(container).status in ("running", "suspended")
 
     def container_is_suspended(self, container: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
         with self.host.lock:
             return self._container(container).status == "suspended"
 
     def get_container(self, container: str, **kwargs: Any) -> ContainerRecord:
-        self._no_options(kwargs)
         with self.host.lock:
             return self._record(self._container(container))
 
     def get_containers(self, only_running: bool = False, **kwargs: Any) -> list[ContainerRecord]:
-        self._no_options(kwargs)
         if not isinstance(only_running, bool):
             raise errors.InvalidArgumentError("only_running must be true or false.")
         with self.host.lock:
@@ -152,7 +115,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
 
     def get_node_status(self, **kwargs: Any) -> dict[str, Any]:
         """The shape of Docker's answer: this backend's container counts."""
-        self._no_options(kwargs)
         with self.host.lock:
             items = [c for c in self.host.containers.values() if self._ours(c.labels, "container")]
         running = sum(1 for c in items if c.status != "stopped")
@@ -170,22 +132,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
                 "cpu_limit": validate_cpu_limit(kwargs.get("cpu_limit")),
                 "pids_limit": validate_pids_limit(kwargs.get("pids_limit"))}
 
-    def _bind_source(self, source: str) -> str:
-        if not self.allowed_volume_roots:
-            raise errors.InvalidArgumentError(
-                f"Host directory {source!r} cannot be mounted: this backend allows no bind mounts "
-                "(set allowed_volume_roots, or use a named volume)."
-            )
-        real = os.path.realpath(source)
-        if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in self.allowed_volume_roots):
-            raise errors.InvalidArgumentError(
-                f"Host path {source!r} (resolved to {real!r}) is outside the allowed volume roots "
-                f"({', '.join(self.allowed_volume_roots)})."
-            )
-        if not os.path.exists(real):
-            raise errors.InvalidArgumentError(f"Host path {source!r} does not exist: create it first.")
-        return real
-
     def _volumes(self, volumes: list[VolumeRecord], username: str) -> tuple[list[VolumeRecord], list[str]]:
         """Resolved records, and the named volumes still to be made."""
         prepared: list[VolumeRecord] = []
@@ -193,7 +139,7 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
         for volume in volumes:
             source = volume["source"]
             if source.startswith("/"):
-                source = self._bind_source(source)
+                source = resolve_bind_source(source, self.allowed_volume_roots)
             elif source in self.host.volumes:
                 labels = self.host.volumes[source].labels
                 if labels.get(LABEL + "instance") != self.instance or labels.get(LABEL + "owner") != username:
@@ -249,7 +195,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
         clone_of: str | None = None,
         **kwargs: Any,
     ) -> ContainerRecord:
-        self._no_options(kwargs, CREATE_OPTIONS)
         pk = self.engine_name(uid, name)
         checked = validate_create_arguments(username, ports, volumes, cmd, base_url, image, clone_of, kwargs.get("env"))
         username, port_specs, volume_specs, argv, env = checked
@@ -284,7 +229,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
     # ------------------------------------------------------------------ lifecycle
 
     def start_container(self, container: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             if item.status == "suspended":
@@ -293,14 +237,12 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
                 item.status, item.started_at = "running", moment()
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             if item.status != "stopped":
                 item.status, item.exit_code = "stopped", 0
 
     def suspend_container(self, container: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             if item.status == "stopped":
@@ -309,7 +251,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
             item.status = "suspended"
 
     def resume_container(self, container: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             if item.status == "stopped":
@@ -319,7 +260,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
 
     def delete_container(self, container: str, **kwargs: Any) -> None:
         """Remove the container (in any state) and its snapshots; volumes are kept."""
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             del self.host.containers[item.pk]
@@ -336,7 +276,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
 
     def exec_in_container(self, container: str, cmd: str | list[str], **kwargs: Any) -> str:
         """Run ``cmd`` in :mod:`.shell`'s small shell."""
-        self._no_options(kwargs)
         argv = validate_cmd(cmd, allow_none=False)
         assert argv is not None
         with self.host.lock:
@@ -352,7 +291,6 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
             item.logs.extend((dt.datetime.now(dt.UTC), line) for line in lines)
 
     def get_container_logs(self, container: str, tail: int | None = None, since: Any = None, **kwargs: Any) -> list[str]:
-        self._no_options(kwargs)
         tail = validate_tail(tail)
         moment = parse_since(since)
         with self.host.lock:

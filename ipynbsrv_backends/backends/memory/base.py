@@ -4,40 +4,30 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 from ... import errors
 from ...contract import ContainerRecord, ImageRecord, SnapshotRecord
 from ...validation import validate_name, validate_pk, validate_uid
+from ..options import CONTAINER_OPTIONS, PRIVILEGED_OPTIONS, MethodOptions
 from .store import LABEL, Container, Host, Image
 
-#: Options that would widen a real container's privileges: refused by name, as Docker does.
-PRIVILEGED_OPTIONS = frozenset({
-    "privileged", "cap_add", "cap_drop", "devices", "network_mode", "network", "pid_mode", "ipc_mode",
-    "uts_mode", "userns_mode", "security_opt", "sysctls", "volumes_from", "user", "binds", "mounts",
-    "tmpfs", "runtime", "host_config", "labels", "entrypoint",
-})
 
-
-class MemoryBase:
+class MemoryBase(MethodOptions):
     """State and lookups of a :class:`~.Memory` (set by its constructor)."""
+
+    #: The options each method accepts (the contract's, as ``Docker``'s); every other takes none.
+    METHOD_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "create_container": tuple(CONTAINER_OPTIONS),
+        "restore_container_snapshot": ("env",),
+    }
+    FORBIDDEN_OPTIONS = PRIVILEGED_OPTIONS
 
     host: Host
     instance: str
     name_prefix: str
     base_images: tuple[str, ...]
     registry: str | None
-
-    def _no_options(self, kwargs: Mapping[str, Any], allowed: tuple[str, ...] = ()) -> None:
-        unknown = sorted(set(kwargs) - set(allowed))
-        forbidden = [key for key in unknown if key in PRIVILEGED_OPTIONS]
-        if forbidden:
-            raise errors.InvalidArgumentError(
-                f"Option(s) {', '.join(forbidden)} are not allowed: they would widen what a container may do on the host."
-            )
-        if unknown:
-            accepted = f"; this call accepts {', '.join(allowed)}" if allowed else "; this call takes no options"
-            raise errors.InvalidArgumentError(f"Unknown option(s) {', '.join(unknown)}{accepted}.")
 
     def _ours(self, labels: Mapping[str, str], kind: str) -> bool:
         return labels.get(LABEL + "instance") == self.instance and labels.get(LABEL + "kind") == kind

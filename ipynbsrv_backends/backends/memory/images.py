@@ -30,7 +30,6 @@ class MemoryImages(MemoryBase):
         return image
 
     def create_container_image(self, container: str, name: str, **kwargs: Any) -> ImageRecord:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             repo, _colon, tag = name.partition(":") if isinstance(name, str) else ("", "", "")
@@ -49,7 +48,6 @@ class MemoryImages(MemoryBase):
             return self._image_record(image)
 
     def get_container_image(self, image: str, **kwargs: Any) -> ImageRecord:
-        self._no_options(kwargs)
         validate_pk(image, "image")
         with self.host.lock:
             if image in self.host.images:
@@ -59,13 +57,11 @@ class MemoryImages(MemoryBase):
         raise errors.ContainerImageNotFoundError(f"No image {image!r} on this host.")
 
     def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
-        self._no_options(kwargs)
         with self.host.lock:
             return [self._image_record(image) for image in self._listed("image")]
 
     def delete_container_image(self, image: str, **kwargs: Any) -> None:
         """Remove an image this backend committed (and from its registry); never a base image."""
-        self._no_options(kwargs)
         missing = errors.ContainerImageNotFoundError(f"No image {image!r} was made by this backend.")
         with self.host.lock:
             self._image(image, "image", missing)
@@ -76,7 +72,6 @@ class MemoryImages(MemoryBase):
     # ------------------------------------------------------------------ snapshots
 
     def container_snapshot_exists(self, snapshot: str, **kwargs: Any) -> bool:
-        self._no_options(kwargs)
         with self.host.lock:
             try:
                 self._snapshot(snapshot)
@@ -85,7 +80,6 @@ class MemoryImages(MemoryBase):
         return True
 
     def create_container_snapshot(self, container: str, name: str, **kwargs: Any) -> SnapshotRecord:
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             validate_name(name, "snapshot name")
@@ -95,22 +89,18 @@ class MemoryImages(MemoryBase):
             return self._snapshot_record(self._commit(item, ref, {LABEL + "kind": "snapshot", LABEL + "snapshot": name}))
 
     def delete_container_snapshot(self, snapshot: str, **kwargs: Any) -> None:
-        self._no_options(kwargs)
         with self.host.lock:
             del self.host.images[self._snapshot(snapshot).ref]
 
     def get_container_snapshot(self, snapshot: str, **kwargs: Any) -> SnapshotRecord:
-        self._no_options(kwargs)
         with self.host.lock:
             return self._snapshot_record(self._snapshot(snapshot))
 
     def get_container_snapshots(self, **kwargs: Any) -> list[SnapshotRecord]:
-        self._no_options(kwargs)
         with self.host.lock:
             return [self._snapshot_record(image) for image in self._listed("snapshot")]
 
     def get_containers_snapshots(self, container: str, **kwargs: Any) -> list[SnapshotRecord]:
-        self._no_options(kwargs)
         with self.host.lock:
             pk = self._container(container).pk
             return [self._snapshot_record(image) for image in self._listed("snapshot", container=pk)]
@@ -118,7 +108,6 @@ class MemoryImages(MemoryBase):
     def restore_container_snapshot(self, container: str, snapshot: str, **kwargs: Any) -> ContainerRecord:
         """The snapshot's files back in place; pk, ports, volumes, environment and limits kept.
         Option ``env``: variables to set or replace in the kept environment."""
-        self._no_options(kwargs, ("env",))
         replaced = validate_env(kwargs.get("env"))
         with self.host.lock:
             item = self._container(container)
@@ -142,7 +131,6 @@ class MemoryImages(MemoryBase):
 
     def export_container_snapshot(self, snapshot: str, **kwargs: Any) -> ImageRecord:
         """Put a copy of the snapshot into the in-memory registry, as an image."""
-        self._no_options(kwargs)
         with self.host.lock:
             source = self._snapshot(snapshot)
             registry = self._needs_registry("Exporting a snapshot")
@@ -159,7 +147,6 @@ class MemoryImages(MemoryBase):
 
     def import_container_snapshot(self, container: str, name: str, image: str, **kwargs: Any) -> SnapshotRecord:
         """Make the image a snapshot ``name`` of the container."""
-        self._no_options(kwargs)
         with self.host.lock:
             item = self._container(container)
             validate_name(name, "snapshot name")

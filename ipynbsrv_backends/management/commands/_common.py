@@ -39,7 +39,7 @@ class AuditedCommand(BaseCommand):
     """The base of every command of the app: whatever it does through the services is
     recorded with via ``command``, no user (the system), the command's name as ``source``
     and the operating-system account that ran it as ``run_by`` (:func:`audit.entry_point`;
-    tests/test_audit_walk.py runs every command of the app to show it)."""
+    tests/unit/test_audit_walk.py runs every command of the app to show it)."""
 
     @audit.entry_point(audit.VIA_COMMAND)
     def execute(self, *args: Any, **options: Any) -> Any:

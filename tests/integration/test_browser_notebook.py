@@ -1,0 +1,99 @@
+"""A user's notebook in a real browser, through nginx and the master's check.
+
+alice signs in on the master's site (the test project's plain sign-in page), opens her
+notebook's URL, types code into a cell of Jupyter's own front end, runs it (the kernel's
+websocket goes through nginx with the container's access secret added on the way) and saves
+the notebook; the file is then on her volume, hers. Meanwhile the container's port refuses
+every request that comes without the secret.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from ipynbsrv_backends import services
+from ipynbsrv_backends.contract import ACCESS_HEADER
+from ipynbsrv_backends.models import Image
+
+from ..notebook import Jupyter, a_notebook, nginx, notebook_image, signed_in  # noqa: F401
+from ..utils import wait_for
+from .test_browser import browser  # noqa: F401
+
+pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True), pytest.mark.timeout(420)]
+
+CODE = "x = 6 * 7\nprint(x, 'from the browser')"
+
+
+def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
+        engine, make_node, notebook_image, nginx, settings, django_user_model, browser):  # noqa: F811
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings.IPYNBSRV_BACKENDS = {**settings.IPYNBSRV_BACKENDS, "CONTAINER_PORTS": [8888],
+                                  "CONTAINER_VOLUMES": [], "CONTAINER_OPTIONS": {"mem_limit": "1g"}}
+    make_node("browser-nb")
+    image = Image.objects.create(name="jupyter", ref=notebook_image, public=True)
+    alice = django_user_model.objects.create_user("alice", password="alice-browser-pw")
+    container = services.create_container(alice, "nb", image=image)
+    site = nginx.url + container.base_url
+    # an empty notebook to open (as "New > Notebook" would make), through the proxy as alice
+    api = Jupyter(site, signed_in(alice))
+    try:
+        api.wait_ready()
+        empty = a_notebook("", "")
+        empty["cells"][0]["outputs"], empty["cells"][0]["execution_count"] = [], None
+        api.save("work.ipynb", empty)
+
+        browser.get(f"{nginx.url}/accounts/login/?next={container.base_url}notebooks/work.ipynb")
+        browser.find_element(By.NAME, "username").send_keys("alice")
+        browser.find_element(By.NAME, "password").send_keys("alice-browser-pw")
+        browser.find_element(By.NAME, "login").click()
+        wait = WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,))
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".jp-Cell .cm-content")))
+
+        def kernel_idle() -> bool:  # the page's kernel, connected over its websocket through nginx
+            sessions = api.get("api/sessions").json()
+            return any(item["path"] == "work.ipynb" and item["kernel"]["execution_state"] == "idle"
+                       and item["kernel"]["connections"] > 0 for item in sessions)
+
+        wait_for(kernel_idle, timeout=120, interval=0.5, what="the notebook's kernel to connect")
+
+        def typed(driver) -> bool:
+            editor = driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content")
+            editor.click()
+            editor.send_keys(CODE)
+            return True
+
+        wait.until(typed)
+        wait.until(lambda driver: CODE.split("\n")[0] in driver.find_element(By.CSS_SELECTOR, ".jp-Cell .cm-content").text)
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
+        wait.until(lambda driver: "42 from the browser" in " ".join(
+            element.text for element in driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")))
+        ActionChains(browser).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+
+        def saved() -> bool:
+            notebook = api.load("work.ipynb") or {}
+            cells = notebook.get("cells") or []
+            return bool(cells) and "".join(cells[0]["source"]) == CODE and any(
+                "42 from the browser" in "".join(output.get("text", "")) for output in cells[0]["outputs"])
+
+        wait_for(saved, timeout=60, interval=0.5, what="the notebook saved from the browser")
+        # the page the browser got, its cookies and storage hold nothing of the secret
+        seen = browser.page_source + repr(browser.get_cookies()) + str(browser.execute_script(
+            "return JSON.stringify(Object.assign({}, window.localStorage, window.sessionStorage))"))
+        assert container.access_secret not in seen
+    finally:
+        api.close()
+    owner = engine.containers.get(container.backend_pk).exec_run(["stat", "-c", "%u", "/data/work.ipynb"])
+    assert owner.output.decode().strip() == str(container.uid)
+    # the same server, straight at its port without the secret: nothing
+    direct = requests.get(container.url + "api/contents/work.ipynb", timeout=10)
+    assert direct.status_code == 403 and "from the browser" not in direct.text, (container.url, direct.headers, direct.text[:300])
+    assert requests.get(container.url + "api/contents/work.ipynb", timeout=10,
+                        headers={ACCESS_HEADER: container.access_secret}).status_code == 200
+    services.delete_container(container)
