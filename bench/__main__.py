@@ -15,7 +15,7 @@ from .common import REPO, Row
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("ops", "listing", "storm", "hostapi", "access")
+SECTIONS = ("ops", "listing", "storm", "hostapi", "access", "scale")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +29,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions per measurement (default 9; 1 with --quick)")
     parser.add_argument("--storm", type=int, help="containers in the spawn storm (default 100; 4 with --quick)")
     parser.add_argument("--storm-reps", type=int, help="storm repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--scale-sizes", help="containers on record for section 7, comma-separated "
+                        "(default 100,10000,100000; 100,1000 with --quick)")
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started up")
     return parser.parse_args(argv)
 
@@ -75,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("sections 3 and 5: spawn storm of %d containers (%d repetitions)", count, storm_reps)
             storm_rows, facts["storm"] = storm.measure(count, storm_reps, logdir, keep_cluster=args.keep_cluster)
             rows += storm_rows
+        if "scale" in sections:
+            from . import scale
+
+            wanted = args.scale_sizes or ("100,1000" if args.quick else "100,10000,100000")
+            scale_sizes = tuple(int(size) for size in wanted.split(","))
+            logger.info("section 7: the master at %s containers on record", scale_sizes)
+            rows += scale.measure(scale_sizes, 2 if args.quick else 20)
+            from . import reconcile
+
+            counts = (2, 5) if args.quick else (20, 200)
+            logger.info("section 7: reconcile with %s real containers", counts)
+            rows += reconcile.measure(counts, 1 if args.quick else 5)
     facts["seconds"] = round(time.monotonic() - started, 1)
     from . import page, report
 
@@ -85,10 +99,6 @@ def main(argv: list[str] | None = None) -> int:
                                         default=str))
     if args.out:
         text = page.render(rows, facts, quick=args.quick, reps=reps)
-        if any(item.section.startswith("6") for item in rows):
-            from . import access
-
-            text += access.page_section(rows)
         args.out.write_text(text)
         logger.info("wrote %s", args.out)
     return 0

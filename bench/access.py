@@ -344,7 +344,7 @@ def page_section(rows: list[Row]) -> str:
     from .report import table_lines
 
     chosen = [item for item in rows if item.section == SECTION]
-    return ("\n## 6. The notebook access path\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip() + "\n\n"
+    return ("## 6. The notebook access path\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip() + "\n\n"
             + "Targets: the package's path at p50 within 1.5× direct, and at 16 clients at least 0.8× "
             "configurable-http-proxy's throughput. Why the path costs what it does: `docs/proxy.md`.\n\n"
             + "\n".join(table_lines(chosen)) + "\n")

@@ -301,6 +301,34 @@ def headline(rows: list[Row]) -> list[str]:
     return picks
 
 
+SECTION_7 = """## 7. The master at scale
+
+The proxy's auth check, every list of the users' API (an owner's and staff's) and every admin
+change list with 10,000 and 100,000 containers on record (as many snapshots and audit
+entries; 50 containers a user and a node), each against the same page with 100: the median
+time of a request through Django's test client, on one file SQLite database, and the SQL
+queries it made (a different count at the larger size is a miss). The rows are inserted
+directly (`bench/scale.py`), no engine; each size has a process and a database of its own and
+the sizes are asked in turn, page by page, so a load that comes and goes meets them alike. The
+node and image pages (staff's) hold 2 nodes and 3 images at 100 containers (a user commits
+one image), so they are compared at 100,000 against 10,000, where both show a full page.
+
+Reconcile (`bench/reconcile.py`) runs on the local engine with 20 and 200 real containers
+(the busybox stand-in, created, not started), in step with the records and with drift (a tenth
+of the records without their container, a tenth of the containers without a record, a tenth
+with another status). Its time grows with the containers (the node lists them all); its
+queries should not.
+"""
+
+
+def access_section(rows: list[Row]) -> str:
+    """Section 6 (``bench/access.py``), or a line saying it was not run."""
+    from .access import SECTION, page_section
+
+    return page_section(rows) if any(item.section == SECTION for item in rows) else (
+        "## 6. The notebook access path\n\n*Not run.*\n")
+
+
 def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
     storm = facts.get("storm") or {}
     run = f" {reps} repetitions per measurement; the whole run took {facts.get('seconds')} s.\n"
@@ -318,7 +346,7 @@ def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
 
     parts += [SECTION_1, section("1"), section_1_why(rows), SECTION_2, section("2"), SECTION_2_WHY,
               SECTION_3.format(count=storm.get("count", 100)), section("3"), SECTION_3_WHY,
-              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), HISTORY]
+              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), access_section(rows), SECTION_7, section("7"), HISTORY]
     parts.append("## Running it\n\n`make bench` as root on a fresh machine: it sets up the virtualenv (with the "
                  "`bench` extra), the engine, the test image and the cluster test bed (honouring "
                  "`IPYNBSRV_CLUSTER_ID`), runs every section, takes the test bed down again if it brought it "

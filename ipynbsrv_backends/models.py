@@ -275,11 +275,19 @@ class Container(models.Model):
     objects = ContainerQuerySet.as_manager()
 
     class Meta:
-        ordering = ["owner__username", "name"]
+        # By the owner's id, not the username: the unique (owner, name) index serves it, so no
+        # query joins the users' table just to sort (the proxy's lookup, the admin's list).
+        ordering = ["owner_id", "name"]
         verbose_name = _("container")
         verbose_name_plural = _("containers")
         constraints = [
             models.UniqueConstraint(fields=["owner", "name"], name="ipynbsrv_container_owner_name_unique"),
+        ]
+        indexes = [
+            # The proxy's lookup by base URL (on MySQL the migration makes it a prefix index).
+            models.Index(fields=["base_url"], name="ipynbsrv_container_base_url"),
+            # The admin's date hierarchy: its bounds and ranges.
+            models.Index(fields=["created_at"], name="ipynbsrv_container_created"),
         ]
 
     def __str__(self) -> str:
@@ -314,7 +322,11 @@ class Container(models.Model):
             if move.get("abandoned"):
                 return str(_("an interrupted move: run ipynbsrv_reconcile"))
             target_pk = move.get("target")
-            target = (Node.objects.filter(pk=target_pk).values_list("name", flat=True).first() if target_pk else None) or "?"
+            if "move_target_name" in self.__dict__:  # read with the row (with_move_target)
+                target = self.__dict__["move_target_name"] or "?"
+            else:
+                target = (Node.objects.filter(pk=target_pk).values_list("name", flat=True).first()
+                          if target_pk else None) or "?"
             total, done = move.get("snapshots") or 0, move.get("snapshots_done") or 0
             if move.get("stage") == "created" and isinstance(total, int) and isinstance(done, int) and done < total:
                 return str(_("copying snapshot {number} of {total} to {target}")).format(
@@ -334,6 +346,25 @@ class Container(models.Model):
         return None
 
 
+def with_move_target(queryset: models.QuerySet[Container]) -> models.QuerySet[Container]:
+    """``queryset`` with the name of each row's move target read in the same query, so that
+    :attr:`Container.progress` of a list asks nothing per row."""
+    from django.db.models.fields.json import KeyTextTransform
+    from django.db.models.functions import Cast
+
+    target = Cast(KeyTextTransform("target", models.OuterRef("pending_move")), models.BigIntegerField())
+    name = Node.objects.filter(pk=target).order_by().values("name")[:1]
+    return queryset.annotate(move_target_name=models.Subquery(name))
+
+
+def containers_in_use() -> models.Subquery:
+    """For ``Node.objects.annotate(...)``: how many active containers each node holds, counted
+    for the rows the query answers only (one index lookup each), not for every node first."""
+    active = Container.objects.filter(node=models.OuterRef("pk")).active().order_by()
+    count = active.values("node").annotate(n=models.Count("pk")).values("n")
+    return models.Subquery(count, output_field=models.IntegerField())
+
+
 class Snapshot(models.Model):
     """A snapshot of a container's filesystem."""
 
@@ -344,7 +375,7 @@ class Snapshot(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
-        ordering = ["container", "-created_at"]
+        ordering = ["container_id", "-created_at"]
         verbose_name = _("snapshot")
         verbose_name_plural = _("snapshots")
         constraints = [
@@ -405,6 +436,10 @@ class AuditEntry(models.Model):
         ordering = ["-when", "-pk"]
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit log")
+        indexes = [
+            # The admin's filter by node walks it (admin/flat.py).
+            models.Index(fields=["node"], name="ipynbsrv_audit_node"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.when:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target}"

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter
 from drf_spectacular.views import SpectacularAPIView
@@ -31,11 +32,12 @@ from rest_framework.reverse import reverse
 
 from .. import __version__, audit, background, services
 from ..errors import ContainerNotFoundError
-from ..models import Container, Image, Node, Snapshot
+from ..models import Container, Image, Node, Snapshot, containers_in_use, with_move_target
 from ..parsers import SafeJSONParser
 from . import serializers as s
 from .crosssite import BasicNoPrompt, refuse_cross_site
 from .exceptions import api_exception_handler
+from .pagination import ListPagination
 from .permissions import OwnerOrStaff, StaffOnly
 from .schema import UserAPISchema, document, errors
 
@@ -59,7 +61,7 @@ class UserAPIView(_ViewBase):
     permission_classes = [OwnerOrStaff]
     renderer_classes = [JSONRenderer]
     parser_classes = [SafeJSONParser]
-    pagination_class = None
+    pagination_class = ListPagination  # every list: by id, a cursor, docs/api.md "Lists"
     filter_backends: list[Any] = []
     schema = UserAPISchema()
     schema_tags: list[str] = []
@@ -140,9 +142,9 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
     def get_queryset(self) -> QuerySet[Container]:
         if self.fake:
             return Container.objects.none()
-        return services.user_containers(self.request.user).select_related("node__backend")
+        return with_move_target(services.user_containers(self.request.user).select_related("node__backend"))
 
-    @document(summary=_("Your containers (staff: all)"), responses={200: s.ContainerSerializer(many=True), **errors()})
+    @document(summary=_("Your containers (staff: all)"), responses={200: s.ContainerSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -339,7 +341,7 @@ class ImageViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin
             return Image.objects.none()
         return services.usable_images(self.request.user).select_related("owner", "node")
 
-    @document(summary=_("Images you may use"), responses={200: s.ImageSerializer(many=True), **errors()})
+    @document(summary=_("Images you may use"), responses={200: s.ImageSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -364,10 +366,9 @@ class NodeViewSet(UserAPIView, viewsets.ReadOnlyModelViewSet):
     schema_tags = ["nodes"]
 
     def get_queryset(self) -> QuerySet[Node]:
-        active = Q(containers__status__in=Container.ACTIVE)
-        return Node.objects.select_related("backend").annotate(containers_in_use=Count("containers", filter=active))
+        return Node.objects.select_related("backend").annotate(containers_in_use=Coalesce(containers_in_use(), 0))
 
-    @document(summary=_("Every node (staff only)"), responses={200: s.NodeSerializer(many=True), **errors()})
+    @document(summary=_("Every node (staff only)"), responses={200: s.NodeSerializer(many=True), **errors(400)})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -400,7 +401,8 @@ class SchemaView(SpectacularAPIView):
         "Sign in with HTTP Basic, sent with each request (a 401 does not ask for it), or a Django session "
         "(unsafe methods then need the CSRF token). Unsafe requests whose Origin or Referer is another "
         "site's are refused (403 `cross_site_request`); their bodies must be JSON (else 415). "
-        "Errors are `{code, detail}`; a bad body's answer adds `fields`.",
+        "Errors are `{code, detail}`; a bad body's answer adds `fields`. Every list answers one page, "
+        "`{next, previous, results}`, by id: follow `next` (50 items, `?page_size=` 1 to 500).",
         "VERSION": __version__,
         "COMPONENT_SPLIT_REQUEST": True,
         "PREPROCESSING_HOOKS": [f"{__name__}.only_user_api"],

@@ -37,13 +37,13 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     for size in (2, 5):
         assert f"get_containers, {size} containers: time vs one raw list call" in names
     sections = {row["section"][0] for row in rows}
-    assert sections == {"1", "2", "3", "4", "5", "6"}
+    assert sections == {"1", "2", "3", "4", "5", "6", "7"}
     for clients in ("1 client", "16 clients"):  # the access path's ways, each against its baseline
         assert f"p50, {clients}: the package's path (nginx, docs/proxy-nginx.conf) vs direct" in names
         assert f"req/s, {clients}: the package's path (nginx, docs/proxy-nginx.conf) vs configurable-http-proxy" \
             in names
     for row in rows:
-        if row["section"][0] in "1246" or row["name"].startswith(("throughput", "time to")):
+        if row["section"][0] in "12467" or row["name"].startswith(("throughput", "time to")):
             assert isinstance(row["ratio"], float) and math.isfinite(row["ratio"]), row
     storm = {row["name"]: row for row in rows if row["section"].startswith("3")}
     assert storm["creations through the master that succeeded (of 4)"]["met"] is True
@@ -52,7 +52,8 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     assert engine_calls["met"] is True  # one request at every size
     text = page.read_text()
     for heading in ("## 1. Per-operation overhead", "## 2. Listing at scale", "## 3. Spawn storm",
-                    "## 4. Host API cost", "## 5. Memory", "## 6. The notebook access path"):
+                    "## 4. Host API cost", "## 5. Memory", "## 6. The notebook access path",
+                    "## 7. The master at scale"):
         assert heading in text
     assert "--quick" in text
     assert "- **suspend**: docker-py" in text and "the bare hop alone" in text  # computed from the rows

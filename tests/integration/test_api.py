@@ -57,6 +57,13 @@ def body(response) -> Any:
     return json.loads(response.content)
 
 
+def page(response) -> list[Any]:
+    """The items of one page of a list (every list is paginated: ``{next, previous, results}``)."""
+    data = body(response)
+    assert response.status_code == 200 and set(data) == {"next", "previous", "results"}, response.content[:500]
+    return data["results"]
+
+
 def create(client: APIClient, name: str, image: Image | None = None, **more: Any):
     data = {"name": name, **({"image": image.pk} if image is not None else {}), **more}
     return client.post(f"{API}/containers/?wait=true", data, format="json")
@@ -114,7 +121,7 @@ def test_create_list_retrieve_and_delete(alice, make_node, image, engine):
     assert response["Location"].endswith(f"{API}/containers/{data['id']}/")
     assert engine_names(engine, node) == [Container.objects.get().backend_pk]
 
-    listed = body(api.get(f"{API}/containers/"))
+    listed = page(api.get(f"{API}/containers/"))
     assert [c["id"] for c in listed] == [data["id"]]
     assert body(api.get(f"{API}/containers/{data['id']}/")) == data
 
@@ -158,9 +165,9 @@ def test_snapshot_restore_and_delete(alice, make_node, image):
     response = api.post(f"{API}/containers/{pk}/snapshot/", {"name": "v1"}, format="json")
     assert response.status_code == 409 and body(response)["code"] == "already_exists"
 
-    assert [s["id"] for s in body(api.get(f"{API}/snapshots/"))] == [snap["id"]]
-    assert [s["id"] for s in body(api.get(f"{API}/snapshots/?container={pk}"))] == [snap["id"]]
-    assert body(api.get(f"{API}/snapshots/?container={pk + 1000}")) == []
+    assert [s["id"] for s in page(api.get(f"{API}/snapshots/"))] == [snap["id"]]
+    assert [s["id"] for s in page(api.get(f"{API}/snapshots/?container={pk}"))] == [snap["id"]]
+    assert page(api.get(f"{API}/snapshots/?container={pk + 1000}")) == []
     assert body(api.get(f"{API}/snapshots/{snap['id']}/")) == snap
 
     run_in(pk, "sh", "-c", "echo v2 > /v")
@@ -192,10 +199,10 @@ def test_commit_images_and_start_from_them(alice, bob, make_node, image):
     assert committed["base"] is False and committed["source"] == pk and committed["node"] == "n1"
     assert response["Location"].endswith(f"{API}/images/{committed['id']}/")
 
-    assert sorted(i["id"] for i in body(api.get(f"{API}/images/"))) == sorted([image.pk, committed["id"]])
+    assert sorted(i["id"] for i in page(api.get(f"{API}/images/"))) == sorted([image.pk, committed["id"]])
     base = body(api.get(f"{API}/images/{image.pk}/"))
     assert base["base"] is True and base["owner"] is None and base["source"] is None
-    assert [i["id"] for i in body(other.get(f"{API}/images/"))] == [image.pk]
+    assert [i["id"] for i in page(other.get(f"{API}/images/"))] == [image.pk]
     assert other.get(f"{API}/images/{committed['id']}/").status_code == 404
     assert other.delete(f"{API}/images/{committed['id']}/").status_code == 404
 
@@ -243,9 +250,9 @@ def test_another_user_gets_404_for_everything_of_alice(alice, bob, make_node, im
     committed = body(api.post(f"{API}/containers/{pk}/commit/", {"name": "private"}, format="json"))
     before = Container.objects.get(pk=pk).status
 
-    assert body(other.get(f"{API}/containers/")) == []
-    assert body(other.get(f"{API}/snapshots/")) == []
-    assert committed["id"] not in [i["id"] for i in body(other.get(f"{API}/images/"))]
+    assert page(other.get(f"{API}/containers/")) == []
+    assert page(other.get(f"{API}/snapshots/")) == []
+    assert committed["id"] not in [i["id"] for i in page(other.get(f"{API}/images/"))]
     requests = [
         ("get", f"containers/{pk}/", None),
         *(("post", f"containers/{pk}/{step}/", None)
@@ -280,7 +287,7 @@ def test_staff_see_and_act_on_everything(alice, bob, carol, make_node, image):
     mine = body(create(client_for(alice), "nb", image))
     theirs = body(create(client_for(bob), "nb", image))
     staff = client_for(carol)
-    assert sorted(c["id"] for c in body(staff.get(f"{API}/containers/"))) == sorted([mine["id"], theirs["id"]])
+    assert sorted(c["id"] for c in page(staff.get(f"{API}/containers/"))) == sorted([mine["id"], theirs["id"]])
     response = staff.post(f"{API}/containers/{mine['id']}/stop/")
     assert response.status_code == 200 and body(response)["status"] == "stopped"
 
@@ -298,7 +305,7 @@ def test_nodes_are_for_staff_only(alice, carol, make_node, image):
     assert response.status_code == 403 and body(response)["code"] == "permission_denied"
     assert client_for(alice).get(f"{API}/nodes/{node.pk}/").status_code == 403
 
-    listed = body(client_for(carol).get(f"{API}/nodes/"))
+    listed = page(client_for(carol).get(f"{API}/nodes/"))
     assert [n["name"] for n in listed] == ["n1"]
     entry = listed[0]
     assert set(entry) == {"id", "name", "address", "backend", "kind", "enabled", "draining", "capacity",

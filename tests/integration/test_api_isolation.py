@@ -15,7 +15,7 @@ import pytest
 
 from ipynbsrv_backends.models import Container, Image, Snapshot
 
-from .test_api import API, _api, body, carol, client_for, create  # noqa: F401 - fixtures
+from .test_api import API, _api, body, carol, client_for, create, page  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -85,10 +85,10 @@ def test_bob_changes_nothing_on_the_engine(alice, bob, make_node, image, engine)
     response = create(other, "thief", Image.objects.get(pk=committed["id"]))
     assert response.status_code == 400 and "image" in body(response)["fields"]
     # Lists show only bob's own things.
-    assert [c["id"] for c in body(other.get(f"{API}/containers/"))] == [theirs]
-    assert [s["id"] for s in body(other.get(f"{API}/snapshots/"))] == [own_snap["id"]]
-    assert body(other.get(f"{API}/snapshots/?container={mine}")) == []
-    assert committed["id"] not in [i["id"] for i in body(other.get(f"{API}/images/"))]
+    assert [c["id"] for c in page(other.get(f"{API}/containers/"))] == [theirs]
+    assert [s["id"] for s in page(other.get(f"{API}/snapshots/"))] == [own_snap["id"]]
+    assert page(other.get(f"{API}/snapshots/?container={mine}")) == []
+    assert committed["id"] not in [i["id"] for i in page(other.get(f"{API}/images/"))]
 
     assert engine_view(engine, node) == engine_before
     assert database_view() == database_before
