@@ -273,6 +273,22 @@ def bob(django_user_model):
 
 
 @pytest.fixture
+def drifted(make_node, image, alice, engine):
+    """A node whose engine drifted from the records: one record whose container is gone, one
+    orphan of alice's, one container stopped behind the master's back and one in step."""
+    from ipynbsrv_backends import registry, services
+
+    node = make_node("n1")
+    kept = services.create_container(alice, "kept", image=image)
+    gone = services.create_container(alice, "gone", image=image)
+    engine.containers.get(gone.backend_pk).remove(force=True)
+    backend = registry.get_backend(node)
+    orphan = backend.create_container("alice", 2000 + alice.pk, "orphan", [], [], image=TEST_IMAGE)
+    backend.stop_container(kept.backend_pk)
+    return {"node": node, "kept": kept, "gone": gone, "orphan": orphan["pk"], "backend": backend}
+
+
+@pytest.fixture
 def master_settings(settings):
     """The master's settings for tests: least-loaded placement, port 8888 published, no
     volumes; cached backend instances dropped before and after."""

@@ -136,20 +136,6 @@ def test_no_nodes(db):
 
 # ---------------------------------------------------------------------------- ipynbsrv_reconcile
 
-@pytest.fixture
-def drifted(make_node, image, alice, engine):
-    """A node with one record whose container is gone, one orphan of alice's, one stopped
-    behind the master's back and one in step."""
-    node = make_node("n1")
-    kept = services.create_container(alice, "kept", image=image)
-    gone = services.create_container(alice, "gone", image=image)
-    engine.containers.get(gone.backend_pk).remove(force=True)
-    backend = registry.get_backend(node)
-    orphan = backend.create_container("alice", 2000 + alice.pk, "orphan", [], [], image=TEST_IMAGE)
-    backend.stop_container(kept.backend_pk)
-    return {"node": node, "kept": kept, "gone": gone, "orphan": orphan["pk"], "backend": backend}
-
-
 def test_reconcile_in_step(make_node, image, alice):
     make_node("n1")
     services.create_container(alice, "nb", image=image)

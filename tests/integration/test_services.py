@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from ipynbsrv_backends.backends import Docker
 from ipynbsrv_backends.models import Backend, Container, Image, Node, Snapshot
 
 from ..conftest import PREFIX, TEST_IMAGE
+from ..support.threads import run_together
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
 
@@ -206,26 +206,7 @@ def test_capacity_is_respected(make_node, image, alice, engine):
 def test_concurrent_creations_never_exceed_capacity(make_node, image, django_user_model, engine):
     node = make_node("n1", capacity=3)
     users = [django_user_model.objects.create_user(f"user{i}") for i in range(6)]
-    results: list[object] = []
-    lock = threading.Lock()
-
-    def create(user):
-        from django.db import connection
-
-        try:
-            outcome = services.create_container(user, "nb", image=image)
-        except errors.BackendError as exc:
-            outcome = exc
-        finally:
-            connection.close()
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=create, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    results = run_together(lambda user: services.create_container(user, "nb", image=image), users, timeout=120)
     created = [r for r in results if isinstance(r, Container)]
     refused = [r for r in results if isinstance(r, errors.NoNodeAvailableError)]
     assert len(created) == 3 and len(refused) == 3, results
@@ -322,15 +303,10 @@ def test_a_container_removed_behind_our_back_is_marked_lost(make_node, image, al
 
 # ---------------------------------------------------------------------------- reconcile
 
-def test_reconcile_reports_and_repairs_drift(make_node, image, alice, engine):
-    node = make_node("n1")
-    kept = services.create_container(alice, "kept", image=image)
-    gone = services.create_container(alice, "gone", image=image)
-    engine.containers.get(gone.backend_pk).remove(force=True)
-    backend = registry.get_backend(node)
-    orphan = backend.create_container("alice", 2000 + alice.pk, "orphan", [], [], image=TEST_IMAGE)
+def test_reconcile_reports_and_repairs_drift(drifted, alice):
+    node, gone, backend = drifted["node"], drifted["gone"], drifted["backend"]
+    orphan = {"pk": drifted["orphan"]}
     stranger = backend.create_container("nobody-known", 99999, "stray", [], [], image=TEST_IMAGE)
-    backend.stop_container(kept.backend_pk)
 
     report = services.reconcile(node)
     assert report.missing == [str(gone)]
