@@ -72,6 +72,7 @@ def main(facts_path: str) -> int:
 
     from ipynbsrv_backends import services
     from ipynbsrv_backends.models import Backend, Container, Node
+    from tests.support.threads import run_together
 
     count = int(facts["count"])
     call_command("migrate", verbosity=0, interactive=False)
@@ -98,11 +99,9 @@ def main(facts_path: str) -> int:
 
     services._reserve = timed_reserve
     barrier = threading.Barrier(count)
-    results: list[dict[str, Any]] = []
-    lock = threading.Lock()
     start_box: list[float] = []
 
-    def spawn(user: Any) -> None:
+    def spawn(user: Any) -> dict[str, Any]:
         outcome: dict[str, Any] = {"user": user.username}
         try:
             barrier.wait(timeout=120)
@@ -115,16 +114,9 @@ def main(facts_path: str) -> int:
             outcome["http"] = http_answers(url, time.monotonic() + HTTP_DEADLINE)
         except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
             outcome["error"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
-        with lock:
-            results.append(outcome)
+        return outcome
 
-    threads = [threading.Thread(target=spawn, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
+    results: list[dict[str, Any]] = run_together(spawn, users, timeout=600)
     start = start_box[0] if start_box else time.monotonic()
     created = [r["created"] - start for r in results if "created" in r]
     answered = [r["http"] - start for r in results if r.get("http")]

@@ -25,6 +25,7 @@ import pytest
 
 from .support.ci import in_ci, missing
 from .support.engine import prune_images, purge_instances  # noqa: F401 - prune_images: older imports
+from .support.processes import stop_process
 
 RUN_ID = uuid.uuid4().hex[:6]
 INSTANCE = f"pytest-{RUN_ID}"
@@ -216,8 +217,7 @@ def registry(workdir):
 
     wait_for(up, timeout=20, what="the registry to answer")
     yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
+    stop_process(process, timeout=10)
     log.close()
 
 

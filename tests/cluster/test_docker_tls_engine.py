@@ -30,6 +30,7 @@ from ipynbsrv_backends.backends import Docker
 from ipynbsrv_backends.contract import BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
 
 from ..conftest import TEST_IMAGE
+from ..support.processes import stop_process
 from ..utils import load_image_into, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -152,13 +153,7 @@ def tls_engine(certs, raw_docker):
         load_image_into(str(sock), TEST_IMAGE, timeout=120)
         yield state
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_process(process)
         remove_namespace()
         shutil.rmtree(state, ignore_errors=True)
 

@@ -8,7 +8,7 @@ Nothing here imports pytest, so ``bench/`` uses it as it is. ``tests.utils`` and
 from __future__ import annotations
 
 from .engine import purge_instances, purge_labelled
-from .processes import HostAPINode, child_env, children_of, hostapi_command, pid_alive, wait_gone
+from .processes import HostAPINode, child_env, children_of, hostapi_command, pid_alive, stop_process, wait_gone
 from .waiting import api_as, free_port, http_answers, http_get, load_image_into, wait_for
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "pid_alive",
     "purge_instances",
     "purge_labelled",
+    "stop_process",
     "wait_for",
     "wait_gone",
 ]

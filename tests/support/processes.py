@@ -193,6 +193,19 @@ class HostAPINode:
             self.terminate()
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 30.0) -> None:
+    """SIGTERM a child process that may still run, and SIGKILL it when it has not ended
+    within ``timeout`` seconds (never raises for one that has ended already)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def wait_gone(pids: list[int], timeout: float = 15.0) -> None:
     wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=timeout,
              what=f"processes {pids} to exit")
