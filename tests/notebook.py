@@ -234,9 +234,15 @@ class Jupyter:
                                                             "content": notebook})
         assert answer.status_code in (200, 201), answer.text
 
-    def load(self, path: str) -> dict[str, Any] | None:
+    def load(self, path: str, *, may_be_saving: bool = False) -> dict[str, Any] | None:
+        """The notebook at ``path``, or None when there is none. Jupyter saves a notebook in
+        place (its "atomic" writing keeps a backup, but truncates the file first), so a read
+        racing a save from elsewhere (a browser's Ctrl+S) can find it empty: with
+        ``may_be_saving``, that answer is also None (not there yet), not a failure."""
         answer = self.get(f"api/contents/{path}?content=1")
         if answer.status_code == 404:
+            return None
+        if may_be_saving and answer.status_code == 400 and "Unreadable Notebook" in answer.text:
             return None
         assert answer.status_code == 200, answer.text
         return answer.json()["content"]

@@ -54,7 +54,7 @@ def test_alice_runs_a_cell_and_saves_her_notebook_in_a_browser(
         ActionChains(browser).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
 
         def saved() -> bool:
-            notebook = api.load("work.ipynb") or {}
+            notebook = api.load("work.ipynb", may_be_saving=True) or {}
             cells = notebook.get("cells") or []
             return bool(cells) and "".join(cells[0]["source"]) == CODE and any(
                 "42 from the browser" in "".join(output.get("text", "")) for output in cells[0]["outputs"])
