@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     # Nothing outside this allow-list is ever imported from a form or an API call.
     "BACKEND_CLASSES": {
         "Docker": "ipynbsrv_backends.backends.Docker",
+        # Each container a one-replica service of a swarm, through a manager (docs/swarm.md).
+        "DockerSwarm": "ipynbsrv_backends.backends.DockerSwarm",
         "HttpRemote": "ipynbsrv_backends.backends.HttpRemote",
         # In this process's memory, no engine: for development and tests (docs: README).
         "Memory": "ipynbsrv_backends.backends.Memory",

@@ -14,6 +14,10 @@
 #   scripts/cluster.sh env        print the facts tests need (KEY=VALUE lines)
 #   scripts/cluster.sh firewall [ARGS]   run ipynbsrv_firewall ARGS in every node's namespace
 #                                 (not part of `up`: the test bed runs without it by default)
+#   scripts/cluster.sh swarm      make the running nodes one Docker swarm: node 1 the manager,
+#                                 the others workers, each labelled org.ipynbsrv.node=nN;
+#                                 idempotent (`down` leaves the swarm before stopping engines)
+#   scripts/cluster.sh unswarm    every node leaves the swarm
 #
 # Everything lives under $IPYNBSRV_CLUSTER_DIR (default /tmp/ipynbsrv-cluster<ID>).
 # IPYNBSRV_CLUSTER_ID (a number from 0 to 9, default 0) lets several test beds coexist on one
@@ -201,11 +205,63 @@ up_node() {
     wait_until 60 "the host API of node $i" hostapi_up "$i" || { tail -30 "$dir/hostapi.log" >&2; exit 1; }
 }
 
+# the node's engine is in a swarm (any state but inactive)
+in_swarm() {
+    [ "$(docker -H "unix://$(node_sock "$1")" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ]
+}
+swarm_ready() {   # every node of the test bed is Ready in the manager's node list
+    local ready
+    ready=$(docker -H "unix://$(node_sock 1)" node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$' || true)
+    [ "$ready" -ge "$1" ]
+}
+
+swarm() {
+    [ "$(id -u)" = 0 ] || die "the swarm needs root"
+    local count=0 i manager
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    [ "$count" -gt 0 ] || die "no node runs: scripts/cluster.sh up first"
+    manager="unix://$(node_sock 1)"
+    if ! in_swarm 1; then
+        docker -H "$manager" swarm init --advertise-addr "$(node_ip 1)" --listen-addr "$(node_ip 1):2377" >/dev/null
+    fi
+    local token
+    token=$(docker -H "$manager" swarm join-token -q worker)
+    for i in $(seq 2 "$count"); do
+        if ! in_swarm "$i"; then
+            docker -H "unix://$(node_sock "$i")" swarm join --token "$token" \
+                --advertise-addr "$(node_ip "$i")" "$(node_ip 1):2377" >/dev/null
+        fi
+    done
+    wait_until 60 "every node Ready in the swarm" swarm_ready "$count" \
+        || { docker -H "$manager" node ls >&2; exit 1; }
+    # the namespaces share the host's hostname: label each node with its test bed name
+    for i in $(seq 1 "$count"); do
+        local id
+        id=$(docker -H "unix://$(node_sock "$i")" info --format '{{.Swarm.NodeID}}')
+        docker -H "$manager" node update --label-add "org.ipynbsrv.node=n$i" "$id" >/dev/null
+    done
+    echo swarm > "$STATE/swarm"
+    log "swarm up: manager $(node_ip 1), $count node(s)"
+}
+
+unswarm() {
+    local count=0 i
+    [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
+    # workers first, then the manager (the last manager must force its leave)
+    for i in $(seq "$count" -1 1); do
+        if in_swarm "$i"; then
+            timeout 60 docker -H "unix://$(node_sock "$i")" swarm leave --force >/dev/null 2>&1 || true
+        fi
+    done
+    rm -f "$STATE/swarm"
+}
+
 down() {
     [ "$(id -u)" = 0 ] || die "the cluster needs root"
     local count=0 i
     [ -f "$STATE/nodes" ] && count=$(cat "$STATE/nodes")
     stop_pidfile "$STATE/master.pid" "the master" 15
+    [ -f "$STATE/swarm" ] && unswarm
     # every namespace we may have made, even if the state file is gone
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NSP[0-9]+\$" || true); do
         i=${ns#"$NSP"}
@@ -255,6 +311,9 @@ env_facts() {
     echo "CLUSTER_SHARED=$STATE/shared"
     echo "CLUSTER_REGISTRY=$REGISTRY_ADDR"
     echo "CLUSTER_NODES=$count"
+    if [ -f "$STATE/swarm" ]; then
+        echo "CLUSTER_SWARM_MANAGER=unix://$(node_sock 1)"
+    fi
     for i in $(seq 1 "$count"); do
         echo "CLUSTER_NODE_${i}_ADDRESS=$(node_ip "$i")"
         echo "CLUSTER_NODE_${i}_URL=http://$(node_ip "$i"):$HOSTAPI_PORT"
@@ -281,5 +340,7 @@ case "${1:-}" in
     status) status ;;
     env) env_facts ;;
     firewall) shift; firewall "$@" ;;
-    *) echo "usage: $0 up [N] | down | status | env | firewall [ARGS]" >&2; exit 2 ;;
+    swarm) swarm ;;
+    unswarm) unswarm ;;
+    *) echo "usage: $0 up [N] | down | status | env | firewall [ARGS] | swarm | unswarm" >&2; exit 2 ;;
 esac

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Docker", "HttpRemote", "Memory"]
+__all__ = ["Docker", "DockerSwarm", "HttpRemote", "Memory"]
 
 if TYPE_CHECKING:
     from .docker import Docker
     from .http_remote import HttpRemote
     from .memory import Memory
+    from .swarm import DockerSwarm
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from .docker import Docker
 
         return Docker
+    if name == "DockerSwarm":
+        from .swarm import DockerSwarm
+
+        return DockerSwarm
     if name == "HttpRemote":
         from .http_remote import HttpRemote
 

@@ -241,6 +241,7 @@ README_TABLES = {
     "HttpRemote": "ipynbsrv_backends.backends.http_remote_options:HTTP_REMOTE_OPTIONS",
     "Docker": "ipynbsrv_backends.backends.docker.options:DOCKER_OPTIONS",
     "Memory": "ipynbsrv_backends.backends.memory.options:MEMORY_OPTIONS",
+    "DockerSwarm": "ipynbsrv_backends.backends.swarm.options:SWARM_OPTIONS",
 }
 REGENERATE = "python -m ipynbsrv_backends.backends.options --write README.md"
 

@@ -33,7 +33,7 @@ from .records import is_ours
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DockerEngine", "port_conflict"]
+__all__ = ["DockerEngine", "EngineAccess", "port_conflict"]
 
 
 def port_conflict(exc: BaseException | None) -> int | None:
@@ -79,16 +79,13 @@ class _EngineClient(docker.APIClient):
         pass
 
 
-class DockerEngine(MethodOptions, SnapshotTransferContainerBackend, SuspendableContainerBackend,
-                   ImagePullingContainerBackend, NodeStatusContainerBackend):
-    """The engine connection and lookups the parts of the ``Docker`` backend share."""
+class EngineAccess(MethodOptions):
+    """The connection to one engine and the translation of its errors, claiming no
+    capability: the ``Docker`` backend and the ``DockerSwarm`` backend (which talks to a
+    swarm manager's engine) both stand on it."""
 
-    # Set by the constructor from its options (see ``docker/options.py``).
+    # Set by the constructor from its options.
     base_url: str
-    registry: str | None
-    allowed_volume_roots: tuple[str, ...]
-    instance: str
-    name_prefix: str
     version: str | None
     timeout: float
     max_pool_size: int
@@ -96,23 +93,9 @@ class DockerEngine(MethodOptions, SnapshotTransferContainerBackend, SuspendableC
     tls_ca_cert: str | None
     tls_client_cert: str | None
     tls_client_key: str | None
-    stop_timeout: int
-    default_mem_limit: int | str | None
-    default_cpu_limit: float | None
-    default_pids_limit: int | None
-    pull_policy: str
-    registry_username: str | None
-    registry_password: str | None
-    registry_insecure: bool
-    registry_ca_cert: str | None
-    allowed_images: tuple[str, ...]
-    no_new_privileges: bool
-    use_init: bool
-    port_range: tuple[int, int]
 
     _client: docker.APIClient | None
     _client_lock: threading.Lock
-    _name_lock: threading.Lock
 
     def _api(self) -> docker.APIClient:
         with self._client_lock:
@@ -233,6 +216,32 @@ class DockerEngine(MethodOptions, SnapshotTransferContainerBackend, SuspendableC
                     "listens without TLS there (then drop tls_ca_cert and the client certificate, or better, "
                     "start it with --tlsverify) or base_url names the wrong port.")
         return f"TLS with {where} failed ({text}): check tls_ca_cert, tls_client_cert and tls_client_key."
+
+
+class DockerEngine(EngineAccess, SnapshotTransferContainerBackend, SuspendableContainerBackend,
+                   ImagePullingContainerBackend, NodeStatusContainerBackend):
+    """The engine connection and lookups the parts of the ``Docker`` backend share."""
+
+    # Set by the constructor from its options (see ``docker/options.py``).
+    registry: str | None
+    allowed_volume_roots: tuple[str, ...]
+    instance: str
+    name_prefix: str
+    stop_timeout: int
+    default_mem_limit: int | str | None
+    default_cpu_limit: float | None
+    default_pids_limit: int | None
+    pull_policy: str
+    registry_username: str | None
+    registry_password: str | None
+    registry_insecure: bool
+    registry_ca_cert: str | None
+    allowed_images: tuple[str, ...]
+    no_new_privileges: bool
+    use_init: bool
+    port_range: tuple[int, int]
+
+    _name_lock: threading.Lock
 
     # ------------------------------------------------------------------ lookups
 

@@ -22,7 +22,7 @@ from ...validation import resolve_bind_source, under_roots
 from .constants import L_INSTANCE, L_KIND, L_OWNER, L_PORTS
 from .engine import DockerEngine, port_conflict
 
-__all__ = ["HostResources"]
+__all__ = ["HostResources", "pick_port"]
 
 
 class HostResources(DockerEngine):
@@ -139,22 +139,7 @@ class HostResources(DockerEngine):
         return low + secrets.randbelow(high - low + 1)
 
     def _pick_port(self, avoid: set[int]) -> int:
-        """A host port from ``port_range`` that is not in ``avoid``: random draws first, then
-        a scan from a random point, so a nearly full range is still found."""
-        low, high = self.port_range
-        for _ in range(32):
-            port = self._random_port()
-            if port not in avoid:
-                return port
-        start = self._random_port()
-        for offset in range(high - low + 1):
-            port = low + (start - low + offset) % (high - low + 1)
-            if port not in avoid:
-                return port
-        raise errors.BackendUnavailableError(
-            f"No free host port left in port_range {low}-{high} on {self.base_url}: widen port_range or delete "
-            "unused containers."
-        )
+        return pick_port(self.port_range, avoid, self.base_url, self._random_port)
 
     def _start_keeping_ports(self, container_id: str, pk: str, action: Callable[[], Any]) -> None:
         """Run ``action`` (a start or restart); a host port the container keeps but cannot
@@ -171,3 +156,29 @@ class HostResources(DockerEngine):
                 "container on the node. The container keeps that port so its URL does not change: free the port "
                 "(stop what listens there) and start it again, or recreate the container to get another port."
             ) from exc.__cause__
+
+
+def pick_port(port_range: tuple[int, int], avoid: set[int], where: str,
+              draw: Callable[[], int | None] | None = None) -> int:
+    """A host port from ``port_range`` that is not in ``avoid``: random draws (``draw``, or
+    uniform ones) first, then a scan from a random point, so a nearly full range is still
+    found."""
+    low, high = port_range
+
+    def uniform() -> int:
+        return low + secrets.randbelow(high - low + 1)
+
+    pick = draw or uniform
+    for _ in range(32):
+        port = pick()
+        if port is not None and port not in avoid:
+            return port
+    start = uniform()
+    for offset in range(high - low + 1):
+        port = low + (start - low + offset) % (high - low + 1)
+        if port not in avoid:
+            return port
+    raise errors.BackendUnavailableError(
+        f"No free host port left in port_range {low}-{high} on {where}: widen port_range or delete "
+        "unused containers."
+    )
