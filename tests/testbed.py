@@ -201,3 +201,77 @@ def cluster_nodes(cluster, db, master_settings):
     cluster.heal()
     _purge(cluster.sockets)
     registry.forget_backend()
+
+
+#: The instance label of what the swarm tests make (apart from the host API tests' ``cluster``).
+SWARM_INSTANCE = "swarm-test"
+
+
+@dataclass
+class Swarm:
+    """The test bed's nodes as one swarm: node 1 the manager, every node labelled
+    ``org.ipynbsrv.node=nN``, and the test image in the test bed's registry."""
+
+    cluster: Cluster
+    manager: str  # the manager engine's URL (DockerSwarm's base_url)
+    image: str  # the test image, by its name in the registry every node pulls from
+    node_ids: list[str]  # by node index
+
+    def client(self, index: int = 0):  # type: ignore[no-untyped-def]
+        import docker
+
+        return docker.APIClient(base_url=f"unix://{self.cluster.sockets[index]}", timeout=60)
+
+
+def _purge_services(manager: str, instance: str) -> None:
+    """Remove the services ``instance`` made and wait (bounded) until their tasks are gone."""
+    import time
+
+    import docker
+
+    client = docker.APIClient(base_url=manager, timeout=60)
+    try:
+        ids = [s["ID"] for s in client.services(filters={"label": f"org.ipynbsrv.instance={instance}"})]
+        for service_id in ids:
+            try:
+                client.remove_service(service_id)
+            except docker.errors.NotFound:
+                pass
+        deadline = time.monotonic() + 30
+        while ids and time.monotonic() < deadline:
+            if not [t for t in client.tasks() if t.get("ServiceID") in ids]:
+                break
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def swarm(cluster):
+    """The cluster's nodes in swarm mode (made here if they were not, left again at the end)."""
+    import docker
+
+    already = "CLUSTER_SWARM_MANAGER" in _facts(cluster.run("env"))
+    cluster.run("swarm")
+    facts = _facts(cluster.run("env"))
+    image = f"{cluster.registry}/{os.environ.get('IPYNBSRV_TEST_IMAGE', 'ipynbsrv-test/busybox:latest')}"
+    node_ids = []
+    for socket in cluster.sockets:
+        client = docker.APIClient(base_url=f"unix://{socket}", timeout=60)
+        node_ids.append(client.info()["Swarm"]["NodeID"])
+        client.close()
+    # the image every node pulls by name: pushed from node 1's engine (it trusts the registry)
+    first = docker.APIClient(base_url=f"unix://{cluster.sockets[0]}", timeout=120)
+    try:
+        first.tag(os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest"), image.rsplit(":", 1)[0],
+                  image.rsplit(":", 1)[1])
+        for line in first.push(image, stream=True, decode=True):
+            if "error" in line:
+                raise AssertionError(f"pushing {image} to the test bed's registry failed: {line['error']}")
+    finally:
+        first.close()
+    info = Swarm(cluster=cluster, manager=facts["CLUSTER_SWARM_MANAGER"], image=image, node_ids=node_ids)
+    yield info
+    _purge_services(info.manager, SWARM_INSTANCE)
+    if not already:
+        cluster.run("unswarm")
