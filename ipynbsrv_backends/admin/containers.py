@@ -217,9 +217,13 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
                     extra_context: dict | None = None) -> HttpResponse:
         if request.method == "POST" and "_container_step" in request.POST:
             return self._run_step(request, object_id, request.POST["_container_step"])
+        obj = self.get_object(request, unquote(object_id))
+        # what the node's backend cannot do is not offered, and the page says why
+        unsupported = services.unsupported_actions(obj.node) if obj is not None else {}
         context = {
             "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
-            "lifecycle_buttons": [(step.name, step.button) for step in LIFECYCLE],
+            "lifecycle_buttons": [(step.name, step.button) for step in LIFECYCLE if step.name not in unsupported],
+            "unsupported": unsupported,
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)

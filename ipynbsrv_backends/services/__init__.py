@@ -19,6 +19,7 @@ from __future__ import annotations
 from ._base import mint_secret as _mint_secret
 from ._base import uid as _uid
 from ._base import write_turn as _write_turn
+from .capabilities import unsupported_actions
 from .create import clone_container, create_container, start_creating
 from .create import reserve as _reserve
 from .health import candidate_nodes, check_node_health, check_nodes_health
@@ -41,6 +42,7 @@ from .reconcile import ReconcileReport, reconcile, refresh_node
 from .snapshots import create_snapshot, delete_snapshot, restore_snapshot
 
 __all__ = [
+    "unsupported_actions",
     "check_node_health",
     "check_nodes_health",
     "candidate_nodes",

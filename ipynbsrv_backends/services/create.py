@@ -16,6 +16,7 @@ from ..models import Container, Image, Node
 from ..validation import fill_names, validate_name
 from ._base import S, package, uid
 from .build import Creation, build
+from .capabilities import require
 from .placing import candidates_for, placing
 from .transfer import drop_transfer_image, pull_hint, transfer_image
 
@@ -65,6 +66,8 @@ def plan_creation(owner: Any, name: str, *, image: Image | str | None, clone_of:
     name = validate_name(name)
     if (image is None) == (clone_of is None):
         raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
+    if clone_of is not None:
+        require(clone_of.node, "clone")
     image_obj = image if isinstance(image, Image) else None
     image_ref = image.ref if isinstance(image, Image) else (image or "")
     if clone_of is not None:

@@ -11,6 +11,7 @@ from .. import audit, errors
 from ..models import Container, Image, Node
 from ..registry import get_backend
 from ._base import backend_pk
+from .capabilities import require
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 def commit_container(container: Container, name: str, *, public: bool = False, description: str = "") -> Image:
     """Commit the container's filesystem to an image its owner (or everyone, if public)
     can start containers from."""
+    require(container.node, "commit")
     backend = get_backend(container.node)
     record = backend.create_container_image(backend_pk(container), name)
     shared = bool(record.get("registry"))  # in a registry: every node can start it

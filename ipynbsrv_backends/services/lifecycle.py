@@ -14,6 +14,7 @@ from ..contract import SuspendableContainerBackend
 from ..models import Container
 from ..registry import get_backend
 from ._base import S, apply_record, backend_pk, refuse_while_moving
+from .capabilities import require
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def refresh_container(container: Container) -> Container:
 
 def _act(container: Container, action: str, capability: type | None = None) -> Container:
     refuse_while_moving(container)
+    if capability is not None:
+        require(container.node, action.split("_")[0])
     backend = get_backend(container.node)
     if capability is not None and not isinstance(backend, capability):
         raise errors.CapabilityNotSupportedError(

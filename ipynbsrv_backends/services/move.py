@@ -19,6 +19,7 @@ from ..contract import ContainerBackend, SnapshotTransferContainerBackend, Suspe
 from ..models import Container, Node, Snapshot
 from ..registry import get_backend
 from ._base import S, apply_record, backend_pk, find_on_node, package, uid, with_secret
+from .capabilities import require
 from .lifecycle import refresh_container
 from .movestate import MoveStage, PendingMove
 from .placing import candidates_for, choose
@@ -245,6 +246,7 @@ def move_container(container: Container, node: Node | None = None,
     """
     source = container.node
     pk = backend_pk(container)
+    require(source, "move")
     _refuse_unmovable(container, node)
     snapshots = list(container.snapshots.order_by("created_at", "pk"))
     candidates = candidates_for(node, exclude=[source.pk], allow_draining=allow_draining, moving=container)

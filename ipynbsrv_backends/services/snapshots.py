@@ -10,11 +10,13 @@ from ..models import Container, Snapshot
 from ..registry import get_backend
 from ..validation import validate_name
 from ._base import apply_record, backend_pk, package, refuse_while_moving
+from .capabilities import require
 
 logger = logging.getLogger(__name__)
 
 
-def _snapshot_backend(container: Container) -> SnapshotableContainerBackend:
+def _snapshot_backend(container: Container, action: str = "snapshot") -> SnapshotableContainerBackend:
+    require(container.node, action)
     backend = get_backend(container.node)
     if not isinstance(backend, SnapshotableContainerBackend):
         raise errors.CapabilityNotSupportedError(f"The backend of {container.node} cannot take snapshots.")
@@ -44,7 +46,7 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     if snapshot.container_id != container.pk:
         raise errors.ContainerSnapshotNotFoundError(f"{snapshot} is not a snapshot of {container}.")
     refuse_while_moving(container)
-    backend = _snapshot_backend(container)
+    backend = _snapshot_backend(container, "restore")
     secret = package()._mint_secret()  # the restored container gets a secret of its own
     record = backend.restore_container_snapshot(backend_pk(container), snapshot.backend_pk,
                                                 env={ACCESS_SECRET_ENV: secret})

@@ -58,6 +58,8 @@ NOT_SUPPORTED = {
     "snapshot": "Snapshots commit the container's filesystem on its node's engine, which the manager does "
                 "not expose.",
     "clone": "A clone starts from a commit of the container, which Swarm cannot make.",
+    "move": "A move commits the container, which Swarm cannot do. With shared storage Swarm itself moves a "
+            "container whose node fails or is drained; without it the container stays with its volume.",
 }
 
 _POSITIONAL = ("base_url", "registry", "allowed_volume_roots")
