@@ -26,7 +26,7 @@ help:
 	@echo "make lint    ruff and mypy (with django-stubs) on the package"
 	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
 	@echo "make screenshots   run the browser test and keep its screenshots in docs/screenshots/"
-	@echo "make cluster a two-node test bed (namespaces, registry, host APIs) and its admin"
+	@echo "make cluster a two-node test bed (namespaces, registry, host APIs) and its admin (SWARM=1: also a swarm)"
 	@echo "make cluster-down   remove every trace of the test bed"
 
 $(VENV)/.installed: setup.py
@@ -118,8 +118,11 @@ screenshots: venv packages images
 demo: venv stand-in
 	$(PY) scripts/demo.py
 
+# SWARM=1: the nodes also form a Docker swarm (node 1 the manager; docs/swarm.md).
+SWARM ?=
 cluster: venv packages stand-in
 	scripts/cluster.sh up 2
+	$(if $(SWARM),scripts/cluster.sh swarm)
 	$(PY) scripts/cluster_master.py
 
 cluster-down:

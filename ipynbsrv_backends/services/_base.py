@@ -59,7 +59,8 @@ def apply_record(container: Container, record: Mapping[str, Any]) -> None:
     container.ports = record.get("ports") or []
     container.volumes = record.get("volumes") or []
     container.status_checked_at = timezone.now()
-    container.last_error = ""
+    # a backend may say why a container is not where it should be (a swarm: waiting for its node)
+    container.last_error = str(record.get("detail") or "")
     container.error_code = ""
     container.progress_detail = ""
 

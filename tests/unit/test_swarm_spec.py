@@ -76,6 +76,7 @@ def test_the_record_carries_the_address_of_the_node_running_the_task():
 def test_a_stopped_pinned_service_keeps_its_nodes_address():
     record = spec.service_record(_service(replicas=0, constraints=["node.id==N2"]), [], NODES)
     assert record["status"] == "stopped" and record["state"] == "stopped"
+    assert record["detail"] is None
     assert record["ports"][0]["address"] == "10.0.0.12" and record["node"] == "n2"
 
 
@@ -83,6 +84,7 @@ def test_a_service_waiting_for_its_down_node_says_so():
     nodes = {**NODES, "N2": _node("N2", "10.0.0.12", "n2", state="down")}
     record = spec.service_record(_service(constraints=["node.id==N2"]), [_task(state="pending", node="")], nodes)
     assert record["status"] == "stopped" and record["state"] == "waiting for its node n2 (down)"
+    assert record["detail"] == "Swarm: waiting for its node n2 (down)"
     failing = spec.service_record(_service(), [_task(state="starting", err="port in use")], NODES)
     assert failing["status"] == "stopped" and failing["state"] == "starting: port in use"
 

@@ -198,7 +198,10 @@ def service_record(service: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]
     address = node_address(node)
     if address:
         record["ports"] = [{**port, "address": address} for port in record["ports"]]
-    extra: dict[str, Any] = {"node": node_name(node), "node_id": node_id, "state": _state(service, task, node)}
+    state = _state(service, task, node)
+    extra: dict[str, Any] = {"node": node_name(node), "node_id": node_id, "state": state,
+                             # what the master shows beside the status when it is not what was asked for
+                             "detail": None if state in ("running", "stopped") else f"Swarm: {state}"}
     return {**record, **extra}  # type: ignore[typeddict-item]
 
 
