@@ -6,17 +6,20 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import truncatechars
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 from .. import audit, services
 from ..contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, BACKEND_STATUS_STOPPED
+from ..errors import BackendError
 from ..forms import (
     BackendForm,
     NodeForm,
@@ -72,9 +75,47 @@ class NodeAdmin(AuditedAdminMixin, FlatListMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "address", "backend", "backend_config", "effective_config"]}),
         (_("Placement"), {"fields": ["enabled", "draining", "capacity"]}),
-        (_("Health"), {"fields": ["health", "last_checked", "last_seen", "last_error", "resources"]}),
+        (_("Health"), {"fields": ["health", "last_checked", "last_seen", "last_error", "machines", "resources"]}),
     ]
-    readonly_fields = ["effective_config", "health", "last_checked", "last_seen", "last_error", "resources"]
+    readonly_fields = ["effective_config", "health", "last_checked", "last_seen", "last_error", "machines",
+                       "resources"]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        """A button of the machines table (``_machine=AVAILABILITY:MACHINE``) sets that machine of
+        a swarm node, instead of saving the form."""
+        if request.method == "POST" and "_machine" in request.POST:
+            node = self.get_object(request, unquote(object_id))
+            if node is None or not self.has_change_permission(request, node):
+                raise PermissionDenied
+            availability, _sep, machine = request.POST["_machine"].partition(":")
+            try:
+                services.set_machine_availability(node, machine, availability)
+            except BackendError as exc:
+                self.message_user(request, _("Could not set %(machine)s %(availability)s: %(reason)s") % {
+                    "machine": machine, "availability": availability, "reason": exc}, level=messages.ERROR)
+            else:
+                self.message_user(request, _("%(machine)s is now %(availability)s.") % {
+                    "machine": machine, "availability": availability}, level=messages.SUCCESS)
+            return HttpResponseRedirect(request.path)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("machines"))
+    def machines(self, obj: Node) -> str:
+        """A node that stands for many machines (a swarm): each with its state, availability
+        and a button to drain it or make it active again (from the last health check)."""
+        rows = (obj.resources or {}).get("nodes") or []
+        if not rows:
+            return "-"
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (row.get("name") or row.get("id"), row.get("address") or "", row.get("state"), row.get("availability"),
+             format_html('<button type="submit" class="button" name="_machine" value="{}:{}">{}</button>',
+                         "active" if row.get("availability") == "drain" else "drain", row.get("id"),
+                         _("Make active") if row.get("availability") == "drain" else _("Drain")))
+            for row in rows))
+        return format_html('<table class="ipynbsrv-machines"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+                           "<th></th></tr></thead><tbody>{}</tbody></table>", _("machine"), _("address"), _("state"),
+                           _("availability"), body)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(in_use=Coalesce(containers_in_use(), 0))

@@ -22,7 +22,7 @@ from ._base import write_turn as _write_turn
 from .capabilities import unsupported_actions
 from .create import clone_container, create_container, start_creating
 from .create import reserve as _reserve
-from .health import candidate_nodes, check_node_health, check_nodes_health
+from .health import candidate_nodes, check_node_health, check_nodes_health, set_machine_availability
 from .images import commit_container, delete_image, usable_images
 from .lifecycle import (
     delete_container,
@@ -43,6 +43,7 @@ from .snapshots import create_snapshot, delete_snapshot, restore_snapshot
 
 __all__ = [
     "unsupported_actions",
+    "set_machine_availability",
     "check_node_health",
     "check_nodes_health",
     "candidate_nodes",

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .. import errors
+from .. import audit, errors
 from ..conf import app_settings
 from ..contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, NodeStatusContainerBackend
 from ..models import Node
@@ -74,3 +74,16 @@ def candidate_nodes(exclude: Iterable[int] = ()) -> list[Node]:
     nodes = list(Node.objects.open().exclude(pk__in=list(exclude)).select_related("backend"))
     check_nodes_health([node for node in nodes if stale(node)])
     return [node for node in nodes if node.is_healthy]
+
+
+@audit.audited("node.set_machine_availability",
+               details=lambda node, machine, availability: {"machine": machine, "availability": availability})
+def set_machine_availability(node: Node, machine: str, availability: str) -> None:
+    """Drain (or pause, or make active again) one machine of a node that stands for many (a
+    swarm), then check the node's health so its record shows the change."""
+    backend = get_backend(node)
+    setter = getattr(backend, "set_machine_availability", None)
+    if setter is None:
+        raise errors.CapabilityNotSupportedError(f"{node} is one machine: drain the node itself instead.")
+    setter(machine, availability)
+    check_node_health(node)

@@ -214,6 +214,24 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
             **summary,
         }
 
+    def set_machine_availability(self, machine: str, availability: str, **kwargs: Any) -> None:
+        """Set a machine of the swarm (its node id, or its ``org.ipynbsrv.node`` label)
+        ``active``, ``pause`` or ``drain``: a drained machine takes no tasks, and Swarm moves
+        those it runs elsewhere (pinned ones wait for it)."""
+        if availability not in ("active", "pause", "drain"):
+            raise errors.InvalidArgumentError(
+                f"Invalid availability {availability!r}: use 'active', 'pause' or 'drain'.")
+        nodes = self._nodes()
+        found = [n for n in nodes.values() if machine in (n["ID"], spec.node_name(n))]
+        if len(found) != 1:
+            raise errors.InvalidArgumentError(
+                f"No single machine {machine!r} in the swarm (its machines: "
+                f"{', '.join(sorted(str(spec.node_name(n) or n['ID']) for n in nodes.values()))}).")
+        node = found[0]
+        with self._engine(not_found=errors.InvalidArgumentError(f"The machine {machine!r} left the swarm.")):
+            self._api().update_node(node["ID"], node["Version"]["Index"], {**node["Spec"], "Availability": availability})
+        logger.info("Swarm machine %s set %s", spec.node_name(node), availability)
+
     # ------------------------------------------------------------------ images
 
     def container_image_exists(self, image: str, **kwargs: Any) -> bool:
