@@ -15,7 +15,7 @@ from .common import REPO, Row
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("ops", "listing", "storm", "hostapi", "access", "scale")
+SECTIONS = ("ops", "listing", "storm", "hostapi", "access", "scale", "swarm")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             counts = (2, 5) if args.quick else (20, 200)
             logger.info("section 7: reconcile with %s real containers", counts)
             rows += reconcile.measure(counts, 1 if args.quick else 5)
+        if "swarm" in sections:
+            from . import swarm
+
+            count = args.storm or (4 if args.quick else 100)
+            swarm_reps = args.storm_reps or (1 if args.quick else 3)
+            logger.info("section 8: spawn storm of %d containers onto a swarm (%d repetitions)", count, swarm_reps)
+            rows += swarm.measure(count, swarm_reps, logdir, keep_cluster=args.keep_cluster)
     facts["seconds"] = round(time.monotonic() - started, 1)
     from . import page, report
 

@@ -76,12 +76,16 @@ def main(facts_path: str) -> int:
 
     count = int(facts["count"])
     call_command("migrate", verbosity=0, interactive=False)
-    backend = Backend.objects.create(name="bench host API", kind="HttpRemote",
-                                     config={"url": "http://{address}:8080", "timeout": 60, "long_timeout": 300})
-    credentials = zip(facts["addresses"], facts["tokens"], facts["signing_keys"], strict=True)
-    for index, (address, token, key) in enumerate(credentials):
-        Node.objects.create(name=f"n{index + 1}", address=address, backend=backend, capacity=count + 10,
-                            backend_config={"token": token, "signing_key": key})
+    if facts.get("swarm"):  # bench/swarm.py: the swarm as one node (DockerSwarm through its manager)
+        backend = Backend.objects.create(name="bench swarm", kind="DockerSwarm", config=facts["swarm"])
+        Node.objects.create(name="swarm", address=facts["addresses"][0], backend=backend, capacity=count + 10)
+    else:
+        backend = Backend.objects.create(name="bench host API", kind="HttpRemote",
+                                         config={"url": "http://{address}:8080", "timeout": 60, "long_timeout": 300})
+        credentials = zip(facts["addresses"], facts["tokens"], facts["signing_keys"], strict=True)
+        for index, (address, token, key) in enumerate(credentials):
+            Node.objects.create(name=f"n{index + 1}", address=address, backend=backend, capacity=count + 10,
+                                backend_config={"token": token, "signing_key": key})
     users = [get_user_model().objects.create(username=f"bench-s{i}") for i in range(count)]
     statuses = services.check_nodes_health(Node.objects.all())
     if any(status != 0 for status in statuses.values()):
@@ -110,7 +114,8 @@ def main(facts_path: str) -> int:
             container = services.create_container(user, "nb", image=facts["image"])
             outcome["created"] = time.monotonic()
             outcome["node"] = container.node.name
-            url = f"http://{container.node.address}:{container.ports[0]['external']}/"
+            # the port's own address: a node's, or the swarm machine's that runs the task
+            url = f"http://{container.ports[0]['address']}:{container.ports[0]['external']}/"
             outcome["http"] = http_answers(url, time.monotonic() + HTTP_DEADLINE)
         except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
             outcome["error"] = f"{type(exc).__name__}: {exc}"

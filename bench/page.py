@@ -329,6 +329,13 @@ def access_section(rows: list[Row]) -> str:
         "## 6. The notebook access path\n\n*Not run.*\n")
 
 
+def swarm_section(rows: list[Row]) -> str:
+    """Section 8 (``bench/swarm.py``)."""
+    from .swarm import page_section
+
+    return page_section(rows)
+
+
 def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
     storm = facts.get("storm") or {}
     run = f" {reps} repetitions per measurement; the whole run took {facts.get('seconds')} s.\n"
@@ -346,7 +353,8 @@ def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
 
     parts += [SECTION_1, section("1"), section_1_why(rows), SECTION_2, section("2"), SECTION_2_WHY,
               SECTION_3.format(count=storm.get("count", 100)), section("3"), SECTION_3_WHY,
-              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), access_section(rows), SECTION_7, section("7"), HISTORY]
+              SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), access_section(rows), SECTION_7, section("7"),
+              swarm_section(rows), HISTORY]
     parts.append("## Running it\n\n`make bench` as root on a fresh machine: it sets up the virtualenv (with the "
                  "`bench` extra), the engine, the test image and the cluster test bed (honouring "
                  "`IPYNBSRV_CLUSTER_ID`), runs every section, takes the test bed down again if it brought it "

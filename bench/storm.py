@@ -160,7 +160,10 @@ def purge_nodes(sockets: list[str]) -> int:
     return removed
 
 
-def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int) -> tuple[dict[str, Any], dict[str, int]]:
+def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int,
+                 extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+    """The master's storm in its own process; ``extra`` goes into its facts (``swarm``: the
+    DockerSwarm configuration of a swarm node registered instead of the host API nodes)."""
     count_nodes = int(facts["CLUSTER_NODES"])
     node_dirs = [Path(facts["CLUSTER_DIR"]) / f"n{i}" for i in range(1, count_nodes + 1)]
     payload = {
@@ -170,6 +173,7 @@ def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int) -> 
         "addresses": [facts[f"CLUSTER_NODE_{i}_ADDRESS"] for i in range(1, count_nodes + 1)],
         "tokens": [(d / "token").read_text().strip() for d in node_dirs],
         "signing_keys": [(d / "signing_key").read_text().strip() for d in node_dirs],  # the nodes require signatures
+        **(extra or {}),
     }
     facts_path = workdir / f"storm-{rep}.json"
     facts_path.write_text(json.dumps(payload))
