@@ -89,49 +89,32 @@ class Sampler:
         self._thread.join(timeout=10)
 
 
-def raw_storm(count: int, sockets: list[str], addresses: list[str]) -> dict[str, Any]:
-    """docker-py creating ``count`` containers at once straight on the nodes' engines."""
-    clients = [docker.APIClient(base_url=f"unix://{sock}", version="auto", timeout=300, max_pool_size=count)
-               for sock in sockets]
+def fan_out(count: int, make_one: Any) -> dict[str, Any]:
+    """``count`` threads released at once, each running ``make_one(index, mark)``: it makes one
+    container, calls ``mark()`` when its create returned and returns when (monotonic) it
+    answered HTTP, or None. The storm's summary, timed from the release."""
     barrier = threading.Barrier(count)
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     start_box: list[float] = []
 
     def spawn(index: int) -> None:
-        node = index % len(clients)
-        api, address = clients[node], addresses[node]
         outcome: dict[str, Any] = {}
         try:
             barrier.wait(timeout=120)
             if not start_box:
                 start_box.append(time.monotonic())
-            name = f"bench-raw-s{index}"
-            host_config = api.create_host_config(port_bindings={8888: (address,)}, init=True,
-                                                 security_opt=["no-new-privileges"])
-            api.create_container(IMAGE, name=name, ports=[8888], host_config=host_config,
-                                 labels={BENCH_LABEL: "1", "org.ipynbsrv.instance": "bench-raw"},
-                                 environment={"OWNER": f"bench-s{index}", "BASE_URL": "/"})
-            api.start(name)
-            port = api.inspect_container(name)["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"]
-            outcome["created"] = time.monotonic()
-            outcome["http"] = http_answers(f"http://{address}:{port}/", time.monotonic() + HTTP_DEADLINE)
+            outcome["http"] = make_one(index, lambda: outcome.setdefault("created", time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - counted and shown
             outcome["error"] = f"{type(exc).__name__}: {exc}"
         with lock:
             results.append(outcome)
 
     threads = [threading.Thread(target=spawn, args=(i,)) for i in range(count)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=600)
-    finally:
-        for sock in sockets:
-            purge_engine(f"unix://{sock}", ["org.ipynbsrv.instance=bench-raw"])
-        for client in clients:
-            client.close()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
     start = start_box[0] if start_box else time.monotonic()
     created = [r["created"] - start for r in results if "created" in r]
     answered = [r["http"] - start for r in results if r.get("http")]
@@ -142,6 +125,34 @@ def raw_storm(count: int, sockets: list[str], addresses: list[str]) -> dict[str,
         "first_http": min(answered) if answered else None,
         "last_http": max(answered) if len(answered) == count else None,
     }
+
+
+def raw_storm(count: int, sockets: list[str], addresses: list[str]) -> dict[str, Any]:
+    """docker-py creating ``count`` containers at once straight on the nodes' engines."""
+    clients = [docker.APIClient(base_url=f"unix://{sock}", version="auto", timeout=300, max_pool_size=count)
+               for sock in sockets]
+
+    def make_one(index: int, mark: Any) -> float | None:
+        node = index % len(clients)
+        api, address = clients[node], addresses[node]
+        name = f"bench-raw-s{index}"
+        host_config = api.create_host_config(port_bindings={8888: (address,)}, init=True,
+                                             security_opt=["no-new-privileges"])
+        api.create_container(IMAGE, name=name, ports=[8888], host_config=host_config,
+                             labels={BENCH_LABEL: "1", "org.ipynbsrv.instance": "bench-raw"},
+                             environment={"OWNER": f"bench-s{index}", "BASE_URL": "/"})
+        api.start(name)
+        port = api.inspect_container(name)["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"]
+        mark()
+        return http_answers(f"http://{address}:{port}/", time.monotonic() + HTTP_DEADLINE)
+
+    try:
+        return fan_out(count, make_one)
+    finally:
+        for sock in sockets:
+            purge_engine(f"unix://{sock}", ["org.ipynbsrv.instance=bench-raw"])
+        for client in clients:
+            client.close()
 
 
 def purge_nodes(sockets: list[str]) -> int:

@@ -18,16 +18,17 @@ the last task ran, which is when a ``DockerSwarm`` create returns).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from ipynbsrv_backends.backends.swarm.spec import node_address
+
 from .common import BENCH_LABEL, IMAGE, Row, row
 from .master import HTTP_DEADLINE, http_answers
-from .storm import cluster_facts, cluster_sh, master_storm, purge_nodes
+from .storm import cluster_facts, cluster_sh, fan_out, master_storm, purge_nodes
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def purge_services(manager: str) -> int:
     return removed
 
 
-def _running_port(api: docker.APIClient, name: str, addresses: dict[str, str], deadline: float) -> str | None:
+def _running_port(api: docker.APIClient, name: str, addresses: dict[str, str | None], deadline: float) -> str | None:
     """Wait for the service's task to run; its URL (machine address, published port)."""
     while time.monotonic() < deadline:
         for task in api.tasks(filters={"service": name, "desired-state": "running"}):
@@ -70,48 +71,24 @@ def _running_port(api: docker.APIClient, name: str, addresses: dict[str, str], d
 def raw_storm(count: int, manager: str, image: str) -> dict[str, Any]:
     """``docker service create`` straight on the manager, ``count`` at once."""
     api = docker.APIClient(base_url=manager, version="auto", timeout=300, max_pool_size=count)
-    addresses = {n["ID"]: n["Status"]["Addr"] if n["Status"]["Addr"] != "0.0.0.0"
-                 else n["ManagerStatus"]["Addr"].rsplit(":", 1)[0] for n in api.nodes()}
-    barrier = threading.Barrier(count)
-    results: list[dict[str, Any]] = []
-    lock = threading.Lock()
-    start_box: list[float] = []
+    addresses = {n["ID"]: node_address(n) for n in api.nodes()}
 
-    def spawn(index: int) -> None:
-        outcome: dict[str, Any] = {}
-        try:
-            barrier.wait(timeout=120)
-            if not start_box:
-                start_box.append(time.monotonic())
-            name = f"bench-raw-swarm-s{index}"
-            labels = {BENCH_LABEL: "1", "org.ipynbsrv.instance": RAW_INSTANCE}
-            spec = docker.types.ContainerSpec(image, env={"OWNER": f"bench-s{index}", "BASE_URL": "/"},
-                                              labels=labels, init=True)
-            api.create_service(docker.types.TaskTemplate(spec), name=name, labels=labels,
-                               endpoint_spec=docker.types.EndpointSpec(ports={None: (8888, "tcp", "host")}))
-            url = _running_port(api, name, addresses, time.monotonic() + HTTP_DEADLINE)
-            outcome["created"] = time.monotonic()
-            outcome["http"] = http_answers(url, time.monotonic() + HTTP_DEADLINE) if url else None
-        except Exception as exc:  # noqa: BLE001 - counted and shown
-            outcome["error"] = f"{type(exc).__name__}: {exc}"
-        with lock:
-            results.append(outcome)
+    def make_one(index: int, mark: Any) -> float | None:
+        name = f"bench-raw-swarm-s{index}"
+        labels = {BENCH_LABEL: "1", "org.ipynbsrv.instance": RAW_INSTANCE}
+        spec = docker.types.ContainerSpec(image, env={"OWNER": f"bench-s{index}", "BASE_URL": "/"},
+                                          labels=labels, init=True)
+        api.create_service(docker.types.TaskTemplate(spec), name=name, labels=labels,
+                           endpoint_spec=docker.types.EndpointSpec(ports={None: (8888, "tcp", "host")}))
+        url = _running_port(api, name, addresses, time.monotonic() + HTTP_DEADLINE)
+        mark()
+        return http_answers(url, time.monotonic() + HTTP_DEADLINE) if url else None
 
-    threads = [threading.Thread(target=spawn, args=(i,)) for i in range(count)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=600)
+        return fan_out(count, make_one)
     finally:
         api.close()
         purge_services(manager)
-    start = start_box[0] if start_box else time.monotonic()
-    created = [r["created"] - start for r in results if "created" in r]
-    answered = [r["http"] - start for r in results if r.get("http")]
-    return {"succeeded": len(created), "errors": [r["error"] for r in results if "error" in r][:5],
-            "create_wall": max(created) if created else None,
-            "last_http": max(answered) if len(answered) == count else None}
 
 
 def _swarm_ready(facts: dict[str, str]) -> tuple[str, str]:
@@ -144,11 +121,12 @@ def measure(count: int, reps: int, workdir: Path, keep_cluster: bool = False) ->
     runs: list[dict[str, Any]] = []
     try:
         for rep in range(reps):
-            # two master storms per repetition: each its own database (named by the number given)
-            swarm, _peaks = master_storm(count, facts, workdir, 2 * rep, extra={"swarm": config, "image": image})
+            # two master storms per repetition, each with a database of its own (named by the number
+            # given; section 3 numbers its own from 0 in the same directory)
+            swarm, _peaks = master_storm(count, facts, workdir, 100 + 2 * rep, extra={"swarm": config, "image": image})
             purge_services(manager)
             raw = raw_storm(count, manager, image)
-            remote, _peaks = master_storm(count, facts, workdir, 2 * rep + 1)
+            remote, _peaks = master_storm(count, facts, workdir, 101 + 2 * rep)
             purge_nodes(sockets)
             runs.append({"swarm": swarm, "raw": raw, "remote": remote})
             logger.info("swarm storm %d/%d: master->swarm %s/%d in %.1f s, service create %s/%d in %.1f s, "

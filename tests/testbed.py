@@ -222,6 +222,14 @@ class Swarm:
 
         return docker.APIClient(base_url=f"unix://{self.cluster.sockets[index]}", timeout=60)
 
+    def availability(self, index: int) -> str:
+        """``active``, ``pause`` or ``drain``: node ``index`` as the manager sees it."""
+        client = self.client()
+        try:
+            return client.inspect_node(self.node_ids[index])["Spec"]["Availability"]
+        finally:
+            client.close()
+
 
 def _purge_services(manager: str, instance: str) -> None:
     """Remove the services ``instance`` made and wait (bounded) until their tasks are gone."""

@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.engine, pytest.mark.cluster, pytest.mark.django_db(tra
               pytest.mark.usefixtures("master_settings")]
 
 
-def _availability(swarm, index):
-    client = swarm.client()
-    try:
-        return client.inspect_node(swarm.node_ids[index])["Spec"]["Availability"]
-    finally:
-        client.close()
-
-
 def test_an_operator_runs_a_container_on_a_swarm(live_server, browser, swarm, django_user_model, tmp_path):
     django_user_model.objects.create_superuser("operator", "op@example.org", PASSWORD)
     alice = django_user_model.objects.create_user("alice", password="alice-pw")
@@ -89,9 +81,9 @@ def test_an_operator_runs_a_container_on_a_swarm(live_server, browser, swarm, dj
         # --- drain the worker from the node's page, then make it active again
         op.open(f"/admin/ipynbsrv_backends/node/{node.pk}/change/")
         op.submit(f'button[name="_machine"][value="drain:{swarm.node_ids[1]}"]')
-        assert _availability(swarm, 1) == "drain"
+        assert swarm.availability(1) == "drain"
         op.submit(f'button[name="_machine"][value="active:{swarm.node_ids[1]}"]')
-        assert _availability(swarm, 1) == "active"
+        assert swarm.availability(1) == "active"
         assert Backend.objects.filter(kind="DockerSwarm").count() == 1
     finally:
         _purge_services(swarm.manager, SWARM_INSTANCE)

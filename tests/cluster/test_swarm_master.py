@@ -92,14 +92,6 @@ def test_health_and_capacity_come_from_the_swarms_node_list(swarm_node):
     assert swarm_node.resources["resources"]["cpu_count"] >= 2
 
 
-def _availability(swarm, index):
-    client = swarm.client()
-    try:
-        return client.inspect_node(swarm.node_ids[index])["Spec"]["Availability"]
-    finally:
-        client.close()
-
-
 def test_admin_drains_a_machine_of_the_swarm_and_makes_it_active_again(swarm, swarm_node, admin_client):
     services.check_node_health(swarm_node)
     url = f"/admin/ipynbsrv_backends/node/{swarm_node.pk}/change/"
@@ -108,17 +100,17 @@ def test_admin_drains_a_machine_of_the_swarm_and_makes_it_active_again(swarm, sw
     try:
         response = admin_client.post(url, {"_machine": f"drain:{swarm.node_ids[1]}"})
         assert response.status_code == 302
-        assert _availability(swarm, 1) == "drain"
+        assert swarm.availability(1) == "drain"
         swarm_node.refresh_from_db()
         assert [m["availability"] for m in swarm_node.resources["nodes"]] == ["active", "drain"]
         page = admin_client.get(url).content.decode()
         assert f'value="active:{swarm.node_ids[1]}"' in page
         admin_client.post(url, {"_machine": f"active:{swarm.node_ids[1]}"})
-        assert _availability(swarm, 1) == "active"
+        assert swarm.availability(1) == "active"
         response = admin_client.post(url, {"_machine": "sleep:n2"}, follow=True)
         assert "Invalid availability" in response.content.decode()
     finally:
-        if _availability(swarm, 1) != "active":
+        if swarm.availability(1) != "active":
             services.set_machine_availability(swarm_node, swarm.node_ids[1], "active")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from typing import Any, ClassVar
 
@@ -82,11 +81,7 @@ class Docker(ContainerCreation):
     ) -> None:
         config = self.validate_options(base_url=base_url, registry=registry,
                                        allowed_volume_roots=allowed_volume_roots, **options)
-        for key in DOCKER_OPTIONS.names():
-            setattr(self, key, config[key])
-        self._client = None
-        self._client_lock = threading.Lock()
-        self._name_lock = threading.Lock()
+        self._configure(DOCKER_OPTIONS.names(), config)
 
     # ------------------------------------------------------------------ configuration
 

@@ -19,8 +19,6 @@ from ...contract import ContainerRecord, PortRecord, VolumeRecord
 from ...validation import (
     iso_utc,
     validate_create_arguments,
-    validate_name,
-    validate_uid,
 )
 from . import spec
 from .constants import KIND_CLONE_BASE, L_CLONE_OF, L_CONTAINER, L_IMAGE, L_INSTANCE, L_KIND, L_PORTS, PORT_ATTEMPTS
@@ -61,7 +59,7 @@ class ContainerCreation(ImageOps, HostResources):
 
     def engine_name(self, uid: int, name: str) -> str:
         """The engine name (and pk) of a user's container; the one place names are made."""
-        return f"{self.name_prefix}-u{validate_uid(uid)}-{validate_name(name)}"
+        return spec.engine_name(self.name_prefix, uid, name)
 
     def create_container(
         self,

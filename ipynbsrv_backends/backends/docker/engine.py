@@ -96,6 +96,15 @@ class EngineAccess(MethodOptions):
 
     _client: docker.APIClient | None
     _client_lock: threading.Lock
+    _name_lock: threading.Lock
+
+    def _configure(self, names: list[str], config: dict[str, Any]) -> None:
+        """Keep a validated configuration as attributes; no engine is contacted yet."""
+        for key in names:
+            setattr(self, key, config[key])
+        self._client = None
+        self._client_lock = threading.Lock()
+        self._name_lock = threading.Lock()
 
     def _api(self) -> docker.APIClient:
         with self._client_lock:

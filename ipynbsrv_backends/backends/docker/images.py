@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fnmatch
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from ...validation import iso_utc, validate_pk
 from .constants import KIND_IMAGE, L_CONTAINER, L_CREATED, L_IMAGE_NAME, L_INSTANCE, L_KIND, L_UID
 from .records import image_record
 from .registry_client import ProgressCallback
-from .spec import split_ref
+from .spec import image_allowed, split_ref
 from .transfer import SnapshotTransfer
 
 logger = logging.getLogger(__name__)
@@ -28,10 +27,7 @@ class ImageOps(SnapshotTransfer):
     """The image methods of the ``Docker`` backend."""
 
     def _image_allowed(self, image: str) -> None:
-        if self.allowed_images and not any(fnmatch.fnmatchcase(image, p) for p in self.allowed_images):
-            raise errors.InvalidArgumentError(
-                f"The image {image!r} is not allowed on this backend (allowed: {', '.join(self.allowed_images)})."
-            )
+        image_allowed(image, self.allowed_images)
 
     def pull_container_image(self, image: str, on_progress: ProgressCallback | None = None,
                              follow_pull_policy: bool = False, **kwargs: Any) -> ImageRecord:

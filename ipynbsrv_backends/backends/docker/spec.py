@@ -7,13 +7,14 @@ unit-tested without a Docker engine (``tests/unit/test_docker_spec.py``).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from ... import errors
 from ...contract import PortRecord, VolumeRecord
-from ...validation import validate_name
+from ...validation import validate_name, validate_uid
 from ..options import CONTAINER_OPTIONS
 from .constants import (
     CONTAINER_LABELS,
@@ -32,6 +33,8 @@ from .constants import (
 __all__ = [
     "Bindings",
     "split_ref",
+    "engine_name",
+    "image_allowed",
     "with_env",
     "image_ref",
     "snapshot_ref",
@@ -64,6 +67,19 @@ def with_env(environment: list[str], replaced: Mapping[str, str]) -> list[str]:
     """``KEY=VALUE`` lines with the keys of ``replaced`` set to its values (added if new)."""
     kept = [line for line in environment if line.split("=", 1)[0] not in replaced]
     return kept + [f"{key}={value}" for key, value in replaced.items()]
+
+
+def engine_name(name_prefix: str, uid: int, name: str) -> str:
+    """The engine name (and pk) of a user's container: ``<prefix>-u<uid>-<name>``."""
+    return f"{name_prefix}-u{validate_uid(uid)}-{validate_name(name)}"
+
+
+def image_allowed(image: str, patterns: tuple[str, ...]) -> None:
+    """Refuse an image that matches none of ``patterns`` (glob patterns; none: any image)."""
+    if patterns and not any(fnmatch.fnmatchcase(image, p) for p in patterns):
+        raise errors.InvalidArgumentError(
+            f"The image {image!r} is not allowed on this backend (allowed: {', '.join(patterns)})."
+        )
 
 
 def image_ref(registry: str | None, name_prefix: str, uid: int, name: str) -> str:

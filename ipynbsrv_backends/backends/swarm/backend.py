@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from ...contract import (
     PortRecord,
     VolumeRecord,
 )
-from ...validation import iso_utc, parse_since, validate_create_arguments, validate_name, validate_pk, validate_tail, validate_uid
+from ...validation import iso_utc, parse_since, validate_create_arguments, validate_pk, validate_tail
 from ..docker import spec as docker_spec
 from ..docker.constants import CREATE_OPTIONS, KIND_CONTAINER, L_IMAGE, L_INSTANCE, L_KIND, PRIVILEGED_OPTIONS
 from ..docker.engine import EngineAccess
@@ -98,11 +97,7 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
                  allowed_volume_roots: list[str] | tuple[str, ...] = (), **options: Any) -> None:
         config = self.validate_options(base_url=base_url, registry=registry,
                                        allowed_volume_roots=allowed_volume_roots, **options)
-        for key in SWARM_OPTIONS.names():
-            setattr(self, key, config[key])
-        self._client = None
-        self._client_lock = threading.Lock()
-        self._name_lock = threading.Lock()
+        self._configure(SWARM_OPTIONS.names(), config)
 
     @classmethod
     def validate_options(cls, **config: Any) -> dict[str, Any]:
@@ -283,7 +278,7 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
 
     def engine_name(self, uid: int, name: str) -> str:
         """The service name (and pk) of a user's container, as ``Docker`` names containers."""
-        return f"{self.name_prefix}-u{validate_uid(uid)}-{validate_name(name)}"
+        return docker_spec.engine_name(self.name_prefix, uid, name)
 
     def create_container(self, username: str, uid: int, name: str, ports: list[PortRecord],
                          volumes: list[VolumeRecord], cmd: str | list[str] | None = None,
@@ -298,7 +293,7 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
             self._inspect_service(clone_of)
             raise errors.CapabilityNotSupportedError(NOT_SUPPORTED["clone"])
         assert image is not None
-        self._image_allowed(image)
+        docker_spec.image_allowed(image, self.allowed_images)
         volume_specs = spec.check_bind_sources(volume_specs, self.allowed_volume_roots)
         if not self.container_image_exists(image):
             raise errors.ContainerImageNotFoundError(
@@ -329,13 +324,6 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
             raise
         logger.info("Created container %s (a swarm service) for %s from %s", pk, username, image)
         return self.get_container(pk)
-
-    def _image_allowed(self, image: str) -> None:
-        import fnmatch
-
-        if self.allowed_images and not any(fnmatch.fnmatchcase(image, p) for p in self.allowed_images):
-            raise errors.InvalidArgumentError(
-                f"The image {image!r} is not allowed on this backend (allowed: {', '.join(self.allowed_images)}).")
 
     def _fix_ports(self, ports: list[PortRecord], pk: str) -> list[PortRecord]:
         """The port records with every external port chosen: host-mode ports are bound on
