@@ -184,6 +184,23 @@ def test_missing_image_is_image_not_found(backend, swarm):
     assert services(swarm) == []
 
 
+def test_an_image_only_the_manager_has_is_refused(backend, swarm):
+    """Every machine pulls by name: an image on the manager's engine but not in the registry
+    would fail on the others, so a create refuses it."""
+    local = f"{swarm.cluster.registry}/tsw/only-on-the-manager:1"
+    manager = swarm.client(0)
+    try:
+        manager.tag(swarm.image, local.rsplit(":", 1)[0], "1")
+        assert backend.container_image_exists(local)  # the manager has it
+        with pytest.raises(errors.ContainerImageNotFoundError) as info:
+            make(backend, swarm, image=local)
+        assert "registry" in str(info.value)
+        assert services(swarm) == []
+    finally:
+        manager.remove_image(local)
+        manager.close()
+
+
 def test_fixed_external_port_and_a_taken_one(backend, swarm):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

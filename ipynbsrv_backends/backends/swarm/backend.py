@@ -246,17 +246,22 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
                 return image_record(self._api().inspect_image(image), image, self.instance, self.registry)
         except errors.ContainerImageNotFoundError:
             pass
-        try:
-            with self._engine(not_found=missing):
-                found = self._api().inspect_distribution(image)
-        except errors.BackendError as exc:
-            if isinstance(exc, (errors.BackendUnavailableError, errors.BackendTimeoutError)):
-                raise
-            raise missing from exc
+        found = self._in_registry(image, missing)
         size = int((found.get("Descriptor") or {}).get("size") or 0)
         return {"pk": image, "name": image, "created": "", "size": size, "owner": None,
                 "container": None, "managed": False,
                 "registry": self.registry if self.registry and image.startswith(self.registry + "/") else None}
+
+    def _in_registry(self, image: str, missing: errors.BackendError) -> dict[str, Any]:
+        """The registry's description of ``image``, asked through the manager as every machine
+        would ask (``missing`` when the registry does not have it)."""
+        try:
+            with self._engine(not_found=missing):
+                return dict(self._api().inspect_distribution(image))
+        except errors.BackendError as exc:
+            if isinstance(exc, (errors.BackendUnavailableError, errors.BackendTimeoutError)):
+                raise
+            raise missing from exc
 
     def get_container_images(self, **kwargs: Any) -> list[ImageRecord]:
         """The images this backend committed: none (Swarm cannot commit)."""
@@ -295,17 +300,14 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
         assert image is not None
         docker_spec.image_allowed(image, self.allowed_images)
         volume_specs = spec.check_bind_sources(volume_specs, self.allowed_volume_roots)
-        if not self.container_image_exists(image):
-            raise errors.ContainerImageNotFoundError(
-                f"The image {image!r} is neither on the manager nor in its registry: every node pulls it by name, "
-                "so push it to the registry the nodes use.")
-        labels = docker_spec.container_labels(self.instance, username, uid, name, [], volume_specs,
-                                              iso_utc(dt.datetime.now(dt.UTC)))
-        labels[L_IMAGE] = image
+        # every machine pulls the image by name: it must be in a registry they reach
+        self._in_registry(image, errors.ContainerImageNotFoundError(
+            f"The image {image!r} is not in a registry the swarm's machines reach (asked through the manager): "
+            "push it to the registry the nodes use."))
+        created = iso_utc(dt.datetime.now(dt.UTC))
         with self._name_lock:
             fixed = self._fix_ports(port_specs, pk)
-            labels.update(docker_spec.container_labels(self.instance, username, uid, name, fixed, volume_specs,
-                                                       labels["org.ipynbsrv.created"]))
+            labels = docker_spec.container_labels(self.instance, username, uid, name, fixed, volume_specs, created)
             labels[L_IMAGE] = image
             kwargs_ = spec.service_spec(
                 name=pk, image=image, argv=argv, environment=docker_spec.container_environment(env, username, uid, base_url),
