@@ -237,6 +237,19 @@ def test_stop_start_restart_keep_the_port_and_the_node(backend, swarm):
     assert http_answers(f"http://{port['address']}:{port['external']}/")
 
 
+def test_a_command_that_exits_is_stopped_and_starts_again(backend, swarm):
+    """A clean exit is not restarted by Swarm: the record says stopped (exited), and a start
+    runs the command again (a new task), as a start of a ``Docker`` container does."""
+    record = make(backend, swarm, cmd=["sh", "-c", "echo ran; sleep 1"])
+    pk = record["pk"]
+    exited = wait_for(lambda: (r := backend.get_container(pk))["status"] == "stopped" and r, timeout=30,
+                      what="the command to exit")
+    assert exited["state"] == "exited" and exited["detail"] is None  # as a Docker container that exited
+    backend.start_container(pk)
+    assert logs(backend, pk, 2) == ["ran", "ran"]
+    assert wait_for(lambda: backend.get_container(pk)["state"] == "exited", timeout=30, what="the second exit")
+
+
 def test_stop_is_graceful_then_kills(backend, swarm):
     shared = swarm.cluster.shared
     out = shared / f"graceful-{time.monotonic_ns()}"

@@ -379,9 +379,13 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
     def start_container(self, container: str, **kwargs: Any) -> None:
         """Scale to one replica and wait (``start_timeout``) until the task runs."""
         service = self._inspect_service(container)
-        earlier = {task["ID"] for task in self._all_tasks(service["ID"], finished=True)}
+        tasks = self._all_tasks(service["ID"], finished=True)
+        earlier = {task["ID"] for task in tasks}
         if spec.replicas(service) == 0:
             self._scale(service, 1)
+        elif spec.running_task(tasks, service["ID"]) is None:
+            # its one task finished (the process exited): ask Swarm for a new one
+            self._update(service["ID"], task_template=lambda t: {**t, "ForceUpdate": int(t.get("ForceUpdate") or 0) + 1})
         self._wait_running(container, "started", earlier)
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
@@ -434,6 +438,8 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
             task = spec.running_task(tasks, service["ID"])
             if task is not None and (task.get("Status") or {}).get("State") == "running":
                 return service
+            if any((t.get("Status") or {}).get("State") == "complete" and t["ID"] not in earlier for t in tasks):
+                return service  # it ran, and its process has exited already
             failed = [t for t in tasks if (t.get("Status") or {}).get("State") in ("failed", "rejected")
                       and t["ID"] not in earlier]
             if failed:

@@ -201,7 +201,7 @@ def service_record(service: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]
     state = _state(service, task, node)
     extra: dict[str, Any] = {"node": node_name(node), "node_id": node_id, "state": state,
                              # what the master shows beside the status when it is not what was asked for
-                             "detail": None if state in ("running", "stopped") else f"Swarm: {state}"}
+                             "detail": None if state in ("running", "stopped", "exited") else f"Swarm: {state}"}
     return {**record, **extra}  # type: ignore[typeddict-item]
 
 
@@ -211,8 +211,8 @@ def _state(service: Mapping[str, Any], task: Mapping[str, Any] | None, node: Map
         return "stopped"
     if node is not None and (node.get("Status") or {}).get("State") != "ready":
         return f"waiting for its node {node_name(node)} ({(node.get('Status') or {}).get('State', 'unknown')})"
-    if task is None:
-        return "waiting for a node"
+    if task is None:  # its task finished (exited, or failed more than Swarm retries)
+        return "exited"
     status = task.get("Status") or {}
     detail = status.get("Err") or ""
     return f"{status.get('State', 'unknown')}{': ' + detail if detail else ''}"
