@@ -299,6 +299,7 @@ status() {
         echo "node n$i  $(node_ip "$i")  engine $engine  host API $api"
     done
     if pid_alive "$STATE/master.pid"; then echo "master    $(cat "$STATE/master.url" 2>/dev/null)  up"; fi
+    if [ -f "$STATE/swarm" ]; then echo "swarm     manager $(node_ip 1)  $(in_swarm 1 && echo active || echo inactive)"; fi
 }
 
 env_facts() {
