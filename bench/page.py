@@ -47,8 +47,8 @@ A fifth way runs docker-py's same calls but sends suspend and resume through a *
 (below), to show what one HTTP round trip costs on this machine whoever answers it.
 
 Suspend, resume and exec take the engine about 10–50 ms, so each repetition does them 15
-times, every way in turn (in an order that rotates), and counts each way's median. Targets: `Docker` within 5 % of docker-py, `HttpRemote` within
-15 %.
+times, every way in turn (in an order that rotates), and counts each way's median. Targets:
+`Docker` within 5 % of docker-py, `HttpRemote` within 15 %.
 """
 
 SECTION_1_WHY = """\
