@@ -1,0 +1,269 @@
+"""Quotas per user, with per-group and per-user overrides of a default (the ``QUOTAS`` setting):
+how many containers, the memory and CPUs of running containers, snapshots and committed images.
+
+Every check runs in a transaction that first locks the user's row (``SELECT ... FOR UPDATE``;
+on SQLite, which has no row locks, a write that takes the database's write lock), so two
+operations of one user take turns and cannot both pass. What the check admits is written in
+the same transaction: a creation's record, or a :class:`~ipynbsrv_backends.models.QuotaReservation`
+for an operation whose record comes later (a snapshot, a commit, a start), dropped when it ends.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from .. import errors
+from ..conf import app_settings
+from ..models import Container, Image, QuotaReservation, Snapshot
+from ._base import S, write_turn
+
+#: The limits a quota may set, in the order they are checked and shown.
+KEYS = ("containers", "memory", "cpus", "snapshots", "images")
+#: The statuses whose containers hold their memory (a suspended one keeps it, frozen) and CPUs.
+HOLD_MEMORY = (S.CREATING, S.RUNNING, S.SUSPENDED)
+HOLD_CPUS = (S.CREATING, S.RUNNING)
+#: A reservation older than this was left by a process that died: it no longer counts.
+RESERVATION_TTL = datetime.timedelta(hours=1)
+#: Which limits each guarded action may need.
+ACTION_KEYS = {"start": ("memory", "cpus"), "restart": ("memory", "cpus"), "resume": ("cpus",),
+               "snapshot": ("snapshots",), "commit": ("images",)}
+
+_MEM = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
+_SCALE = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+@dataclass
+class Need:
+    """What an operation adds to its user's usage."""
+
+    containers: int = 0
+    memory: int = 0
+    cpus: float = 0.0
+    snapshots: int = 0
+    images: int = 0
+
+
+# ---------------------------------------------------------------------------- the settings
+
+def parse_limit(key: str, value: Any) -> int | float | None:
+    """One limit of the ``QUOTAS`` setting, checked: a whole number from 0 (``memory`` also
+    ``"4g"``, ``cpus`` also a fraction), or ``None`` for none."""
+    if value is None:
+        return None
+    if key not in KEYS:
+        raise ValueError(f"unknown quota {key!r} (use {', '.join(KEYS)})")
+    if key == "memory" and isinstance(value, str) and (match := _MEM.fullmatch(value.strip())):
+        return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
+    if key == "cpus" and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    shape = "a number of bytes or a string such as '4g'" if key == "memory" else "a whole number from 0"
+    raise ValueError(f"quota {key!r} must be None or {shape}, not {value!r}")
+
+
+def parse_limits(value: Any, where: str) -> dict[str, int | float | None]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be a dict of limits, not {type(value).__name__}")
+    return {key: parse_limit(key, limit) for key, limit in value.items()}
+
+
+def config_problems(config: Any) -> list[str]:
+    """What is wrong with a ``QUOTAS`` setting (empty: nothing), for the system check."""
+    if not isinstance(config, Mapping):
+        return [f"QUOTAS must be a dict, not {type(config).__name__}"]
+    problems = [f"unknown key {key!r} (use default, groups, users)" for key in config
+                if key not in ("default", "groups", "users")]
+    try:
+        parse_limits(config.get("default") or {}, "QUOTAS['default']")
+        for part in ("groups", "users"):
+            named = config.get(part) or {}
+            if not isinstance(named, Mapping):
+                raise ValueError(f"QUOTAS[{part!r}] must be a dict of names to limits")
+            for name, limits in named.items():
+                parse_limits(limits, f"QUOTAS[{part!r}][{name!r}]")
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _more(a: int | float | None, b: int | float | None) -> int | float | None:
+    """The more generous of two limits (``None``, no limit, beats any number)."""
+    return None if a is None or b is None else max(a, b)
+
+
+def limits_for(user: Any) -> dict[str, int | float | None]:
+    """``user``'s limits: the default, then their groups' (the most generous of them, key by
+    key), then their own entry under ``users``. ``containers`` starts from MAX_CONTAINERS_PER_USER."""
+    config = app_settings.QUOTAS or {}
+    limits: dict[str, int | float | None] = dict.fromkeys(KEYS)
+    limits["containers"] = app_settings.MAX_CONTAINERS_PER_USER
+    limits.update(parse_limits(config.get("default") or {}, "QUOTAS['default']"))
+    groups = config.get("groups") or {}
+    if groups:
+        merged: dict[str, int | float | None] = {}
+        for name in sorted(set(user.groups.values_list("name", flat=True)) & set(groups)):
+            for key, limit in parse_limits(groups[name], f"QUOTAS['groups'][{name!r}]").items():
+                merged[key] = _more(merged[key], limit) if key in merged else limit
+        limits.update(merged)
+    own = (config.get("users") or {}).get(user.get_username())
+    if own is not None:
+        limits.update(parse_limits(own, f"QUOTAS['users'][{user.get_username()!r}]"))
+    return limits
+
+
+# ---------------------------------------------------------------------------- usage
+
+def memory_of(options: Mapping[str, Any] | None) -> int | None:
+    """A container's ``mem_limit`` in bytes (None: it has none)."""
+    value = (options or {}).get("mem_limit")
+    try:
+        return parse_limit("memory", value)  # type: ignore[return-value]  # memory parses to int
+    except ValueError:
+        return None
+
+
+def cpus_of(options: Mapping[str, Any] | None) -> float | None:
+    value = (options or {}).get("cpu_limit")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def usage_of(user: Any) -> dict[str, int | float]:
+    """What ``user`` uses now: their records, plus what operations under way hold."""
+    usage: dict[str, int | float] = {"containers": 0, "memory": 0, "cpus": 0.0, "snapshots": 0, "images": 0}
+    for status, options in Container.objects.filter(owner=user).active().values_list("status", "options"):
+        usage["containers"] += 1
+        if status in HOLD_MEMORY:
+            usage["memory"] += memory_of(options) or 0
+        if status in HOLD_CPUS:
+            usage["cpus"] += cpus_of(options) or 0.0
+    usage["snapshots"] = Snapshot.objects.filter(container__owner=user).count()
+    usage["images"] = Image.objects.filter(owner=user).count()
+    live = QuotaReservation.objects.filter(user=user, created_at__gt=timezone.now() - RESERVATION_TTL)
+    held = live.aggregate(memory=models.Sum("memory"), cpus=models.Sum("cpus"),
+                          snapshots=models.Sum("snapshots"), images=models.Sum("images"))
+    for key, value in held.items():
+        usage[key] += value or 0
+    usage["cpus"] = round(usage["cpus"], 3)
+    return usage
+
+
+def report(user: Any) -> dict[str, Any]:
+    """``user``'s limits and usage, for the users' API and the admin."""
+    return {"limits": limits_for(user), "usage": usage_of(user)}
+
+
+# ---------------------------------------------------------------------------- the checks
+
+def amount(key: str, value: int | float) -> str:
+    if key == "memory":
+        for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+            if value >= scale:
+                return f"{value / scale:.3g} {unit}"
+        return f"{int(value)} bytes"
+    if key == "cpus":
+        return f"{value:g} CPU" + ("" if value == 1 else "s")
+    noun = {"containers": "container", "snapshots": "snapshot", "images": "committed image"}[key]
+    return f"{int(value)} {noun}" + ("" if value == 1 else "s")
+
+
+HOW = {"containers": "delete one of your containers", "memory": "stop or delete a running or suspended container",
+       "cpus": "stop or suspend a running container", "snapshots": "delete one of your snapshots",
+       "images": "delete one of your committed images"}
+
+
+def check(user: Any, need: Need, doing: str) -> None:
+    """Raise :class:`~ipynbsrv_backends.errors.QuotaExceededError` if ``need`` on top of what
+    ``user`` uses passes one of their limits: it names the limit, the usage and by how much."""
+    limits = limits_for(user)
+    wanted = {key: value for key, value in asdict(need).items() if value and limits[key] is not None}
+    if not wanted:
+        return
+    usage = usage_of(user)
+    for key in KEYS:
+        if key not in wanted:
+            continue
+        limit, used, more = limits[key], usage[key], wanted[key]
+        assert limit is not None
+        if used + more > limit + 1e-9:
+            raise errors.QuotaExceededError(
+                f"{doing} would pass {user.get_username()}'s {key} quota of {amount(key, limit)}: "
+                f"{amount(key, used)} in use and {amount(key, more)} more needed, "
+                f"{amount(key, used + more - limit)} over. To go on, {HOW[key]}, or ask an administrator "
+                "for a larger quota."
+            )
+
+
+def refuse_unlimited(user: Any, container_name: str, options: Mapping[str, Any] | None, keys: tuple[str, ...]) -> None:
+    """A container without a ``mem_limit`` (``cpu_limit``) cannot be counted against a memory
+    (CPU) quota: refused, with what an administrator must set."""
+    limits = limits_for(user)
+    for key, of, option in (("memory", memory_of, "mem_limit"), ("cpus", cpus_of, "cpu_limit")):
+        limit = limits[key]
+        if key in keys and limit is not None and of(options) is None:
+            raise errors.QuotaExceededError(
+                f"{container_name} has no {option}, so it cannot be counted against {user.get_username()}'s "
+                f"{key} quota of {amount(key, limit)}: an administrator must give it one "
+                f"(CONTAINER_OPTIONS['{option}'] for new containers)."
+            )
+
+
+def lock(user: Any) -> None:
+    """Inside a transaction: take the user's lock until it ends (the row, ``FOR UPDATE``; on a
+    database without row locks, its write lock, through an update that changes nothing)."""
+    if connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    else:
+        QuotaReservation.objects.filter(pk=-1).update(action="")
+
+
+def guards(user: Any, keys: tuple[str, ...]) -> bool:
+    """Whether any of ``keys`` is limited for ``user`` (else no check, no lock)."""
+    limits = limits_for(user)
+    return any(limits[key] is not None for key in keys)
+
+
+@contextmanager
+def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> Iterator[None]:
+    """Check ``need()`` (worked out under the user's lock) against ``user``'s quota and hold it
+    while the block runs: the block writes the operation's record, then the hold is dropped."""
+    if not guards(user, ACTION_KEYS[action]):
+        yield
+        return
+    with write_turn, transaction.atomic():
+        lock(user)
+        wanted = need()
+        check(user, wanted, doing)
+        held = {key: value for key, value in asdict(wanted).items() if key != "containers"}
+        row = QuotaReservation.objects.create(user=user, action=action, **held) if any(held.values()) else None
+    try:
+        yield
+    finally:
+        if row is not None:
+            QuotaReservation.objects.filter(pk=row.pk).delete()
+
+
+def start_need(container: Container, action: str) -> Need:
+    """What starting (``start``, ``restart``) or resuming ``container`` adds, from its status as
+    the database has it now: memory unless it holds it already, CPUs unless it runs."""
+    status = Container.objects.filter(pk=container.pk).values_list("status", flat=True).first()
+    keys = tuple(key for key, holding in (("memory", HOLD_MEMORY), ("cpus", HOLD_CPUS))
+                 if (action != "resume" or key == "cpus") and status not in holding)
+    refuse_unlimited(container.owner, str(container), container.options, keys)
+    memory = (memory_of(container.options) or 0) if "memory" in keys else 0
+    cpus = (cpus_of(container.options) or 0.0) if "cpus" in keys else 0.0
+    return Need(memory=memory, cpus=cpus)
+
+
+def creation_need(owner: Any, name: str, options: Mapping[str, Any] | None) -> Need:
+    refuse_unlimited(owner, f"{owner}/{name}", options, ("memory", "cpus"))
+    return Need(containers=1, memory=memory_of(options) or 0, cpus=cpus_of(options) or 0.0)
