@@ -140,15 +140,15 @@ def cpus_of(options: Mapping[str, Any] | None) -> float | None:
 def usage_of(user: Any) -> dict[str, int | float]:
     """What ``user`` uses now: their records, plus what operations under way hold."""
     usage: dict[str, int | float] = {"containers": 0, "memory": 0, "cpus": 0.0, "snapshots": 0, "images": 0}
-    for status, options in Container.objects.filter(owner=user).active().values_list("status", "options"):
+    for status, options in Container.objects.filter(owner_id=user.pk).active().values_list("status", "options"):
         usage["containers"] += 1
         if status in HOLD_MEMORY:
             usage["memory"] += memory_of(options) or 0
         if status in HOLD_CPUS:
             usage["cpus"] += cpus_of(options) or 0.0
-    usage["snapshots"] = Snapshot.objects.filter(container__owner=user).count()
-    usage["images"] = Image.objects.filter(owner=user).count()
-    live = QuotaReservation.objects.filter(user=user, created_at__gt=timezone.now() - RESERVATION_TTL)
+    usage["snapshots"] = Snapshot.objects.filter(container__owner_id=user.pk).count()
+    usage["images"] = Image.objects.filter(owner_id=user.pk).count()
+    live = QuotaReservation.objects.filter(user_id=user.pk, created_at__gt=timezone.now() - RESERVATION_TTL)
     held = live.aggregate(memory=models.Sum("memory"), cpus=models.Sum("cpus"),
                           snapshots=models.Sum("snapshots"), images=models.Sum("images"))
     for key, value in held.items():
@@ -244,7 +244,7 @@ def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> It
         wanted = need()
         check(user, wanted, doing)
         held = {key: value for key, value in asdict(wanted).items() if key != "containers"}
-        row = QuotaReservation.objects.create(user=user, action=action, **held) if any(held.values()) else None
+        row = QuotaReservation.objects.create(user_id=user.pk, action=action, **held) if any(held.values()) else None
     try:
         yield
     finally:
