@@ -35,7 +35,7 @@ HOLD_CPUS = (S.CREATING, S.RUNNING)
 RESERVATION_TTL = datetime.timedelta(hours=1)
 #: Which limits each guarded action may need.
 ACTION_KEYS = {"start": ("memory", "cpus"), "restart": ("memory", "cpus"), "resume": ("cpus",),
-               "snapshot": ("snapshots",), "commit": ("images",)}
+               "restore": ("cpus",), "snapshot": ("snapshots",), "commit": ("images",)}
 
 _MEM = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
 _SCALE = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -241,6 +241,8 @@ def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> It
         return
     with write_turn, transaction.atomic():
         lock(user)
+        # Holds left by processes that died: they count no more; drop them now.
+        QuotaReservation.objects.filter(user_id=user.pk, created_at__lte=timezone.now() - RESERVATION_TTL).delete()
         wanted = need()
         check(user, wanted, doing)
         held = {key: value for key, value in asdict(wanted).items() if key != "containers"}
@@ -253,11 +255,13 @@ def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> It
 
 
 def start_need(container: Container, action: str) -> Need:
-    """What starting (``start``, ``restart``) or resuming ``container`` adds, from its status as
-    the database has it now: memory unless it holds it already, CPUs unless it runs."""
+    """What starting (``start``, ``restart``), resuming or restoring ``container`` adds, from its
+    status as the database has it now: memory unless it holds it already, CPUs unless it runs."""
     status = Container.objects.filter(pk=container.pk).values_list("status", flat=True).first()
     keys = tuple(key for key, holding in (("memory", HOLD_MEMORY), ("cpus", HOLD_CPUS))
-                 if (action != "resume" or key == "cpus") and status not in holding)
+                 if key in ACTION_KEYS[action] and status not in holding)
+    if action == "restore" and status != S.SUSPENDED:
+        keys = ()  # a restore keeps a stopped container stopped; a suspended one comes back running
     refuse_unlimited(container.owner, str(container), container.options, keys)
     memory = (memory_of(container.options) or 0) if "memory" in keys else 0
     cpus = (cpus_of(container.options) or 0.0) if "cpus" in keys else 0.0

@@ -49,11 +49,13 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     refuse_while_moving(container)
     backend = _snapshot_backend(container)
     secret = package()._mint_secret()  # the restored container gets a secret of its own
-    record = backend.restore_container_snapshot(backend_pk(container), snapshot.backend_pk,
-                                                env={ACCESS_SECRET_ENV: secret})
-    apply_record(container, record)
-    container.access_secret = secret
-    container.save()
+    with quotas.reserved(container.owner, "restore", lambda: quotas.start_need(container, "restore"),
+                         f"Restoring {container} (a suspended container comes back running)"):
+        record = backend.restore_container_snapshot(backend_pk(container), snapshot.backend_pk,
+                                                    env={ACCESS_SECRET_ENV: secret})
+        apply_record(container, record)
+        container.access_secret = secret
+        container.save()
     logger.info("Restored %s from %s", container, snapshot)
     return container
 

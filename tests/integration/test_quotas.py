@@ -113,6 +113,10 @@ def test_a_suspended_container_keeps_its_memory_but_not_its_cpus(quota, make_nod
     with pytest.raises(errors.QuotaExceededError, match=r"cpus quota of 0.5 CPUs: 0.5 CPUs in use .* 0.5 CPUs over"):
         services.resume_container(one)
     assert Container.objects.get(pk=one.pk).status == "suspended"
+    snapshot = services.create_snapshot(one, "s1")
+    with pytest.raises(errors.QuotaExceededError, match="Restoring alice/one .* cpus quota"):
+        services.restore_snapshot(one, snapshot)  # it would come back running
+    assert Container.objects.get(pk=one.pk).status == "suspended"
 
 
 def test_snapshots_and_commits_count_against_their_quotas(quota, make_node, image, alice):
