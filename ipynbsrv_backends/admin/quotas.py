@@ -19,9 +19,11 @@ from ..services import quotas
 PAGE = 100
 
 
-def _shown(key: str, used: int | float, limit: int | float | None) -> str:
-    def text(value: int | float) -> str:
-        return quotas.amount(key, value) if key == "memory" else f"{value:g}"
+def _shown(key: str, used: int | float | None, limit: int | float | None) -> str:
+    def text(value: int | float | None) -> str:
+        if value is None:
+            return str(_("not measured"))
+        return quotas.amount(key, value) if key in quotas.BYTES else f"{value:g}"
 
     return f"{text(used)} of {text(limit)}" if limit is not None else text(used)
 
@@ -39,7 +41,7 @@ def rows(search: str = "") -> list[dict[str, Any]]:
         report = quotas.report(user)
         cells = [_shown(key, report["usage"][key], report["limits"][key]) for key in quotas.KEYS]
         full = [key for key in quotas.KEYS if report["limits"][key] is not None
-                and report["usage"][key] >= report["limits"][key]]
+                and report["usage"][key] is not None and report["usage"][key] >= report["limits"][key]]
         found.append({"user": user, "cells": cells, "full": ", ".join(full)})
     return found
 
@@ -52,7 +54,8 @@ def quotas_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         **model_admin.admin_site.each_context(request),
         "title": _("Quotas"),
         "opts": model_admin.opts,
-        "headers": [_("containers"), _("memory"), _("CPUs"), _("snapshots"), _("committed images")],
+        "headers": [_("containers"), _("memory"), _("CPUs"), _("snapshots"), _("committed images"),
+                    _("volume space")],
         "rows": rows(search),
         "search": search,
         "page": PAGE,

@@ -280,6 +280,9 @@ class QuotaFiguresSerializer(serializers.Serializer):
     cpus = serializers.FloatField(allow_null=True, help_text="The cpu_limit of running containers.")
     snapshots = serializers.IntegerField(allow_null=True)
     images = serializers.IntegerField(allow_null=True, help_text="Images you committed.")
+    volume_space = serializers.IntegerField(
+        allow_null=True, help_text="Bytes your named volumes hold, as the nodes that measure them last did "
+                                   "(usage null: no node measures them).")
 
 
 class QuotaSerializer(serializers.Serializer):

@@ -46,9 +46,9 @@ def reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone
     # The owner's lock first, then the nodes' (placing): the quota check and the new record
     # commit together, so two creates of one user cannot both pass it.
     with write_turn, transaction.atomic():
-        if quotas.guards(owner, ("containers", "memory", "cpus")):
+        if quotas.guards(owner, quotas.CREATE_KEYS):
             quotas.lock(owner)
-            quotas.check(owner, quotas.creation_need(owner, name, options), f"Creating {owner}/{name}")
+            quotas.check(owner, quotas.creation_need(owner, name, options), f"Creating {owner}/{name}", space=True)
         return _insert(owner, name, candidates, node=node, full=full, allow_draining=allow_draining,
                        image=image, image_ref=image_ref, clone_of=clone_of, base_url=base_url, options=options)
 

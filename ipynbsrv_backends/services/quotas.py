@@ -23,19 +23,24 @@ from django.utils import timezone
 
 from .. import errors
 from ..conf import app_settings
-from ..models import Container, Image, QuotaReservation, Snapshot
+from ..models import Container, Image, Node, QuotaReservation, Snapshot
 from ._base import S, write_turn
 
 #: The limits a quota may set, in the order they are checked and shown.
-KEYS = ("containers", "memory", "cpus", "snapshots", "images")
+KEYS = ("containers", "memory", "cpus", "snapshots", "images", "volume_space")
+#: The limits given in bytes (a number, or a string such as "4g").
+BYTES = ("memory", "volume_space")
 #: The statuses whose containers hold their memory (a suspended one keeps it, frozen) and CPUs.
 HOLD_MEMORY = (S.CREATING, S.RUNNING, S.SUSPENDED)
 HOLD_CPUS = (S.CREATING, S.RUNNING)
 #: A reservation older than this was left by a process that died: it no longer counts.
 RESERVATION_TTL = datetime.timedelta(hours=1)
 #: Which limits each guarded action may need.
-ACTION_KEYS = {"start": ("memory", "cpus"), "restart": ("memory", "cpus"), "resume": ("cpus",),
-               "restore": ("cpus",), "snapshot": ("snapshots",), "commit": ("images",)}
+ACTION_KEYS = {"start": ("memory", "cpus", "volume_space"), "restart": ("memory", "cpus", "volume_space"),
+               "resume": ("cpus", "volume_space"), "restore": ("cpus",), "snapshot": ("snapshots",),
+               "commit": ("images",)}
+#: What a creation may pass.
+CREATE_KEYS = ("containers", "memory", "cpus", "volume_space")
 
 _MEM = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
 _SCALE = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -61,13 +66,13 @@ def parse_limit(key: str, value: Any) -> int | float | None:
         return None
     if key not in KEYS:
         raise ValueError(f"unknown quota {key!r} (use {', '.join(KEYS)})")
-    if key == "memory" and isinstance(value, str) and (match := _MEM.fullmatch(value.strip())):
+    if key in BYTES and isinstance(value, str) and (match := _MEM.fullmatch(value.strip())):
         return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
     if key == "cpus" and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    shape = "a number of bytes or a string such as '4g'" if key == "memory" else "a whole number from 0"
+    shape = "a number of bytes or a string such as '4g'" if key in BYTES else "a whole number from 0"
     raise ValueError(f"quota {key!r} must be None or {shape}, not {value!r}")
 
 
@@ -137,9 +142,25 @@ def cpus_of(options: Mapping[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def usage_of(user: Any) -> dict[str, int | float]:
-    """What ``user`` uses now: their records, plus what operations under way hold."""
-    usage: dict[str, int | float] = {"containers": 0, "memory": 0, "cpus": 0.0, "snapshots": 0, "images": 0}
+def volume_space_of(user: Any) -> int | None:
+    """The bytes of ``user``'s named volumes on every node that measures them (a ``Docker``
+    backend with ``volume_usage_every``), as each last reported in its health check; ``None``
+    when no node measures them."""
+    total, known = 0, False
+    for report in Node.objects.values_list("resources", flat=True):  # the node's status answer
+        resources = report.get("resources") if isinstance(report, dict) else None
+        measured = resources.get("volume_usage") if isinstance(resources, dict) else None
+        if isinstance(measured, dict):
+            known = True
+            size = measured.get(user.get_username())
+            total += size if isinstance(size, int) else 0
+    return total if known else None
+
+
+def usage_of(user: Any) -> dict[str, Any]:
+    """What ``user`` uses now: their records, plus what operations under way hold, plus the
+    volume space the nodes last measured (``None``: no node measures it)."""
+    usage: dict[str, Any] = {"containers": 0, "memory": 0, "cpus": 0.0, "snapshots": 0, "images": 0}
     for status, options in Container.objects.filter(owner_id=user.pk).active().values_list("status", "options"):
         usage["containers"] += 1
         if status in HOLD_MEMORY:
@@ -154,6 +175,7 @@ def usage_of(user: Any) -> dict[str, int | float]:
     for key, value in held.items():
         usage[key] += value or 0
     usage["cpus"] = round(usage["cpus"], 3)
+    usage["volume_space"] = volume_space_of(user)
     return usage
 
 
@@ -165,7 +187,7 @@ def report(user: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the checks
 
 def amount(key: str, value: int | float) -> str:
-    if key == "memory":
+    if key in BYTES:
         for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
             if value >= scale:
                 return f"{value / scale:.3g} {unit}"
@@ -178,17 +200,30 @@ def amount(key: str, value: int | float) -> str:
 
 HOW = {"containers": "delete one of your containers", "memory": "stop or delete a running or suspended container",
        "cpus": "stop or suspend a running container", "snapshots": "delete one of your snapshots",
-       "images": "delete one of your committed images"}
+       "images": "delete one of your committed images",
+       "volume_space": "delete files from your containers' volumes (or delete the containers whose volumes you "
+                       "no longer need)"}
 
 
-def check(user: Any, need: Need, doing: str) -> None:
+def check(user: Any, need: Need, doing: str, *, space: bool = False) -> None:
     """Raise :class:`~ipynbsrv_backends.errors.QuotaExceededError` if ``need`` on top of what
-    ``user`` uses passes one of their limits: it names the limit, the usage and by how much."""
+    ``user`` uses passes one of their limits: it names the limit, the usage and by how much.
+    With ``space`` (an action that runs a container), also if their volumes already hold more
+    than their ``volume_space``, as the nodes last measured it."""
     limits = limits_for(user)
     wanted = {key: value for key, value in asdict(need).items() if value and limits[key] is not None}
-    if not wanted:
+    space_limit = limits["volume_space"] if space else None
+    if not wanted and space_limit is None:
         return
     usage = usage_of(user)
+    held = usage["volume_space"]
+    if space_limit is not None and held is not None and held > space_limit:
+        raise errors.QuotaExceededError(
+            f"{doing} is refused: {user.get_username()}'s volumes hold {amount('volume_space', held)} "
+            f"(as their nodes last measured), {amount('volume_space', held - space_limit)} over the volume_space "
+            f"quota of {amount('volume_space', space_limit)}. To go on, {HOW['volume_space']}, or ask an "
+            "administrator for a larger quota."
+        )
     for key in KEYS:
         if key not in wanted:
             continue
@@ -244,7 +279,7 @@ def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> It
         # Holds left by processes that died: they count no more; drop them now.
         QuotaReservation.objects.filter(user_id=user.pk, created_at__lte=timezone.now() - RESERVATION_TTL).delete()
         wanted = need()
-        check(user, wanted, doing)
+        check(user, wanted, doing, space="volume_space" in ACTION_KEYS[action])
         held = {key: value for key, value in asdict(wanted).items() if key != "containers"}
         row = QuotaReservation.objects.create(user_id=user.pk, action=action, **held) if any(held.values()) else None
     try:

@@ -12,12 +12,13 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from ipynbsrv_backends import errors, services
+from ipynbsrv_backends import errors, registry, services
 from ipynbsrv_backends.checks import check_settings
 from ipynbsrv_backends.models import Container, Image, QuotaReservation, Snapshot
 from ipynbsrv_backends.services import quotas
 
 from ..support.threads import run_together
+from ..support.waiting import wait_for
 from .test_api import body, client_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.django_db(transaction=True)]
@@ -47,13 +48,13 @@ def test_limits_come_from_the_default_the_groups_and_the_user(quota, alice, bob)
           groups={"staff-ish": {"memory": "2g", "cpus": 1}, "big": {"memory": None, "cpus": 0.5}},
           users={"bob": {"snapshots": 10, "containers": 1}})
     assert quotas.limits_for(alice) == {"containers": 3, "memory": 1024**3, "cpus": None, "snapshots": 2,
-                                        "images": None}
+                                        "images": None, "volume_space": None}
     for name in ("staff-ish", "big"):
         alice.groups.add(Group.objects.create(name=name))
     limits = quotas.limits_for(alice)  # the most generous of the groups: None (no limit) beats 2g
     assert limits["memory"] is None and limits["cpus"] == 1 and limits["snapshots"] == 2
     assert quotas.limits_for(bob) == {"containers": 1, "memory": 1024**3, "cpus": None, "snapshots": 10,
-                                      "images": None}
+                                      "images": None, "volume_space": None}
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -187,8 +188,9 @@ def test_the_users_api_shows_limits_and_usage_and_answers_a_clear_429(quota, mak
     response = api.get("/api/quota/")
     assert response.status_code == 200, response.content
     assert body(response) == {
-        "limits": {"containers": 5, "memory": 100 * MiB, "cpus": None, "snapshots": None, "images": None},
-        "usage": {"containers": 0, "memory": 0, "cpus": 0, "snapshots": 0, "images": 0},
+        "limits": {"containers": 5, "memory": 100 * MiB, "cpus": None, "snapshots": None, "images": None,
+                   "volume_space": None},
+        "usage": {"containers": 0, "memory": 0, "cpus": 0, "snapshots": 0, "images": 0, "volume_space": None},
     }
     created = api.post("/api/containers/?wait=true", json.dumps({"name": "one", "image": image.pk}),
                        content_type="application/json")
@@ -211,3 +213,79 @@ def test_staff_see_each_users_limits_and_usage_in_the_admin(quota, make_node, im
     assert page.status_code == 200
     text = page.content.decode()
     assert "alice" in text and "64 MiB of 100 MiB" in text and "0 of 3" in text
+
+
+# ---------------------------------------------------------------------------- volume space
+
+def test_volume_space_as_the_engine_measures_it(quota, make_node, image, alice):
+    """A Docker node with volume_usage_every reports its volumes' bytes per owner in its health;
+    past volume_space, creating and starting are refused, saying by how much."""
+    node = make_node("n1", volume_usage_every=0.2)
+    quota(default={"volume_space": "4m"}, CONTAINER_VOLUMES=[{"source": "u{uid}-{name}", "target": "/data"}])
+    one = services.create_container(alice, "one", image=image)
+    assert quotas.usage_of(alice)["volume_space"] is None  # no node has measured yet
+    registry.get_backend(node).exec_in_container(one.backend_pk, ["sh", "-c", "head -c 8388608 /dev/zero > /data/f"])
+
+    def measured() -> int:
+        services.check_node_health(node)
+        return (quotas.volume_space_of(alice) or 0) >= 8 * MiB
+
+    wait_for(measured, timeout=60, interval=0.3, what="the node to report alice's 8 MiB volume")
+    with pytest.raises(errors.QuotaExceededError,
+                       match=r"Creating alice/two is refused: alice's volumes hold 8 MiB \(as their nodes last "
+                             r"measured\), 4 MiB over the volume_space quota of 4 MiB"):
+        services.create_container(alice, "two", image=image)
+    services.stop_container(one)
+    with pytest.raises(errors.QuotaExceededError, match="Starting alice/one is refused"):
+        services.start_container(one)
+    usage = body(client_for(alice).get("/api/quota/"))["usage"]
+    assert usage["volume_space"] >= 8 * MiB
+    services.delete_container(one)  # the named volume stays, and still counts
+    assert quotas.volume_space_of(alice) >= 8 * MiB
+
+
+def test_volume_usage_counts_this_backends_volumes_by_owner():
+    from ipynbsrv_backends.backends.docker.volume_usage import usage_by_owner
+
+    label = {"org.ipynbsrv.instance": "a", "org.ipynbsrv.owner": "alice"}
+    df = {"Volumes": [
+        {"Labels": label, "UsageData": {"Size": 100}},
+        {"Labels": label, "UsageData": {"Size": 50}},
+        {"Labels": {**label, "org.ipynbsrv.owner": "bob"}, "UsageData": {"Size": -1}},  # not sized
+        {"Labels": {**label, "org.ipynbsrv.instance": "b"}, "UsageData": {"Size": 7}},  # another instance
+        {"Labels": None, "UsageData": None},
+    ]}
+    assert usage_by_owner(df, "a") == {"alice": 150}
+
+
+def test_a_nodes_host_api_reports_its_volumes_usage(settings, engine):
+    """Through the host API (what HttpRemote nodes answer the master's health checks with)."""
+    from django.test import Client
+
+    from ipynbsrv_backends.hostapi.node import reset_backend
+    from ipynbsrv_backends.hostapi.wire import encode_pk
+
+    from ..conftest import TEST_IMAGE, backend_options
+
+    settings.IPYNBSRV_BACKENDS = {"HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker", "HOSTAPI_TOKEN": "t" * 24,
+                                  "HOSTAPI_BACKEND_OPTIONS": backend_options(volume_usage_every=0.2)}
+    reset_backend()
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {'t' * 24}")
+    try:
+        body_ = {"username": "carol", "uid": 2999, "name": "vol", "ports": [], "image": TEST_IMAGE,
+                 "volumes": [{"source": "quota-test-vol", "target": "/data"}]}
+        created = api.post("/hostapi/containers/", json.dumps(body_), content_type="application/json")
+        assert created.status_code == 201, created.content
+        pk = encode_pk(created.json()["pk"])
+        written = api.post(f"/hostapi/containers/{pk}/exec/", json.dumps({"cmd": ["sh", "-c",
+                           "head -c 3145728 /dev/zero > /data/f"]}), content_type="application/json")
+        assert written.status_code == 200, written.content
+
+        def reported() -> bool:
+            usage = api.get("/hostapi/status/").json()["resources"].get("volume_usage") or {}
+            return usage.get("carol", 0) >= 3 * MiB
+
+        wait_for(reported, timeout=60, interval=0.3, what="status/ to report carol's 3 MiB volume")
+        assert api.delete(f"/hostapi/containers/{pk}/").status_code == 204
+    finally:
+        reset_backend()
