@@ -116,7 +116,9 @@ def limits_for(user: Any) -> dict[str, int | float | None]:
     groups = config.get("groups") or {}
     if groups:
         merged: dict[str, int | float | None] = {}
-        for name in sorted(set(user.groups.values_list("name", flat=True)) & set(groups)):
+        member_of = getattr(user, "groups", None)  # a user model without groups belongs to none
+        names = set(member_of.values_list("name", flat=True)) if member_of is not None else set()
+        for name in sorted(names & set(groups)):
             for key, limit in parse_limits(groups[name], f"QUOTAS['groups'][{name!r}]").items():
                 merged[key] = _more(merged[key], limit) if key in merged else limit
         limits.update(merged)

@@ -10,6 +10,8 @@ import json
 
 import pytest
 from django.contrib.auth.models import Group
+from django.contrib.messages import get_messages
+from django.urls import reverse
 from django.utils import timezone
 
 from ipynbsrv_backends import errors, registry, services
@@ -208,11 +210,28 @@ def test_the_users_api_shows_limits_and_usage_and_answers_a_clear_429(quota, mak
 def test_staff_see_each_users_limits_and_usage_in_the_admin(quota, make_node, image, alice, admin_client):
     make_node("n1")
     quota(default={"memory": "100m", "snapshots": 3})
-    services.create_container(alice, "one", image=image)
-    page = admin_client.get("/admin/ipynbsrv_backends/container/quotas/")
+    one = services.create_container(alice, "one", image=image)
+    changelist = admin_client.get(reverse("admin:ipynbsrv_backends_container_changelist"))
+    assert 'href="quotas/"' in changelist.content.decode()
+    page = admin_client.get(reverse("admin:ipynbsrv_backends_container_quotas"))
     assert page.status_code == 200
     text = page.content.decode()
     assert "alice" in text and "64 MiB of 100 MiB" in text and "0 of 3" in text
+    # An admin action past the owner's quota is refused with the limit's message, not a 500.
+    services.stop_container(one)
+    services.create_container(alice, "two", image=image)
+    response = admin_client.post(reverse("admin:ipynbsrv_backends_container_changelist"),
+                                 {"action": "start_containers", "_selected_action": [one.pk]}, follow=True)
+    assert response.status_code == 200
+    shown = " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert "memory quota of 100 MiB" in shown and "28 MiB over" in shown, shown
+    assert Container.objects.get(pk=one.pk).status == "stopped"
+
+
+def test_the_quota_page_is_for_staff_only(quota, alice, client):
+    client.force_login(alice)
+    response = client.get(reverse("admin:ipynbsrv_backends_container_quotas"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
 
 
 # ---------------------------------------------------------------------------- volume space
