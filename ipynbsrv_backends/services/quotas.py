@@ -1,5 +1,6 @@
 """Quotas per user, with per-group and per-user overrides of a default (the ``QUOTAS`` setting):
-how many containers, the memory and CPUs of running containers, snapshots and committed images.
+how many containers, the memory and CPUs of running containers, snapshots, committed images, and
+the space of their named volumes where nodes measure it.
 
 Every check runs in a transaction that first locks the user's row (``SELECT ... FOR UPDATE``;
 on SQLite, which has no row locks, a write that takes the database's write lock), so two
@@ -36,10 +37,10 @@ HOLD_CPUS = (S.CREATING, S.RUNNING)
 #: A reservation older than this was left by a process that died: it no longer counts.
 RESERVATION_TTL = datetime.timedelta(hours=1)
 #: Which limits each guarded action may need.
-ACTION_KEYS = {"start": ("memory", "cpus", "volume_space"), "restart": ("memory", "cpus", "volume_space"),
-               "resume": ("cpus", "volume_space"), "restore": ("cpus",), "snapshot": ("snapshots",),
-               "commit": ("images",)}
-#: What a creation may pass.
+ACTION_KEYS = {"start": ("memory", "cpus"), "restart": ("memory", "cpus"), "resume": ("cpus",),
+               "restore": ("cpus",), "snapshot": ("snapshots",), "commit": ("images",)}
+#: What a creation may pass. ``volume_space`` is checked there only: a user over it must still
+#: be able to start a container of theirs to delete files.
 CREATE_KEYS = ("containers", "memory", "cpus", "volume_space")
 
 _MEM = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
@@ -210,8 +211,8 @@ HOW = {"containers": "delete one of your containers", "memory": "stop or delete 
 def check(user: Any, need: Need, doing: str, *, space: bool = False) -> None:
     """Raise :class:`~ipynbsrv_backends.errors.QuotaExceededError` if ``need`` on top of what
     ``user`` uses passes one of their limits: it names the limit, the usage and by how much.
-    With ``space`` (an action that runs a container), also if their volumes already hold more
-    than their ``volume_space``, as the nodes last measured it."""
+    With ``space`` (a creation), also if their volumes already hold more than their
+    ``volume_space``, as the nodes last measured it."""
     limits = limits_for(user)
     wanted = {key: value for key, value in asdict(need).items() if value and limits[key] is not None}
     space_limit = limits["volume_space"] if space else None
@@ -281,7 +282,7 @@ def reserved(user: Any, action: str, need: Callable[[], Need], doing: str) -> It
         # Holds left by processes that died: they count no more; drop them now.
         QuotaReservation.objects.filter(user_id=user.pk, created_at__lte=timezone.now() - RESERVATION_TTL).delete()
         wanted = need()
-        check(user, wanted, doing, space="volume_space" in ACTION_KEYS[action])
+        check(user, wanted, doing)
         held = {key: value for key, value in asdict(wanted).items() if key != "containers"}
         row = QuotaReservation.objects.create(user_id=user.pk, action=action, **held) if any(held.values()) else None
     try:
