@@ -37,8 +37,9 @@ def rows(search: str = "") -> list[dict[str, Any]]:
     if search:
         users = users.filter(username__icontains=search)
     found = []
+    measured = quotas.measured_volumes()  # once for the page, not per user
     for user in users[:PAGE]:
-        report = quotas.report(user)
+        report = quotas.report(user, measured)
         cells = [_shown(key, report["usage"][key], report["limits"][key]) for key in quotas.KEYS]
         full = [key for key in quotas.KEYS if report["limits"][key] is not None
                 and report["usage"][key] is not None and report["usage"][key] >= report["limits"][key]]

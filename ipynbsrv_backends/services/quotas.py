@@ -145,24 +145,34 @@ def cpus_of(options: Mapping[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def volume_space_of(user: Any) -> int | None:
-    """The bytes of ``user``'s named volumes on every node that measures them (a ``Docker``
-    backend with ``volume_usage_every``), as each last reported in its health check; ``None``
-    when no node measures them."""
-    total, known = 0, False
+def measured_volumes() -> dict[str, int] | None:
+    """Bytes of named volumes per username, summed over every node that measures them (a
+    ``Docker`` backend with ``volume_usage_every``), as each last reported in its health check;
+    ``None`` when no node measures them."""
+    total: dict[str, int] = {}
+    known = False
     for report in Node.objects.values_list("resources", flat=True):  # the node's status answer
         resources = report.get("resources") if isinstance(report, dict) else None
         measured = resources.get("volume_usage") if isinstance(resources, dict) else None
         if isinstance(measured, dict):
             known = True
-            size = measured.get(user.get_username())
-            total += size if isinstance(size, int) else 0
+            for username, size in measured.items():
+                if isinstance(size, int) and size > 0:
+                    total[username] = total.get(username, 0) + size
     return total if known else None
 
 
-def usage_of(user: Any) -> dict[str, Any]:
+def volume_space_of(user: Any, measured: dict[str, int] | None | bool = True) -> int | None:
+    """The bytes of ``user``'s named volumes (``None``: no node measures them); ``measured``:
+    what :func:`measured_volumes` answered, when the caller asked it already."""
+    volumes = measured_volumes() if measured is True else measured
+    return None if not isinstance(volumes, dict) else volumes.get(user.get_username(), 0)
+
+
+def usage_of(user: Any, measured: dict[str, int] | None | bool = True) -> dict[str, Any]:
     """What ``user`` uses now: their records, plus what operations under way hold, plus the
-    volume space the nodes last measured (``None``: no node measures it)."""
+    volume space the nodes last measured (``None``: no node measures it; ``measured=False``:
+    not asked)."""
     usage: dict[str, Any] = {"containers": 0, "memory": 0, "cpus": 0.0, "snapshots": 0, "images": 0}
     for status, options in Container.objects.filter(owner_id=user.pk).active().values_list("status", "options"):
         usage["containers"] += 1
@@ -178,13 +188,13 @@ def usage_of(user: Any) -> dict[str, Any]:
     for key, value in held.items():
         usage[key] += value or 0
     usage["cpus"] = round(usage["cpus"], 3)
-    usage["volume_space"] = volume_space_of(user)
+    usage["volume_space"] = volume_space_of(user, measured) if measured is not False else None
     return usage
 
 
-def report(user: Any) -> dict[str, Any]:
+def report(user: Any, measured: dict[str, int] | None | bool = True) -> dict[str, Any]:
     """``user``'s limits and usage, for the users' API and the admin."""
-    return {"limits": limits_for(user), "usage": usage_of(user)}
+    return {"limits": limits_for(user), "usage": usage_of(user, measured)}
 
 
 # ---------------------------------------------------------------------------- the checks
@@ -218,7 +228,7 @@ def check(user: Any, need: Need, doing: str, *, space: bool = False) -> None:
     space_limit = limits["volume_space"] if space else None
     if not wanted and space_limit is None:
         return
-    usage = usage_of(user)
+    usage = usage_of(user, measured=space_limit is not None)
     held = usage["volume_space"]
     if space_limit is not None and held is not None and held > space_limit:
         raise errors.QuotaExceededError(
