@@ -214,8 +214,8 @@ def amount(key: str, value: int | float) -> str:
 HOW = {"containers": "delete one of your containers", "memory": "stop or delete a running or suspended container",
        "cpus": "stop or suspend a running container", "snapshots": "delete one of your snapshots",
        "images": "delete one of your committed images",
-       "volume_space": "delete files from your containers' volumes (or delete the containers whose volumes you "
-                       "no longer need)"}
+       "volume_space": "delete files in your containers' volumes (a deleted container's named volume stays: "
+                       "an administrator removes those)"}
 
 
 def check(user: Any, need: Need, doing: str, *, space: bool = False) -> None:
