@@ -109,6 +109,7 @@ class DockerEngine(MethodOptions, SnapshotTransferContainerBackend, SuspendableC
     no_new_privileges: bool
     use_init: bool
     port_range: tuple[int, int]
+    volume_usage_every: float | None
 
     _client: docker.APIClient | None
     _client_lock: threading.Lock
