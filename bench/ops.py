@@ -17,6 +17,8 @@ import logging
 import random
 import re
 import statistics
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -210,31 +212,49 @@ class RawMinimalCycle(Cycle):
         self.api.remove_container(pk, force=True, v=False)
 
 
-#: The fast operations (about 10 ms for the engine) are repeated this often in each cycle
-#: and the cycle counts their median, so one hiccup of a shared engine does not decide a ratio.
-FAST_REPEATS = 5
+#: The fast operations (about 10–20 ms for the engine) are repeated this often in each
+#: repetition, every way taking its turn before any way goes again, and each way counts its
+#: median: one hiccup of a shared engine does not decide a ratio, and drift hits every way alike.
+FAST_REPEATS = 15
+FAST_OPS = ("suspend", "resume", "exec")
 
 
-def run_cycle(cycle: Cycle, name: str) -> dict[str, float]:
-    """The seven operations on one fresh container; seconds per operation."""
-    times: dict[str, float] = {}
-    pk: str = ""
+def _rotations(order: list[str], count: int) -> Iterator[list[str]]:
+    """``order`` rotated by one more place each time, ``count`` times."""
+    for index in range(count):
+        shift = index % len(order)
+        yield order[shift:] + order[:shift]
+
+
+def run_repetition(cycles: dict[str, Cycle], order: list[str], name: str) -> dict[str, dict[str, float]]:
+    """The seven operations, each way on one fresh container of its own, interleaved: every
+    operation is made by each way in turn (in ``order``) before the next operation begins, and
+    the fast ones :data:`FAST_REPEATS` times in rotating order. Seconds per operation per way."""
+    times: dict[str, dict[str, float]] = {way: {} for way in order}
+    pks: dict[str, str] = {}
     try:
-        times["create+start"], pk = timed(lambda: cycle.create(name))
-        times["stop"], _ = timed(lambda: cycle.stop(pk))
-        times["start"], _ = timed(lambda: cycle.start(pk))
-        fast: dict[str, list[float]] = {"suspend": [], "resume": [], "exec": []}
-        for _ in range(FAST_REPEATS):
-            fast["suspend"].append(timed(lambda: cycle.suspend(pk))[0])
-            fast["resume"].append(timed(lambda: cycle.resume(pk))[0])
-        for _ in range(FAST_REPEATS):
-            fast["exec"].append(timed(lambda: cycle.exec(pk))[0])
-        times.update({op: statistics.median(values) for op, values in fast.items()})
-        times["delete"], _ = timed(lambda: cycle.delete(pk))
-        pk = ""
+        for way in order:
+            times[way]["create+start"], pks[way] = timed(partial(cycles[way].create, name))
+        for op in ("stop", "start"):
+            for way in order:
+                times[way][op], _ = timed(partial(getattr(cycles[way], op), pks[way]))
+        fast: dict[str, dict[str, list[float]]] = {way: {op: [] for op in FAST_OPS} for way in order}
+        for turn in _rotations(order, FAST_REPEATS):
+            for way in turn:
+                fast[way]["suspend"].append(timed(partial(cycles[way].suspend, pks[way]))[0])
+                fast[way]["resume"].append(timed(partial(cycles[way].resume, pks[way]))[0])
+        for turn in _rotations(order, FAST_REPEATS):
+            for way in turn:
+                fast[way]["exec"].append(timed(partial(cycles[way].exec, pks[way]))[0])
+        for way in order:
+            times[way].update({op: statistics.median(values) for op, values in fast[way].items()})
+        for way in order:
+            times[way]["delete"], _ = timed(partial(cycles[way].delete, pks[way]))
+            del pks[way]
     finally:
-        if pk:
-            logger.warning("a cycle failed part-way; its container %s is removed by the final purge", pk)
+        if pks:
+            logger.warning("a repetition failed part-way; its containers %s are removed by the final purge",
+                           ", ".join(sorted(pks.values())))
     return times
 
 
@@ -263,7 +283,7 @@ def measure(reps: int, logdir: Path, warmup: int = 1) -> list[Row]:
             # rotate who goes first, so drift in the engine's speed hits every way alike
             shift = attempt % len(order)
             try:
-                times = {way: run_cycle(cycles[way], f"op{attempt}") for way in order[shift:] + order[:shift]}
+                times = run_repetition(cycles, order[shift:] + order[:shift], f"op{attempt}")
             except (docker.errors.DockerException, errors.BackendError) as exc:
                 # a shared engine hiccuped: drop the whole repetition (ratios are paired), a few times at most
                 failed += 1

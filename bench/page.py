@@ -27,8 +27,9 @@ difference of a few per cent into anything.
 SECTION_1 = """\
 ## 1. Per-operation overhead
 
-One fresh container per repetition goes through create+start, stop, start, suspend,
-resume, exec and delete, four ways: through `Docker`; through `HttpRemote` → a real
+Each repetition puts one fresh container per way through create+start, stop, start, suspend,
+resume, exec and delete, the ways taking turns at every operation (so a slow moment of the
+engine falls on all of them, not on one), four ways: through `Docker`; through `HttpRemote` → a real
 `ipynbsrv_hostapi` process on 127.0.0.1 (gunicorn, 2 workers × 8 threads) → `Docker`; and two
 docker-py baselines:
 
@@ -45,8 +46,9 @@ docker-py baselines:
 A fifth way runs docker-py's same calls but sends suspend and resume through a **bare hop**
 (below), to show what one HTTP round trip costs on this machine whoever answers it.
 
-Suspend, resume and exec take the engine about 10–50 ms, so each cycle does them five times
-and counts their median. Targets: `Docker` within 5 % of docker-py, `HttpRemote` within 15 %.
+Suspend, resume and exec take the engine about 10–50 ms, so each repetition does them 15
+times, every way in turn (in an order that rotates), and counts each way's median. Targets:
+`Docker` within 5 % of docker-py, `HttpRemote` within 15 %.
 """
 
 SECTION_1_WHY = """\

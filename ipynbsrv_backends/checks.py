@@ -92,7 +92,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_base_url(value["CONTAINER_BASE_URL"])
     messages += _check_hostapi(value)
     messages += _check_proxy(value)
+    messages += _check_quotas(value)
     return messages
+
+
+def _check_quotas(value: Mapping[str, Any]) -> list[CheckMessage]:
+    from .services.quotas import config_problems
+
+    config = value["QUOTAS"]
+    problems = config_problems(config)
+    options = value["CONTAINER_OPTIONS"] if isinstance(value["CONTAINER_OPTIONS"], Mapping) else {}
+    if not problems:
+        limited = [config.get("default") or {}, *(config.get("groups") or {}).values(),
+                   *(config.get("users") or {}).values()]
+        for key, option in (("memory", "mem_limit"), ("cpus", "cpu_limit")):
+            if any(limits.get(key) is not None for limits in limited) and options.get(option) is None:
+                problems.append(f"a {key} quota is set but CONTAINER_OPTIONS has no {option!r}: containers "
+                                f"without one cannot be counted and would be refused")
+    return [_error(17, f"{_setting('QUOTAS')}: {problem}.",
+                   hint="See docs/operations.md, \"Quotas\".") for problem in problems]
 
 
 def _check_backend_classes(classes: Any) -> list[CheckMessage]:

@@ -44,6 +44,13 @@ DEFAULTS: dict[str, Any] = {
     "CONTAINER_BASE_URL": "/notebooks/{username}/{name}/",
     # The most containers one user may have (None: no limit).
     "MAX_CONTAINERS_PER_USER": None,
+    # Quotas beyond MAX_CONTAINERS_PER_USER (docs/operations.md, "Quotas"). "default" holds every
+    # user's limits; "groups" (group name -> limits) and "users" (username -> limits) replace
+    # single keys of it. Keys: "containers", "memory" (bytes or "4g": the mem_limit of running
+    # and suspended containers), "cpus" (the cpu_limit of running ones), "snapshots", "images"
+    # (committed), "volume_space" (bytes or "20g": named volumes, where nodes measure them). A
+    # missing key or None: no limit.
+    "QUOTAS": {"default": {}, "groups": {}, "users": {}},
     # Threads per web process that create the users' API's new containers in the background
     # (POST containers/ answers 202 at once); more creations wait their turn.
     "CREATE_WORKERS": 4,

@@ -139,6 +139,15 @@ def _users() -> Any:
     return User.objects.filter(is_active=True).order_by(User.USERNAME_FIELD)
 
 
+def _allow_draining() -> forms.BooleanField:
+    """The override every placing form offers (a fresh field per form class)."""
+    return forms.BooleanField(
+        label=_("Place it on a draining node anyway"), required=False,
+        help_text=_("A draining node takes no new containers; tick this to override that for this one "
+                    "(the audit log records it). A disabled node is never used."),
+    )
+
+
 class ContainerCreateForm(forms.Form):
     """What the admin's "add container" asks; ``services.create_container`` does the rest."""
 
@@ -156,11 +165,7 @@ class ContainerCreateForm(forms.Form):
         label=_("Options"), required=False, initial=dict, widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Optional, e.g. {\"mem_limit\": \"2g\", \"cpu_limit\": 1}."),
     )
-    allow_draining = forms.BooleanField(
-        label=_("Place it on a draining node anyway"), required=False,
-        help_text=_("A draining node takes no new containers; tick this to override that for this one "
-                    "(the audit log records it). A disabled node is never used."),
-    )
+    allow_draining = _allow_draining()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,11 +189,7 @@ class ContainerCloneForm(forms.Form):
         label=_("Node"), queryset=Node.objects.all(), required=False,
         help_text=_("Leave empty to clone on the source's node. Another node needs a registry both nodes use."),
     )
-    allow_draining = forms.BooleanField(
-        label=_("Place it on a draining node anyway"), required=False,
-        help_text=_("A draining node takes no new containers; tick this to override that for this one "
-                    "(the audit log records it). A disabled node is never used."),
-    )
+    allow_draining = _allow_draining()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -203,11 +204,7 @@ class ContainerMoveForm(forms.Form):
         help_text=_("Leave empty to let placement pick (never a draining node). Both nodes need the same "
                     "registry; the container's snapshots go with it, but a container with named volumes cannot move."),
     )
-    allow_draining = forms.BooleanField(
-        label=_("Place it on a draining node anyway"), required=False,
-        help_text=_("A draining node takes no new containers; tick this to override that for this one "
-                    "(the audit log records it). A disabled node is never used."),
-    )
+    allow_draining = _allow_draining()
 
 
 class ContainerCommitForm(forms.Form):

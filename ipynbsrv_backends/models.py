@@ -443,3 +443,26 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.when:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.target}"
+
+
+class QuotaReservation(models.Model):
+    """What an operation under way holds of its user's quota until its record is written (a
+    snapshot being taken, an image being committed, a container being started), so that two
+    operations at once cannot both pass the check (:mod:`ipynbsrv_backends.services.quotas`).
+    Dropped when the operation ends; one left by a process that died expires by itself."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(_("action"), max_length=32)
+    memory = models.BigIntegerField(_("memory (bytes)"), default=0)
+    cpus = models.FloatField(_("CPUs"), default=0)
+    snapshots = models.PositiveIntegerField(_("snapshots"), default=0)
+    images = models.PositiveIntegerField(_("images"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("quota reservation")
+        verbose_name_plural = _("quota reservations")
+        indexes = [models.Index(fields=["user", "created_at"], name="ipynbsrv_quota_reservation")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.action}"

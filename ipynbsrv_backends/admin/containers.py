@@ -33,6 +33,7 @@ from ..forms import (
 from ..models import Container, Snapshot, with_move_target
 from .flat import FewRelatedFilter, FlatListMixin
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, _badge, _change_url, run_each
+from .quotas import quotas_view
 
 logger = logging.getLogger("ipynbsrv_backends.admin")  # one logger for the whole admin, as before the split
 
@@ -133,6 +134,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
     actions = [*(_lifecycle_action(step) for step in LIFECYCLE), "delete_selected"]
     change_form_template = "admin/ipynbsrv_backends/container/change_form.html"
     step_form_template = "admin/ipynbsrv_backends/container/step_form.html"
+    change_list_template = "admin/ipynbsrv_backends/container/change_list.html"  # adds the quotas link
     fieldsets = [
         (None, {"fields": ["owner", "name", "node", "status_badge", "url_link", "image", "image_ref", "clone_of"]}),
         (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),
@@ -262,11 +264,16 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
         return [
+            path("quotas/", wrap(self.quotas_view), name="ipynbsrv_backends_container_quotas"),
             path("<path:object_id>/clone/", wrap(self.clone_view), name="ipynbsrv_backends_container_clone"),
             path("<path:object_id>/commit/", wrap(self.commit_view), name="ipynbsrv_backends_container_commit"),
             path("<path:object_id>/move/", wrap(self.move_view), name="ipynbsrv_backends_container_move"),
             *super().get_urls(),
         ]
+
+    def quotas_view(self, request: HttpRequest) -> HttpResponse:
+        """Each user's limits and usage (read only)."""
+        return quotas_view(self, request)
 
     def _step_form_page(self, request: HttpRequest, obj: Container, form: Any, title: Any, submit: Any) -> HttpResponse:
         context = {

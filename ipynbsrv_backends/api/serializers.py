@@ -271,3 +271,22 @@ class CommitSerializer(StrictSerializer):
     public = serializers.BooleanField(required=False, default=False,
                                       help_text=_("Let everyone start containers from the image."))
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class QuotaFiguresSerializer(serializers.Serializer):
+    containers = serializers.IntegerField(allow_null=True)
+    memory = serializers.IntegerField(allow_null=True, help_text="Bytes: the mem_limit of running and suspended "
+                                                                 "containers.")
+    cpus = serializers.FloatField(allow_null=True, help_text="The cpu_limit of running containers.")
+    snapshots = serializers.IntegerField(allow_null=True)
+    images = serializers.IntegerField(allow_null=True, help_text="Images you committed.")
+    volume_space = serializers.IntegerField(
+        allow_null=True, help_text="Bytes your named volumes hold, as the nodes that measure them last did "
+                                   "(usage null: no node measures them).")
+
+
+class QuotaSerializer(serializers.Serializer):
+    """Your limits (``null``: none) and what you use now (with operations under way)."""
+
+    limits = QuotaFiguresSerializer()
+    usage = QuotaFiguresSerializer()

@@ -20,6 +20,7 @@ Below the include prefix (``{id}`` is a whole number)::
     GET    images/                       the images you may use
     GET    images/{id}/                  one image
     DELETE images/{id}/                  delete an image you committed
+    GET    quota/                        your limits and usage
     GET    nodes/                        the nodes (staff only)
     GET    nodes/{id}/                   one node (staff only)
     GET    schema/                       the OpenAPI schema (?format=json)
@@ -45,6 +46,7 @@ router.register("containers", views.ContainerViewSet, basename="container")
 router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("nodes", views.NodeViewSet, basename="node")
+router.register("quota", views.QuotaViewSet, basename="quota")
 
 
 

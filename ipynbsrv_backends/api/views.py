@@ -43,7 +43,8 @@ from .schema import UserAPISchema, document, errors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UserAPIView", "ContainerViewSet", "SnapshotViewSet", "ImageViewSet", "NodeViewSet", "SchemaView"]
+__all__ = ["UserAPIView", "ContainerViewSet", "SnapshotViewSet", "ImageViewSet", "QuotaViewSet", "NodeViewSet",
+           "SchemaView"]
 
 
 if TYPE_CHECKING:  # a mixin for the generic views; typed as one
@@ -114,6 +115,8 @@ class UserAPIView(_ViewBase):
 
 
 CONTAINER_ERRORS = (404, 409, 501, 503, 504)
+#: The actions a quota guards may also answer 429 quota_exceeded.
+QUOTA_ERRORS = (*CONTAINER_ERRORS, 429)
 
 WAIT_QUERY = OpenApiParameter(
     "wait", bool, OpenApiParameter.QUERY, required=False,
@@ -192,7 +195,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self.answer(s.ContainerSerializer, step(self.get_object()))
 
     @document(summary=_("Start the container"), request=None,
-              responses={200: s.ContainerSerializer, **errors(*CONTAINER_ERRORS)})
+              responses={200: s.ContainerSerializer, **errors(*QUOTA_ERRORS)})
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
         return self._step(services.start_container)
@@ -204,7 +207,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self._step(services.stop_container)
 
     @document(summary=_("Restart the container"), request=None,
-              responses={200: s.ContainerSerializer, **errors(*CONTAINER_ERRORS)})
+              responses={200: s.ContainerSerializer, **errors(*QUOTA_ERRORS)})
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str | None = None) -> Response:
         return self._step(services.restart_container)
@@ -216,7 +219,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self._step(services.suspend_container)
 
     @document(summary=_("Resume a suspended container"), request=None,
-              responses={200: s.ContainerSerializer, **errors(*CONTAINER_ERRORS)})
+              responses={200: s.ContainerSerializer, **errors(*QUOTA_ERRORS)})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         return self._step(services.resume_container)
@@ -234,7 +237,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
         return self.answer(s.ContainerSerializer, container)
 
     @document(summary=_("Take a snapshot of the container's filesystem"), request=s.SnapshotCreateSerializer,
-              responses={201: s.SnapshotSerializer, **errors(400, *CONTAINER_ERRORS)})
+              responses={201: s.SnapshotSerializer, **errors(400, *QUOTA_ERRORS)})
     @action(detail=True, methods=["post"])
     def snapshot(self, request: Request, pk: str | None = None) -> Response:
         container = self.get_object()
@@ -252,7 +255,7 @@ class ContainerViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelM
 
     @document(summary=_("Commit the container to an image"),
               description=_("The image is yours; with `public` everyone may start containers from it."),
-              request=s.CommitSerializer, responses={201: s.ImageSerializer, **errors(400, *CONTAINER_ERRORS)})
+              request=s.CommitSerializer, responses={201: s.ImageSerializer, **errors(400, *QUOTA_ERRORS)})
     @action(detail=True, methods=["post"])
     def commit(self, request: Request, pk: str | None = None) -> Response:
         container = self.get_object()
@@ -356,6 +359,21 @@ class ImageViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_image(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class QuotaViewSet(UserAPIView, viewsets.GenericViewSet):
+    """Your quota: each limit and how much of it you use (docs/operations.md, "Quotas")."""
+
+    serializer_class = s.QuotaSerializer
+    schema_tags = ["quota"]
+
+    @document(summary=_("Your limits and usage"),
+              description=_("`limits`: the most you may have (`null`: no limit); `usage`: what you have now, "
+                            "operations under way included. An action that would pass a limit answers 429 "
+                            "`quota_exceeded`, naming the limit and by how much."),
+              responses={200: s.QuotaSerializer, **errors()})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(s.QuotaSerializer(services.quota_report(request.user)).data)
 
 
 class NodeViewSet(UserAPIView, viewsets.ReadOnlyModelViewSet):

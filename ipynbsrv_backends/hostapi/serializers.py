@@ -359,6 +359,10 @@ class ResourcesResponse(serializers.Serializer):
     memory_total = serializers.IntegerField(allow_null=True, help_text="Bytes.")
     memory_available = serializers.IntegerField(allow_null=True, help_text="Bytes.")
     containers = ContainerCountsResponse()
+    volume_usage = serializers.DictField(
+        child=serializers.IntegerField(), required=False,
+        help_text="Bytes of the backend's named volumes per owner, as last measured; only with the Docker "
+                  "backend's volume_usage_every (absent until the first measurement).")
 
 
 class StatusResponse(serializers.Serializer):

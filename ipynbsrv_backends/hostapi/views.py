@@ -317,6 +317,10 @@ def node_status(view: HostAPIView, request: Request, route: Route) -> Response:
     capabilities = [name for name, contract in SERVED_CAPABILITIES if isinstance(backend, contract)]
     resources = dict(node_resources())
     resources["containers"] = {"running": running, "total": total}
+    measured = getattr(backend, "volume_usage", None)  # Docker with volume_usage_every: the last measurement
+    usage = measured() if callable(measured) and backend_status == BACKEND_STATUS_OK else None
+    if isinstance(usage, dict):
+        resources["volume_usage"] = usage
     return Response({"backend": {"status": backend_status, "capabilities": capabilities}, "resources": resources})
 
 

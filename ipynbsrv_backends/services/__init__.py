@@ -10,7 +10,8 @@ be reached to confirm, the record is kept (status ``error``) for ``ipynbsrv_reco
 The modules, by job: :mod:`.health` (asking nodes how they are), :mod:`.placing` (the one
 placement step of create and move), :mod:`.create` and :mod:`.build` (creating and cloning),
 :mod:`.move` and :mod:`.movestate` (moving, as typed stages), :mod:`.lifecycle` (start, stop,
-delete, refresh), :mod:`.snapshots`, :mod:`.images`, :mod:`.reconcile`. Import from here:
+delete, refresh), :mod:`.snapshots`, :mod:`.images`, :mod:`.quotas`
+(limits per user and group, checked under the user's lock), :mod:`.reconcile`. Import from here:
 ``from ipynbsrv_backends import services; services.create_container(...)``.
 """
 
@@ -38,6 +39,7 @@ from .move import finish_move as _finish_move
 from .move import move_container, resume_interrupted_move
 from .move import move_progress as _move_progress
 from .movestate import MOVE_STALE_AFTER, MoveStage, PendingMove, move_interrupted
+from .quotas import report as quota_report
 from .reconcile import ReconcileReport, reconcile, refresh_node
 from .snapshots import create_snapshot, delete_snapshot, restore_snapshot
 
@@ -73,6 +75,7 @@ __all__ = [
     "MOVE_STALE_AFTER",
     "user_containers",
     "usable_images",
+    "quota_report",
 ]
 
 # Looked up here at call time (see ``_base.package``): tests and the bench replace them on

@@ -14,7 +14,8 @@ from .. import audit, errors
 from ..conf import app_settings
 from ..models import Container, Image, Node
 from ..validation import fill_names, validate_name
-from ._base import S, package, uid
+from . import quotas
+from ._base import S, package, uid, write_turn
 from .build import Creation, build
 from .capabilities import require
 from .placing import candidates_for, placing
@@ -43,18 +44,24 @@ def reserve(owner: Any, name: str, *, image: Image | None, image_ref: str, clone
     A named ``node`` must be enabled and, unless ``allow_draining``, not draining."""
     candidates = candidates_for(node, exclude=exclude, allow_draining=allow_draining)
     full = "Every node that could take the container is full. Ask an administrator to add capacity."
+    # The owner's lock first, then the nodes' (placing): the quota check and the new record
+    # commit together, so two creates of one user cannot both pass it.
+    with write_turn, transaction.atomic():
+        if quotas.guards(owner, quotas.CREATE_KEYS):
+            quotas.lock(owner)
+            quotas.check(owner, quotas.creation_need(owner, name, options), f"Creating {owner}/{name}", space=True)
+        return _insert(owner, name, candidates, node=node, full=full, allow_draining=allow_draining,
+                       image=image, image_ref=image_ref, clone_of=clone_of, base_url=base_url, options=options)
+
+
+def _insert(owner: Any, name: str, candidates: list[Node], *, node: Node | None, full: str, allow_draining: bool,
+            **fields: Any) -> Container:
     with placing(candidates, named=node, full=full, allow_draining=allow_draining) as chosen:
-        limit = app_settings.MAX_CONTAINERS_PER_USER
-        if limit is not None and Container.objects.filter(owner=owner).active().count() >= int(limit):
-            raise errors.QuotaExceededError(f"{owner} already has {limit} containers, the most allowed.")
         if Container.objects.filter(owner=owner, name=name).exists():
             raise errors.ContainerAlreadyExistsError(f"{owner} already has a container named {name!r}.")
         try:
             with transaction.atomic():
-                return Container.objects.create(
-                    owner=owner, name=name, node=chosen, image=image, image_ref=image_ref, clone_of=clone_of,
-                    status=S.CREATING, base_url=base_url, options=options,
-                )
+                return Container.objects.create(owner=owner, name=name, node=chosen, status=S.CREATING, **fields)
         except IntegrityError as exc:
             raise errors.ContainerAlreadyExistsError(f"{owner} already has a container named {name!r}.") from exc
 

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from .. import audit, errors
 from ..models import Container, Image, Node
 from ..registry import get_backend
+from . import quotas
 from ._base import backend_pk
 from .capabilities import require
 
@@ -22,17 +23,19 @@ def commit_container(container: Container, name: str, *, public: bool = False, d
     can start containers from."""
     require(container.node, "commit")
     backend = get_backend(container.node)
-    record = backend.create_container_image(backend_pk(container), name)
-    shared = bool(record.get("registry"))  # in a registry: every node can start it
-    try:
-        image = Image.objects.create(
-            name=f"{container.owner.get_username()}/{record.get('name') or name}", ref=record["pk"],
-            owner=container.owner, public=public, description=description, source=container,
-            node=None if shared else container.node, size=record.get("size"),
-        )
-    except Exception:
-        backend.delete_container_image(record["pk"])
-        raise
+    with quotas.reserved(container.owner, "commit", lambda: quotas.Need(images=1),
+                         f"Committing {container} to {name!r}"):
+        record = backend.create_container_image(backend_pk(container), name)
+        shared = bool(record.get("registry"))  # in a registry: every node can start it
+        try:
+            image = Image.objects.create(
+                name=f"{container.owner.get_username()}/{record.get('name') or name}", ref=record["pk"],
+                owner=container.owner, public=public, description=description, source=container,
+                node=None if shared else container.node, size=record.get("size"),
+            )
+        except Exception:
+            backend.delete_container_image(record["pk"])
+            raise
     logger.info("Committed %s to %s", container, image.ref)
     return image
 

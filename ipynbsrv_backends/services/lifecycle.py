@@ -13,6 +13,7 @@ from .. import audit, errors
 from ..contract import SuspendableContainerBackend
 from ..models import Container
 from ..registry import get_backend
+from . import quotas
 from ._base import S, apply_record, backend_pk, refuse_while_moving
 from .capabilities import require
 
@@ -53,9 +54,22 @@ def _act(container: Container, action: str, capability: type | None = None) -> C
     return refresh_container(container)
 
 
+DOING = {"start": "Starting", "restart": "Restarting", "resume": "Resuming"}
+
+
+def _within_quota(container: Container, action: str, capability: type | None = None) -> Container:
+    """``_act`` for an action that may make the container hold memory or CPUs again: checked
+    against its owner's quota (what it needs worked out under the owner's lock) and held until
+    its record says how it ended."""
+    step = action.split("_")[0]
+    with quotas.reserved(container.owner, step, lambda: quotas.start_need(container, step),
+                         f"{DOING[step]} {container}"):
+        return _act(container, action, capability)
+
+
 @audit.audited("container.start")
 def start_container(container: Container) -> Container:
-    return _act(container, "start_container")
+    return _within_quota(container, "start_container")
 
 
 @audit.audited("container.stop")
@@ -65,7 +79,7 @@ def stop_container(container: Container) -> Container:
 
 @audit.audited("container.restart")
 def restart_container(container: Container) -> Container:
-    return _act(container, "restart_container")
+    return _within_quota(container, "restart_container")
 
 
 @audit.audited("container.suspend")
@@ -75,7 +89,7 @@ def suspend_container(container: Container) -> Container:
 
 @audit.audited("container.resume")
 def resume_container(container: Container) -> Container:
-    return _act(container, "resume_container", SuspendableContainerBackend)
+    return _within_quota(container, "resume_container", SuspendableContainerBackend)
 
 
 @audit.audited("container.delete")

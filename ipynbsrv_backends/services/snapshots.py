@@ -9,6 +9,7 @@ from ..contract import ACCESS_SECRET_ENV, SnapshotableContainerBackend
 from ..models import Container, Snapshot
 from ..registry import get_backend
 from ..validation import validate_name
+from . import quotas
 from ._base import apply_record, backend_pk, package, refuse_while_moving
 from .capabilities import require
 
@@ -30,13 +31,15 @@ def create_snapshot(container: Container, name: str, description: str = "") -> S
     if Snapshot.objects.filter(container=container, name=name).exists():
         raise errors.ContainerAlreadyExistsError(f"{container} already has a snapshot named {name!r}.")
     backend = _snapshot_backend(container)
-    record = backend.create_container_snapshot(backend_pk(container), name)
-    try:
-        snapshot = Snapshot.objects.create(container=container, name=name, backend_pk=record["pk"],
-                                           description=description)
-    except Exception:
-        backend.delete_container_snapshot(record["pk"])
-        raise
+    with quotas.reserved(container.owner, "snapshot", lambda: quotas.Need(snapshots=1),
+                         f"Taking the snapshot {name!r} of {container}"):
+        record = backend.create_container_snapshot(backend_pk(container), name)
+        try:
+            snapshot = Snapshot.objects.create(container=container, name=name, backend_pk=record["pk"],
+                                               description=description)
+        except Exception:
+            backend.delete_container_snapshot(record["pk"])
+            raise
     logger.info("Snapshot %s taken", snapshot)
     return snapshot
 
@@ -48,11 +51,13 @@ def restore_snapshot(container: Container, snapshot: Snapshot) -> Container:
     refuse_while_moving(container)
     backend = _snapshot_backend(container, "restore")
     secret = package()._mint_secret()  # the restored container gets a secret of its own
-    record = backend.restore_container_snapshot(backend_pk(container), snapshot.backend_pk,
-                                                env={ACCESS_SECRET_ENV: secret})
-    apply_record(container, record)
-    container.access_secret = secret
-    container.save()
+    with quotas.reserved(container.owner, "restore", lambda: quotas.start_need(container, "restore"),
+                         f"Restoring {container} (a suspended container comes back running)"):
+        record = backend.restore_container_snapshot(backend_pk(container), snapshot.backend_pk,
+                                                    env={ACCESS_SECRET_ENV: secret})
+        apply_record(container, record)
+        container.access_secret = secret
+        container.save()
     logger.info("Restored %s from %s", container, snapshot)
     return container
 

@@ -424,6 +424,7 @@ EXPECTED_OPERATIONS = {
     ("/api/snapshots/", "get"), ("/api/snapshots/{id}/", "get"), ("/api/snapshots/{id}/", "delete"),
     ("/api/snapshots/{id}/restore/", "post"),
     ("/api/images/", "get"), ("/api/images/{id}/", "get"), ("/api/images/{id}/", "delete"),
+    ("/api/quota/", "get"),
     ("/api/nodes/", "get"), ("/api/nodes/{id}/", "get"),
 }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 #: Memory nodes.
 MASTER_FILES = frozenset({
     "test_services.py", "test_admin.py", "test_api.py", "test_api_async.py", "test_api_isolation.py",
-    "test_proxy.py", "test_audit.py", "test_draining.py",
+    "test_proxy.py", "test_audit.py", "test_draining.py", "test_quotas.py",
 })
 
 #: Engine-free modules left to ``make test`` all the same: they start other processes and
@@ -45,6 +45,8 @@ ENGINE_ONLY: dict[str, str] = {
     "test_audit.py::test_a_failed_admin_delete_is_recorded": _DOWN,
     "test_api.py::test_nodes_are_for_staff_only": _KIND,
     "test_api.py::test_no_secret_in_any_answer": "the secrets it hides are the Docker backend's registry credentials",
+    "test_quotas.py::test_volume_space_as_the_engine_measures_it": "the Docker engine measures volumes (system df)",
+    "test_quotas.py::test_a_nodes_host_api_reports_its_volumes_usage": "the Docker engine measures volumes (system df)",
     "test_proxy.py::test_through_nginx_only_the_owner_reaches_a_real_notebook":
         "a real notebook server in a container behind nginx",
 }

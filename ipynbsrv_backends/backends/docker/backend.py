@@ -43,6 +43,7 @@ from .constants import (
 from .create import ContainerCreation
 from .options import DOCKER_OPTIONS
 from .records import record_from_inspect, record_from_list, snapshot_record
+from .volume_usage import VolumeUsage
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Docker(ContainerCreation):
         config = self.validate_options(base_url=base_url, registry=registry,
                                        allowed_volume_roots=allowed_volume_roots, **options)
         self._configure(DOCKER_OPTIONS.names(), config)
+        self._volume_usage = VolumeUsage()
 
     # ------------------------------------------------------------------ configuration
 
@@ -150,15 +152,24 @@ class Docker(ContainerCreation):
             info = self._api().info()
             items = self._api().containers(all=True, filters=self._labels_filter(KIND_CONTAINER))
         running = sum(1 for item in items if item.get("State") in ("running", "paused", "restarting"))
+        resources: dict[str, Any] = {
+            "cpu_count": info.get("NCPU"),
+            "memory_total": info.get("MemTotal"),
+            "containers": {"running": running, "total": len(items)},
+        }
+        volume_usage = self.volume_usage()
+        if volume_usage is not None:
+            resources["volume_usage"] = volume_usage
         return {
             "backend": {"status": BACKEND_STATUS_OK, "capabilities": ["suspend", "snapshot"],
                         "engine_version": info.get("ServerVersion"), "registry": self.registry},
-            "resources": {
-                "cpu_count": info.get("NCPU"),
-                "memory_total": info.get("MemTotal"),
-                "containers": {"running": running, "total": len(items)},
-            },
+            "resources": resources,
         }
+
+    def volume_usage(self) -> dict[str, int] | None:
+        """Bytes of this backend's named volumes per owner, as last measured (``None``: not
+        measured yet, or ``volume_usage_every`` is off); see :mod:`.volume_usage`."""
+        return self._volume_usage.current(self)
 
     # ------------------------------------------------------------------ lifecycle
 

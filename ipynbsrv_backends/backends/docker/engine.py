@@ -249,6 +249,7 @@ class DockerEngine(EngineAccess, SnapshotTransferContainerBackend, SuspendableCo
     no_new_privileges: bool
     use_init: bool
     port_range: tuple[int, int]
+    volume_usage_every: float | None
 
     _name_lock: threading.Lock
 

@@ -92,6 +92,10 @@ def _port_range(name: str, value: Any) -> tuple[int, int]:
     return (value[0], value[1])
 
 
+def _optional_seconds(name: str, value: Any) -> Any:
+    return None if value is None else positive_seconds(name, value)
+
+
 def _limit(validate: Any) -> Any:
     return lambda name, value: validate(value)
 
@@ -128,6 +132,10 @@ DOCKER_OPTIONS = Options(
            "(32768-60999), which outgoing connections use. Keep it clear of ports the node's own services use.",
            _port_range),
     Option("stop_timeout", 10, "Seconds between `SIGTERM` and `SIGKILL` when stopping.", positive_seconds),
+    Option("volume_usage_every", None, "Seconds between measurements of this backend's named volumes (the engine's "
+           "`system df`, in a background thread, never in a request); the node's status then reports each owner's "
+           "bytes (`resources.volume_usage`) for the master's `volume_space` quota. `None`: never measured (the "
+           "engine walks every volume's files to answer).", _optional_seconds),
     Option("default_mem_limit", None, "Memory limit for containers whose creation names none (`\"2g\"`, bytes).",
            _limit(validate_mem_limit)),
     Option("default_cpu_limit", None, "CPU limit in CPUs for containers whose creation names none.",
