@@ -15,7 +15,8 @@
 #   scripts/cluster.sh firewall [ARGS]   run ipynbsrv_firewall ARGS in every node's namespace
 #                                 (not part of `up`: the test bed runs without it by default)
 #   scripts/cluster.sh swarm      make the running nodes one Docker swarm: node 1 the manager,
-#                                 the others workers, each labelled org.ipynbsrv.node=nN;
+#                                 the others workers, each labelled org.ipynbsrv.node=nN, the
+#                                 test image pushed to the registry as REGISTRY/IMAGE;
 #                                 idempotent (`down` leaves the swarm before stopping engines)
 #   scripts/cluster.sh unswarm    every node leaves the swarm
 #
@@ -240,8 +241,11 @@ swarm() {
         id=$(docker -H "unix://$(node_sock "$i")" info --format '{{.Swarm.NodeID}}')
         docker -H "$manager" node update --label-add "org.ipynbsrv.node=n$i" "$id" >/dev/null
     done
+    # every machine pulls a service's image by name: the test image goes to the registry
+    docker -H "$manager" tag "$IMAGE" "$REGISTRY_ADDR/$IMAGE"
+    docker -H "$manager" push "$REGISTRY_ADDR/$IMAGE" >/dev/null
     echo swarm > "$STATE/swarm"
-    log "swarm up: manager $(node_ip 1), $count node(s)"
+    log "swarm up: manager $(node_ip 1), $count node(s); image $REGISTRY_ADDR/$IMAGE"
 }
 
 unswarm() {
@@ -314,6 +318,7 @@ env_facts() {
     echo "CLUSTER_NODES=$count"
     if [ -f "$STATE/swarm" ]; then
         echo "CLUSTER_SWARM_MANAGER=unix://$(node_sock 1)"
+        echo "CLUSTER_SWARM_IMAGE=$REGISTRY_ADDR/$IMAGE"
     fi
     for i in $(seq 1 "$count"); do
         echo "CLUSTER_NODE_${i}_ADDRESS=$(node_ip "$i")"

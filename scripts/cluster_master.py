@@ -80,6 +80,13 @@ def main() -> int:
         Node.objects.update_or_create(name=f"n{i}", defaults={
             "address": address, "backend": backend, "backend_config": {"token": token, "signing_key": key}})
     Image.objects.get_or_create(ref=IMAGE, node=None, defaults={"name": "busybox (test image)", "public": True})
+    if info.get("CLUSTER_SWARM_MANAGER"):  # make cluster SWARM=1: the swarm as one more node (docs/swarm.md)
+        swarm, _ = Backend.objects.update_or_create(name="swarm", defaults={"kind": "DockerSwarm", "config": {
+            "base_url": info["CLUSTER_SWARM_MANAGER"], "registry": info["CLUSTER_REGISTRY"], "instance": "swarm"}})
+        Node.objects.update_or_create(name="swarm", defaults={"address": info["CLUSTER_NODE_1_ADDRESS"],
+                                                              "backend": swarm})
+        Image.objects.get_or_create(ref=info["CLUSTER_SWARM_IMAGE"], node=None,
+                                    defaults={"name": "busybox (test image, for the swarm)", "public": True})
     password_file = STATE / "admin-password"
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(12))
