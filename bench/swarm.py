@@ -26,7 +26,7 @@ import docker
 
 from ipynbsrv_backends.backends.swarm.spec import node_address
 
-from .common import BENCH_LABEL, IMAGE, Row, row
+from .common import BENCH_LABEL, Row, row
 from .master import HTTP_DEADLINE, http_answers
 from .storm import cluster_facts, cluster_sh, fan_out, master_storm, purge_nodes
 
@@ -92,21 +92,11 @@ def raw_storm(count: int, manager: str, image: str) -> dict[str, Any]:
 
 
 def _swarm_ready(facts: dict[str, str]) -> tuple[str, str]:
-    """Swarm mode on (if it was not), the test image in the registry: (manager URL, image)."""
-    if "CLUSTER_SWARM_MANAGER" not in facts:
-        cluster_sh("swarm")
-        facts.update(cluster_facts())
-    image = f"{facts['CLUSTER_REGISTRY']}/{IMAGE}"
-    first = docker.APIClient(base_url=f"unix://{facts['CLUSTER_NODE_1_SOCKET']}", version="auto", timeout=300)
-    try:
-        repository, tag = image.rsplit(":", 1)
-        first.tag(IMAGE, repository, tag)
-        for line in first.push(image, stream=True, decode=True):
-            if "error" in line:
-                raise RuntimeError(f"pushing {image} failed: {line['error']}")
-    finally:
-        first.close()
-    return facts["CLUSTER_SWARM_MANAGER"], image
+    """Swarm mode on (``cluster.sh swarm`` is idempotent and pushes the test image to the
+    registry every machine pulls from): (manager URL, image)."""
+    cluster_sh("swarm")
+    facts.update(cluster_facts())
+    return facts["CLUSTER_SWARM_MANAGER"], facts["CLUSTER_SWARM_IMAGE"]
 
 
 def measure(count: int, reps: int, workdir: Path, keep_cluster: bool = False) -> list[Row]:

@@ -256,28 +256,19 @@ def _purge_services(manager: str, instance: str) -> None:
 
 @pytest.fixture(scope="session")
 def swarm(cluster):
-    """The cluster's nodes in swarm mode (made here if they were not, left again at the end)."""
+    """The cluster's nodes in swarm mode (made here if they were not, left again at the end),
+    the test image in the test bed's registry."""
     import docker
 
     already = "CLUSTER_SWARM_MANAGER" in _facts(cluster.run("env"))
     cluster.run("swarm")
     facts = _facts(cluster.run("env"))
-    image = f"{cluster.registry}/{os.environ.get('IPYNBSRV_TEST_IMAGE', 'ipynbsrv-test/busybox:latest')}"
     node_ids = []
     for socket in cluster.sockets:
         client = docker.APIClient(base_url=f"unix://{socket}", timeout=60)
         node_ids.append(client.info()["Swarm"]["NodeID"])
         client.close()
-    # the image every node pulls by name: pushed from node 1's engine (it trusts the registry)
-    first = docker.APIClient(base_url=f"unix://{cluster.sockets[0]}", timeout=120)
-    try:
-        first.tag(os.environ.get("IPYNBSRV_TEST_IMAGE", "ipynbsrv-test/busybox:latest"), image.rsplit(":", 1)[0],
-                  image.rsplit(":", 1)[1])
-        for line in first.push(image, stream=True, decode=True):
-            if "error" in line:
-                raise AssertionError(f"pushing {image} to the test bed's registry failed: {line['error']}")
-    finally:
-        first.close()
+    image = facts["CLUSTER_SWARM_IMAGE"]  # `swarm` pushed it to the registry every machine pulls from
     info = Swarm(cluster=cluster, manager=facts["CLUSTER_SWARM_MANAGER"], image=image, node_ids=node_ids)
     yield info
     _purge_services(info.manager, SWARM_INSTANCE)
