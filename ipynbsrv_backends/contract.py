@@ -307,7 +307,7 @@ class SnapshotableContainerBackend(ContainerBackend):
 
 # ---------------------------------------------------------------------------- capabilities
 #
-# The two sub-contracts above, and the four below, are every extra a backend may offer. A
+# The two sub-contracts above, and the five below, are every extra a backend may offer. A
 # backend claims one by subclassing it; the master asks ``isinstance(backend, <sub-contract>)``.
 # A backend that forwards calls to another (HttpRemote) claims what it can forward: the far
 # side may still answer ``CapabilityNotSupportedError`` (501) when its own backend cannot.
@@ -359,6 +359,15 @@ class KeyRotatingContainerBackend(ContainerBackend):
         """Make the next key the current one; the old one stays accepted ``grace`` seconds."""
 
 
+class MachineAvailabilityContainerBackend(ContainerBackend):
+    """A backend that stands for many machines (a swarm) and can take one out of service."""
+
+    @abc.abstractmethod
+    def set_machine_availability(self, machine: str, availability: str, **kwargs: Any) -> None:
+        """Set one machine (by its id or name) ``active``, ``pause`` or ``drain``: a drained
+        machine takes no new containers and hands over what it runs where it can."""
+
+
 #: Every capability sub-contract by a short name (the names the host API's status answers).
 CAPABILITIES: dict[str, type] = {
     "suspend": SuspendableContainerBackend,
@@ -367,4 +376,5 @@ CAPABILITIES: dict[str, type] = {
     "image_pull": ImagePullingContainerBackend,
     "node_status": NodeStatusContainerBackend,
     "signing_key_rotation": KeyRotatingContainerBackend,
+    "machine_availability": MachineAvailabilityContainerBackend,
 }

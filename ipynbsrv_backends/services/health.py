@@ -12,7 +12,12 @@ from django.utils import timezone
 
 from .. import audit, errors
 from ..conf import app_settings
-from ..contract import BACKEND_STATUS_ERROR, BACKEND_STATUS_OK, NodeStatusContainerBackend
+from ..contract import (
+    BACKEND_STATUS_ERROR,
+    BACKEND_STATUS_OK,
+    MachineAvailabilityContainerBackend,
+    NodeStatusContainerBackend,
+)
 from ..models import Node
 from ..registry import get_backend
 
@@ -82,8 +87,7 @@ def set_machine_availability(node: Node, machine: str, availability: str) -> Non
     """Drain (or pause, or make active again) one machine of a node that stands for many (a
     swarm), then check the node's health so its record shows the change."""
     backend = get_backend(node)
-    setter = getattr(backend, "set_machine_availability", None)
-    if setter is None:
+    if not isinstance(backend, MachineAvailabilityContainerBackend):
         raise errors.CapabilityNotSupportedError(f"{node} is one machine: drain the node itself instead.")
-    setter(machine, availability)
+    backend.set_machine_availability(machine, availability)
     check_node_health(node)

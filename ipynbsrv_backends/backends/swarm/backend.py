@@ -28,6 +28,7 @@ from ...contract import (
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
     ImageRecord,
+    MachineAvailabilityContainerBackend,
     NodeStatusContainerBackend,
     PortRecord,
     VolumeRecord,
@@ -64,7 +65,7 @@ NOT_SUPPORTED = {
 _POSITIONAL = ("base_url", "registry", "allowed_volume_roots")
 
 
-class DockerSwarm(EngineAccess, NodeStatusContainerBackend):
+class DockerSwarm(EngineAccess, NodeStatusContainerBackend, MachineAvailabilityContainerBackend):
     """Containers as one-replica services of a Docker swarm, through one manager's engine.
 
     See ``docs/swarm.md`` and the README's table (generated from
