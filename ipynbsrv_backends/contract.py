@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import abc
 import typing
-from collections.abc import Callable
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 __all__ = [
     "BACKEND_STATUS_OK",
@@ -161,6 +161,9 @@ class ContainerBackend(abc.ABC):
     BACKEND_STATUS_ERROR = BACKEND_STATUS_ERROR
     CONTAINER_STATUS_RUNNING = CONTAINER_STATUS_RUNNING
     CONTAINER_STATUS_STOPPED = CONTAINER_STATUS_STOPPED
+    #: Actions (``exec``, ``commit``, ``clone``, ``move``, ``suspend``, ``snapshot``) this backend
+    #: refuses although callers may ask, each with the reason the master shows; empty for most.
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = {}
 
     @abc.abstractmethod
     def container_exists(self, container: str, **kwargs: Any) -> bool:

@@ -2,7 +2,7 @@
 
 A backend that lacks a capability sub-contract (``SuspendableContainerBackend``,
 ``SnapshotableContainerBackend``) cannot suspend, resume, snapshot or restore; a backend may
-also name more actions it refuses, with the reason, in its class attribute ``UNSUPPORTED``
+also name more actions it refuses, with the reason, in the contract's class attribute ``UNSUPPORTED``
 (``DockerSwarm`` does: exec, commit, clone, move). The admin hides those actions and the
 users' API answers them with ``501 not_supported`` and the reason, before any node is asked.
 """
@@ -38,7 +38,7 @@ def unsupported_actions(node: Any) -> dict[str, str]:
         cls = backend_class(node.backend.kind)
     except errors.BackendError:
         return {}
-    reasons: dict[str, str] = dict(getattr(cls, "UNSUPPORTED", {}) or {})
+    reasons = cls.UNSUPPORTED
     refused = {}
     for action, (contract, key) in ACTIONS.items():
         lacking = contract is not None and not issubclass(cls, contract)

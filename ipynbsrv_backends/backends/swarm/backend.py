@@ -77,7 +77,7 @@ class DockerSwarm(EngineAccess, NodeStatusContainerBackend, MachineAvailabilityC
     METHOD_OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"create_container": CREATE_OPTIONS}
     FORBIDDEN_OPTIONS = PRIVILEGED_OPTIONS
     #: What this backend cannot do, by action name, with the reason.
-    UNSUPPORTED: ClassVar[dict[str, str]] = NOT_SUPPORTED
+    UNSUPPORTED: ClassVar[Mapping[str, str]] = NOT_SUPPORTED
 
     registry: str | None
     allowed_volume_roots: tuple[str, ...]
