@@ -10,7 +10,8 @@ be reached to confirm, the record is kept (status ``error``) for ``ipynbsrv_reco
 The modules, by job: :mod:`.health` (asking nodes how they are), :mod:`.placing` (the one
 placement step of create and move), :mod:`.create` and :mod:`.build` (creating and cloning),
 :mod:`.move` and :mod:`.movestate` (moving, as typed stages), :mod:`.lifecycle` (start, stop,
-delete, refresh), :mod:`.snapshots`, :mod:`.images`, :mod:`.reconcile`. Import from here:
+delete, refresh), :mod:`.snapshots`, :mod:`.images`, :mod:`.reconcile`, :mod:`.culling` and :mod:`.idlepolicy` (idle
+culling). Import from here:
 ``from ipynbsrv_backends import services; services.create_container(...)``.
 """
 
@@ -21,6 +22,7 @@ from ._base import uid as _uid
 from ._base import write_turn as _write_turn
 from .create import clone_container, create_container, start_creating
 from .create import reserve as _reserve
+from .culling import cull, note_access, resume_on_request
 from .health import candidate_nodes, check_node_health, check_nodes_health
 from .images import commit_container, delete_image, usable_images
 from .lifecycle import (
@@ -70,6 +72,9 @@ __all__ = [
     "MOVE_STALE_AFTER",
     "user_containers",
     "usable_images",
+    "cull",
+    "note_access",
+    "resume_on_request",
 ]
 
 # Looked up here at call time (see ``_base.package``): tests and the bench replace them on
