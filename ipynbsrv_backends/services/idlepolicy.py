@@ -125,7 +125,8 @@ def load_policy(raw: Any, where: str = "IDLE_CULLING") -> Policy:
     unknown = sorted(str(key) for key in raw if key not in POLICY_KEYS)
     if unknown:
         raise ValueError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(POLICY_KEYS))}).")
-    rules = raw.get("RULES") or []
+    rules = raw.get("RULES", [])
+    rules = [] if rules is None else rules
     if not isinstance(rules, (list, tuple)):
         raise ValueError(f"{where}['RULES'] must be a list of rules (dicts); the first that matches applies.")
     interval = parse_duration(raw.get("ACTIVITY_INTERVAL", 60), f"{where}['ACTIVITY_INTERVAL']")
