@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,15 +214,20 @@ def _still_due(decision: Decision, policy: Policy) -> Decision:
     return _judge(fresh, policy, timezone.now())
 
 
-def cull(dry_run: bool = False, policy: Policy | None = None) -> list[Decision]:
+def cull(dry_run: bool = False, policy: Policy | None = None,
+         stopping: Callable[[], bool] = lambda: False) -> list[Decision]:
     """Decide for every container and, unless ``dry_run``, suspend or stop the idle ones.
-    One failure does not stop the run: it is on its decision (``error``) and in the audit log."""
+    One failure does not stop the run: it is on its decision (``error``) and in the audit log.
+    Once ``stopping()`` is true, the containers not acted on yet are left (and said so)."""
     policy = policy or current_policy()
     decisions = plan(policy)
     if dry_run:
         return decisions
     for n, decision in enumerate(decisions):
         if decision.action == LEAVE:
+            continue
+        if stopping():
+            decisions[n] = Decision(decision.container, Verdict(LEAVE, "not this round: the command is stopping"))
             continue
         decision = decisions[n] = _still_due(decision, policy)
         if decision.action == LEAVE:
@@ -251,13 +257,12 @@ def resume_on_request(container: Container, user: Any) -> Container:
         fresh = Container.objects.select_related("owner", "node").filter(pk=container.pk).first()
         if fresh is None or fresh.status != S.SUSPENDED or not fresh.cull_reason:
             return fresh or container
-        began = time.monotonic()
+        began, why = time.monotonic(), fresh.cull_reason
         try:
             with audit.acting(user, audit.VIA_SYSTEM, source="proxy"):
                 fresh = resume_container(fresh)
         except errors.BackendError as exc:
             logger.warning("Could not resume %s for %s's request: %s", fresh, user, exc)
             return fresh
-        logger.info("Resumed %s for %s's request in %.2f s (it was %s)", fresh, user,
-                    time.monotonic() - began, fresh.cull_reason or "suspended")
+        logger.info("Resumed %s for %s's request in %.2f s (it was %s)", fresh, user, time.monotonic() - began, why)
         return fresh

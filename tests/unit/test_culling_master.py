@@ -134,6 +134,13 @@ def test_cull_stops_a_container_suspended_long_enough_and_says_why(nb, client, a
     assert nb.cull_reason == "" and timezone.now() - nb.last_activity < timedelta(seconds=30)
 
 
+def test_a_round_that_is_told_to_stop_leaves_what_it_has_not_done(nb):
+    nb = _suspended_by_policy(nb, 5)
+    [decision] = culling.cull(stopping=lambda: True)
+    assert decision.action == "leave" and decision.verdict.reason == "not this round: the command is stopping"
+    assert Container.objects.get(pk=nb.pk).status == "suspended"
+
+
 def test_a_running_container_whose_server_does_not_answer_is_left_alone(nb):
     Container.objects.filter(pk=nb.pk).update(last_activity=timezone.now() - timedelta(days=3))
     out = _cull("--json")

@@ -3,8 +3,8 @@
 Once (the default): decide for every running or suspended container and suspend or stop the
 idle ones, one line each with the reason; ``--dry-run`` only says what it would do and why.
 ``--every SECONDS`` runs a round, waits, and runs again until it gets SIGTERM or SIGINT (it
-finishes the container it is acting on, then exits 0): no cron needed, e.g. as a systemd
-service. A round that fails as a whole (the database away) is logged and the next one runs.
+finishes the container it is acting on, skips the rest of the round and exits 0): no cron
+needed, e.g. as a systemd service. A round that fails as a whole (the database away) is logged and the next one runs.
 
 Exit status (once): 0 when every action went well, 1 when one failed, 2 on a usage error.
 """
@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -74,7 +75,7 @@ class Command(AuditedCommand):
             done = 0
             while not stop.is_set():
                 try:
-                    self._round(policy, dry_run, as_json)
+                    self._round(policy, dry_run, as_json, stop.is_set)
                 except Exception:  # noqa: BLE001 - one failed round (the database away) is not the end
                     logger.exception("ipynbsrv_cull: a round failed; the next one runs in %g s", every)
                 done += 1
@@ -82,13 +83,14 @@ class Command(AuditedCommand):
                     break
                 stop.wait(every)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         self.stdout.write("Stopped." if stop.is_set() else f"Done after {done} round(s).")
 
-    def _round(self, policy: idlepolicy.Policy, dry_run: bool, as_json: bool) -> bool:
+    def _round(self, policy: idlepolicy.Policy, dry_run: bool, as_json: bool,
+               stopping: Callable[[], bool] = lambda: False) -> bool:
         """One round; True when an action failed."""
-        decisions = culling.cull(dry_run=dry_run, policy=policy)
+        decisions = culling.cull(dry_run=dry_run, policy=policy, stopping=stopping)
         for decision in decisions:
             if as_json:
                 self.stdout.write(json.dumps({
