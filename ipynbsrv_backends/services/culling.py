@@ -34,7 +34,7 @@ from django.utils import timezone
 from .. import audit, errors
 from ..models import Container
 from ._base import S
-from .idlepolicy import LEAVE, STOP, SUSPEND, Policy, ServerState, Verdict, current_policy, decide
+from .idlepolicy import LEAVE, STOP, SUSPEND, Policy, ServerState, Verdict, current_policy, decide, words
 from .lifecycle import resume_container, stop_container, suspend_container
 
 logger = logging.getLogger(__name__)
@@ -158,12 +158,15 @@ def _candidates() -> list[Container]:
 def _judge(container: Container, policy: Policy, now: datetime) -> Decision:
     groups = [group.name for group in container.owner.groups.all()]
     rule = policy.rule_for(_image_names(container), groups)
-    server = None
-    if rule is not None and container.status == S.RUNNING and (rule.suspend_after or rule.stop_after):
-        server = ask_server(container, policy.server_timeout)
+    described = rule.describe() if rule else ""
+    limits = [limit for limit in (rule.suspend_after, rule.stop_after) if limit] if rule else []
+    if container.status == S.RUNNING and limits and container.last_activity is not None:
+        since = (now - container.last_activity).total_seconds()
+        if since < min(limits):  # used through the proxy lately: idle by no measure, nothing to ask
+            return Decision(container, Verdict(LEAVE, f"used through the proxy {words(since)} ago", since), described)
+    server = ask_server(container, policy.server_timeout) if container.status == S.RUNNING and limits else None
     last = container.last_activity or container.updated_at
-    verdict = decide(container.status, last, now, rule, server)
-    return Decision(container, verdict, rule.describe() if rule else "", server)
+    return Decision(container, decide(container.status, last, now, rule, server), described, server)
 
 
 def plan(policy: Policy | None = None, now: datetime | None = None) -> list[Decision]:

@@ -134,6 +134,15 @@ def test_cull_stops_a_container_suspended_long_enough_and_says_why(nb, client, a
     assert nb.cull_reason == "" and timezone.now() - nb.last_activity < timedelta(seconds=30)
 
 
+def test_a_container_used_through_the_proxy_lately_is_not_even_asked(nb, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("its server was asked")
+
+    monkeypatch.setattr(culling, "ask_server", never)
+    Container.objects.filter(pk=nb.pk).update(last_activity=timezone.now() - timedelta(minutes=10))
+    assert f"{nb} [running]: leave (rule 0): used through the proxy 10 min" in _cull()
+
+
 def test_a_round_that_is_told_to_stop_leaves_what_it_has_not_done(nb):
     nb = _suspended_by_policy(nb, 5)
     [decision] = culling.cull(stopping=lambda: True)
@@ -153,9 +162,11 @@ def test_every_runs_until_sigterm(nb):
     done = threading.Event()
 
     def stop_after_the_first_round() -> None:
-        wait_for(lambda: str(nb) in out.getvalue(), timeout=30, interval=0.05, what="the first round")
-        os.kill(os.getpid(), signal.SIGTERM)
-        done.set()
+        try:
+            wait_for(lambda: str(nb) in out.getvalue(), timeout=30, interval=0.05, what="the first round")
+            done.set()
+        finally:  # the command stops in any case (the test fails if the round did not come)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=stop_after_the_first_round, daemon=True)
     thread.start()

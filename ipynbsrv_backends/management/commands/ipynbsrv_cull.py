@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import connections
 
 from ...services import culling, idlepolicy
 from ._common import EXIT_PROBLEM, EXIT_USAGE, AuditedCommand
@@ -27,6 +28,15 @@ logger = logging.getLogger(__name__)
 
 #: The shortest interval ``--every`` accepts (seconds): each round asks every running server.
 MIN_EVERY = 5
+
+
+def _drop_stale_connections() -> None:
+    """Between rounds of a long-running process: close database connections that broke or
+    outlived ``CONN_MAX_AGE`` (as Django does between requests), never one inside a
+    transaction."""
+    for connection in connections.all():
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
 
 
 class Command(AuditedCommand):
@@ -74,6 +84,7 @@ class Command(AuditedCommand):
         try:
             done = 0
             while not stop.is_set():
+                _drop_stale_connections()
                 try:
                     self._round(policy, dry_run, as_json, stop.is_set)
                 except Exception:  # noqa: BLE001 - one failed round (the database away) is not the end
