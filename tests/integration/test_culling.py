@@ -3,7 +3,8 @@
 
 - an idle notebook is suspended by ``ipynbsrv_cull`` (``--dry-run`` first changes nothing), the
   reason is on the record in the users' API and in the audit log, and its owner's next request
-  through nginx resumes it, with the kernel's variables as they were;
+  through nginx resumes it, with the kernel's variables as they were; one an operator
+  suspends is not resumed, and nginx refuses its requests at once instead of waiting on it;
 - a kernel that is busy is never culled, however long since the last request; once it is idle
   the same policy suspends the container.
 """
@@ -16,6 +17,7 @@ import time
 import uuid
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.test import Client
 
@@ -105,6 +107,22 @@ def test_an_idle_notebook_is_suspended_and_the_next_request_resumes_it_with_its_
         resumed = AuditEntry.objects.filter(action="container.resume", target_id=str(notebook.pk)).get()
         assert resumed.actor == notebook.owner and resumed.details.get("source") == "proxy"
         assert jupyter.execute(kernel, "print(answer)").strip() == "42", "the kernel lost its state"
+
+        # one an operator suspends is not resumed by requests, and no request waits on it
+        services.suspend_container(notebook)
+        times: list[float] = []
+
+        def refused_at_once() -> bool:
+            began = time.monotonic()
+            try:  # within 2 s of the last request nginx may still use its kept answer, and wait
+                status = jupyter.http.get(jupyter.base + "api/status", timeout=1).status_code
+            except requests.Timeout:
+                return False
+            times.append(time.monotonic() - began)
+            return status >= 500
+
+        wait_for(refused_at_once, timeout=15, interval=0.2, what="a suspended notebook to be refused at once")
+        assert times[-1] < 1 and Container.objects.get(pk=notebook.pk).status == "suspended" and _paused(engine, notebook)
     finally:
         jupyter.close()
 
