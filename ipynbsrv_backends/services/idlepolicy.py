@@ -177,7 +177,7 @@ def decide(status: str, last_activity: datetime | None, now: datetime, rule: Rul
     if rule is None:
         return Verdict(LEAVE, "no rule of the idle policy covers it")
     if rule.suspend_after is None and rule.stop_after is None:
-        return Verdict(LEAVE, f"{rule.describe()} never culls it")
+        return Verdict(LEAVE, "its rule never culls it")
     if status == "running":
         if server is None or not server.reachable:
             return Verdict(LEAVE, (server.summary() if server else "its notebook server was not asked")

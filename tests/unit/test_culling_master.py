@@ -143,6 +143,18 @@ def test_a_container_used_through_the_proxy_lately_is_not_even_asked(nb, monkeyp
     assert f"{nb} [running]: leave (rule 0): used through the proxy 10 min" in _cull()
 
 
+def test_the_rule_of_the_owners_group_applies(nb, alice, settings):
+    from django.contrib.auth.models import Group
+
+    alice.groups.add(Group.objects.create(name="research"))
+    settings.IPYNBSRV_BACKENDS = {**settings.IPYNBSRV_BACKENDS, "IDLE_CULLING": {"RULES": [
+        {"groups": ["research"], "suspend_after": None, "stop_after": None}, *POLICY["RULES"]]}}
+    nb = _suspended_by_policy(nb, 30)
+    assert f"{nb} [suspended]: leave (rule 0 (groups research)): its rule never culls it" in _cull()
+    alice.groups.clear()
+    assert f"{nb} [stopped]: stop (rule 1): stopped after 1 d 6 h idle" in _cull()
+
+
 def test_a_round_that_is_told_to_stop_leaves_what_it_has_not_done(nb):
     nb = _suspended_by_policy(nb, 5)
     [decision] = culling.cull(stopping=lambda: True)

@@ -123,5 +123,5 @@ def test_a_busy_kernel_or_a_server_that_does_not_answer_is_never_culled():
 
 def test_no_rule_or_a_rule_that_never_culls_leaves_it():
     assert decide("running", ago(10**6), NOW, None, IDLE_SERVER).reason == "no rule of the idle policy covers it"
-    assert decide("running", ago(10**6), NOW, Rule(3), IDLE_SERVER).reason == "rule 3 never culls it"
+    assert decide("running", ago(10**6), NOW, Rule(3), IDLE_SERVER).reason == "its rule never culls it"
     assert decide("running", None, NOW, RULE, ServerState(True)).reason == "no activity is known yet"
