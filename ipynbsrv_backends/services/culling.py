@@ -265,6 +265,10 @@ def resume_on_request(container: Container, user: Any) -> Container:
             with audit.acting(user, audit.VIA_SYSTEM, source="proxy"):
                 fresh = resume_container(fresh)
         except errors.BackendError as exc:
+            # another process of the master may have resumed it a moment before: as it is now
+            again = Container.objects.select_related("owner", "node").filter(pk=container.pk).first()
+            if again is not None and again.status == S.RUNNING:
+                return again
             logger.warning("Could not resume %s for %s's request: %s", fresh, user, exc)
             return fresh
         logger.info("Resumed %s for %s's request in %.2f s (it was %s)", fresh, user, time.monotonic() - began, why)

@@ -95,6 +95,28 @@ def test_the_owners_request_resumes_a_container_the_policy_suspended(nb, client,
     assert entry.actor == alice and entry.details["source"] == "proxy"
 
 
+def test_a_resume_that_fails_leaves_it_suspended_unless_another_process_resumed_it(nb, client, alice, monkeypatch,
+                                                                                   caplog):
+    from ipynbsrv_backends import errors
+
+    nb = _suspended_by_policy(nb, 2)
+    others = []
+
+    def fails(container):
+        for pk in others:  # another process of the master resumed it meanwhile
+            Container.objects.filter(pk=pk).update(status="running", cull_reason="")
+        raise errors.IllegalContainerStateError("it cannot be resumed now")
+
+    monkeypatch.setattr(culling, "resume_container", fails)
+    client.force_login(alice)
+    answer = _ask(client, nb)
+    assert answer.status_code == 200 and UPSTREAM_HEADER not in answer
+    assert "Could not resume alice/nb for alice's request: it cannot be resumed now" in caplog.text
+    others.append(nb.pk)
+    answer = _ask(client, nb)
+    assert answer.status_code == 200 and answer[UPSTREAM_HEADER].startswith("127.0.0.1:")
+
+
 def test_a_container_an_operator_suspended_stays_suspended_and_gets_no_address(nb, client, alice, bob, settings):
     services.suspend_container(nb)
     client.force_login(alice)
