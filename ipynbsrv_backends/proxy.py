@@ -24,6 +24,10 @@ which signing out or losing the container closes the door to new requests. An al
 also tags the request with who was let through (``X-Ipynbsrv-Session``), and when a user signs
 out, is deactivated or deleted, :func:`revoke_websockets` tells the notebook servers they may
 have open websockets on to close them at once.
+
+Each allowed visit is also noted for idle culling (:func:`.services.culling.note_access`, at
+most once per ``ACTIVITY_INTERVAL`` per container), and a container the idle policy suspended
+is resumed before the answer (:func:`.services.culling.resume_on_request`).
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     container = _wake(container, user)
     response = _answer(200, "ok")
     # A suspended container takes a connection and never answers it: no address, so nginx
-    # answers at once that the notebook does not answer (instead of waiting for it).
+    # fails the request at once instead of waiting on it (docs/proxy.md).
     upstream = upstream_of(container) if container.status != Container.Status.SUSPENDED else None
     if upstream:  # without it the proxy answers 503: the container has no port to reach
         response[UPSTREAM_HEADER] = upstream
