@@ -162,8 +162,8 @@ def _judge(container: Container, policy: Policy, now: datetime) -> Decision:
     limits = [limit for limit in (rule.suspend_after, rule.stop_after) if limit] if rule else []
     if container.status == S.RUNNING and limits and container.last_activity is not None:
         since = (now - container.last_activity).total_seconds()
-        if since < min(limits):  # used through the proxy lately: idle by no measure, nothing to ask
-            return Decision(container, Verdict(LEAVE, f"used through the proxy {words(since)} ago", since), described)
+        if since < min(limits):  # used lately (a visit, a start): idle by no measure, nothing to ask
+            return Decision(container, Verdict(LEAVE, f"last used {words(since)} ago", since), described)
     server = ask_server(container, policy.server_timeout) if container.status == S.RUNNING and limits else None
     last = container.last_activity or container.updated_at
     return Decision(container, decide(container.status, last, now, rule, server), described, server)

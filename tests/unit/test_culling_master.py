@@ -162,7 +162,7 @@ def test_a_container_used_through_the_proxy_lately_is_not_even_asked(nb, monkeyp
 
     monkeypatch.setattr(culling, "ask_server", never)
     Container.objects.filter(pk=nb.pk).update(last_activity=timezone.now() - timedelta(minutes=10))
-    assert f"{nb} [running]: leave (rule 0): used through the proxy 10 min" in _cull()
+    assert f"{nb} [running]: leave (rule 0): last used 10 min" in _cull()
 
 
 def test_the_rule_of_the_owners_group_applies(nb, alice, settings):
