@@ -93,6 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_hostapi(value)
     messages += _check_proxy(value)
     messages += _check_quotas(value)
+    messages += _check_idle_culling(value["IDLE_CULLING"])
     return messages
 
 
@@ -310,6 +311,16 @@ def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:
         messages.append(_error(13, f"{_setting('PROXY_PORT')} is {port}, not one of {_setting('CONTAINER_PORTS')}.",
                                hint="The proxy can only reach a port the containers publish."))
     return messages
+
+
+def _check_idle_culling(raw: Any) -> list[CheckMessage]:
+    from .services.idlepolicy import load_policy
+
+    try:
+        load_policy(raw, _setting("IDLE_CULLING"))
+    except ValueError as exc:
+        return [_error(30, str(exc), hint="See docs/operations.md, \"Idle culling\", for a settings.py example.")]
+    return []
 
 
 @register(Tags.database)

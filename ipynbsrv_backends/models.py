@@ -267,6 +267,17 @@ class Container(models.Model):
         help_text=_("The machine code of the error that ended its creation in the background "
                     "(image_not_found, backend_unavailable, ...); empty otherwise."),
     )
+    last_activity = models.DateTimeField(
+        _("last activity"), null=True, blank=True, editable=False,
+        help_text=_("The latest use the master knows of: a request through the proxy, or its notebook "
+                    "server's own last activity (kernels, terminals, its API)."),
+    )
+    cull_reason = models.CharField(
+        _("idle culling"), max_length=255, blank=True, editable=False,
+        help_text=_("What the idle policy did to it and why, e.g. 'suspended after 2 h idle'; cleared "
+                    "when it is started or resumed."),
+    )
+    culled_at = models.DateTimeField(_("culled at"), null=True, blank=True, editable=False)
     pending_move = models.JSONField(
         _("move in progress"), null=True, blank=True, editable=False,
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),

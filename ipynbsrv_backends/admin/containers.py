@@ -139,6 +139,7 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
         (None, {"fields": ["owner", "name", "node", "status_badge", "url_link", "image", "image_ref", "clone_of"]}),
         (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),
         (_("Times"), {"fields": ["created_at", "updated_at", "status_checked_at"]}),
+        (_("Idle culling"), {"fields": ["last_activity", "cull_reason", "culled_at"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
