@@ -111,17 +111,24 @@ def test_an_idle_notebook_is_suspended_and_the_next_request_resumes_it_with_its_
         # one an operator suspends is not resumed by requests, and no request waits on it
         services.suspend_container(notebook)
         times: list[float] = []
+        seen: list[tuple[int, str]] = []
 
         def refused_at_once() -> bool:
             began = time.monotonic()
             try:  # within 2 s of the last request nginx may still use its kept answer, and wait
-                status = jupyter.http.get(jupyter.base + "api/status", timeout=1).status_code
+                answer = jupyter.http.get(jupyter.base + "api/status", timeout=1)
+                status = answer.status_code
             except requests.Timeout:
                 return False
             times.append(time.monotonic() - began)
-            return status >= 500
+            seen.append((status, answer.text[:200]))
+            return status == 502 and "does not answer" in answer.text
 
-        wait_for(refused_at_once, timeout=15, interval=0.2, what="a suspended notebook to be refused at once")
+        try:
+            wait_for(refused_at_once, timeout=15, interval=0.2,
+                     what="a suspended notebook to be refused at once, with the page that says why")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the last answers: {seen[-3:]}") from exc
         assert times[-1] < 1 and Container.objects.get(pk=notebook.pk).status == "suspended" and _paused(engine, notebook)
     finally:
         jupyter.close()
