@@ -22,6 +22,7 @@ Below the include prefix (``{id}`` is a whole number)::
     DELETE images/{id}/                  delete an image you committed
     GET    nodes/                        the nodes (staff only)
     GET    nodes/{id}/                   one node (staff only)
+    GET    events/                       your containers' events, live (server-sent events)
     GET    schema/                       the OpenAPI schema (?format=json)
 
 See ``docs/api.md``.
@@ -37,6 +38,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import SimpleRouter
 
 from . import views
+from .events import EventStreamView
 
 app_name = "ipynbsrv_api"
 
@@ -57,6 +59,7 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 urlpatterns = [
     *router.urls,
+    path("events/", EventStreamView.as_view(), name="events"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
     re_path(r"^", not_found),
 ]
