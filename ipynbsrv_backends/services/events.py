@@ -157,7 +157,7 @@ class NodeFollower(threading.Thread):
         self.failures = 0
         self.reconciled += 1
         what = "reconnected after a broken stream" if broken else "connected"
-        logger.warning("Node %s: event stream %s; reconciled the node: %d record(s) updated, %d missing, "
+        logger.log(logging.WARNING if broken else logging.INFO, "Node %s: event stream %s; reconciled the node: %d record(s) updated, %d missing, "
                        "%d without a record%s", node.name, what, report.updated, len(report.missing),
                        len(report.orphans), "" if report.reachable else f" (unreachable: {report.error})")
         if broken:
