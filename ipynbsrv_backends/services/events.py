@@ -157,8 +157,9 @@ class NodeFollower(threading.Thread):
         self.failures = 0
         self.reconciled += 1
         what = "reconnected after a broken stream" if broken else "connected"
-        logger.log(logging.WARNING if broken else logging.INFO, "Node %s: event stream %s; reconciled the node: %d record(s) updated, %d missing, "
-                       "%d without a record%s", node.name, what, report.updated, len(report.missing),
+        level = logging.WARNING if broken else logging.INFO
+        logger.log(level, "Node %s: event stream %s; reconciled the node: %d record(s) updated, %d missing, "
+                   "%d without a record%s", node.name, what, report.updated, len(report.missing),
                        len(report.orphans), "" if report.reachable else f" (unreachable: {report.error})")
         if broken:
             audit.record("events.reconnected", node, details={
