@@ -160,7 +160,7 @@ class NodeFollower(threading.Thread):
         level = logging.WARNING if broken else logging.INFO
         logger.log(level, "Node %s: event stream %s; reconciled the node: %d record(s) updated, %d missing, "
                    "%d without a record%s", node.name, what, report.updated, len(report.missing),
-                       len(report.orphans), "" if report.reachable else f" (unreachable: {report.error})")
+                   len(report.orphans), "" if report.reachable else f" (unreachable: {report.error})")
         if broken:
             audit.record("events.reconnected", node, details={
                 "broken_streams": broken, "updated": report.updated, "missing": report.missing,
