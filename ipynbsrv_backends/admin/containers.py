@@ -135,7 +135,8 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
     step_form_template = "admin/ipynbsrv_backends/container/step_form.html"
     fieldsets = [
         (None, {"fields": ["owner", "name", "node", "status_badge", "url_link", "image", "image_ref", "clone_of"]}),
-        (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),
+        (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error",
+                                       "last_event", "last_event_at"]}),
         (_("Times"), {"fields": ["created_at", "updated_at", "status_checked_at"]}),
     ]
 
