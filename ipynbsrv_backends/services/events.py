@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -55,20 +55,20 @@ def apply_event(node: Node, record: Mapping[str, Any]) -> ContainerEvent | None:
         return None
     when = _moment(record.get("time"))
     message = str(record.get("message") or record.get("action") or "")[:255]
-    now = timezone.now()
-    Container.objects.filter(pk=row.pk).update(last_event=message, last_event_at=when)
     status = record.get("status")
-    if status in (S.RUNNING, S.STOPPED, S.SUSPENDED):
-        Container.objects.filter(
-            Q(status_checked_at__isnull=True) | Q(status_checked_at__lte=when),
-            pk=row.pk, status__in=_FRESHENED, pending_move__isnull=True,
-        ).update(status=status, status_checked_at=when, updated_at=now)
     exit_code = record.get("exit_code")
-    return ContainerEvent.objects.create(
-        container_id=row.pk, owner_id=row.owner_id, node=node.name, action=str(record.get("action"))[:16],
-        status=status or "", message=message, exit_code=exit_code if isinstance(exit_code, int) else None,
-        when=when,
-    )
+    with transaction.atomic():  # the record and the kept event are seen together
+        Container.objects.filter(pk=row.pk).update(last_event=message, last_event_at=when)
+        if status in (S.RUNNING, S.STOPPED, S.SUSPENDED):
+            Container.objects.filter(
+                Q(status_checked_at__isnull=True) | Q(status_checked_at__lte=when),
+                pk=row.pk, status__in=_FRESHENED, pending_move__isnull=True,
+            ).update(status=status, status_checked_at=when, updated_at=timezone.now())
+        return ContainerEvent.objects.create(
+            container_id=row.pk, owner_id=row.owner_id, node=node.name, action=str(record.get("action"))[:16],
+            status=status or "", message=message, exit_code=exit_code if isinstance(exit_code, int) else None,
+            when=when,
+        )
 
 
 def prune_events(days: float | None = None) -> int:

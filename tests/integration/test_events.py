@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +31,7 @@ from ..support.waiting import wait_for
 
 pytestmark = pytest.mark.engine
 
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS_INSTANCE = f"{INSTANCE}-events"
 LIMIT = "16m"
 
@@ -123,3 +129,37 @@ def test_oom_and_a_restarted_host_api(host_api, engine, master_settings, transac
     assert any("its event stream broke" in m for m in messages), messages
     assert any("event stream reconnected after a broken stream; reconciled the node" in m for m in messages), messages
     assert AuditEntry.objects.filter(action="events.reconnected", node="events1").exists()
+
+
+def test_the_command_follows_a_node_and_stops_on_sigterm(make_node, master_settings, transactional_db,
+                                                         django_user_model, workdir):
+    """``manage.py ipynbsrv_events`` as an operator runs it: its own process on the master's
+    database, following a node until SIGTERM, then exiting 0 within a couple of heartbeats."""
+    node = make_node("evc")
+    alice = django_user_model.objects.create_user("alice")
+    backend = registry.get_backend(node)
+    record = backend.create_container("alice", 2000 + alice.pk, "nb", [], [], cmd=["sleep", "600"], image=TEST_IMAGE)
+    row = Container.objects.create(owner=alice, name="nb", node=node, backend_pk=record["pk"], status="running")
+    env = {**os.environ, "TESTPROJECT_DB": master_settings.DATABASES["default"]["NAME"],
+           "IPYNBSRV_BACKENDS_JSON": json.dumps(master_settings.IPYNBSRV_BACKENDS)}
+    log = workdir / "ipynbsrv-events-command.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "testproject" / "manage.py"), "ipynbsrv_events", "--heartbeat", "1",
+             "--rescan", "1", "--max-backoff", "1"], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        wait_for(lambda: "Node evc: event stream connected" in log.read_text(), timeout=30,
+                 what=f"the command to follow the node:\n{log.read_text()}")
+        backend.suspend_container(record["pk"])
+        wait_for(lambda: Container.objects.get(pk=row.pk).status == "suspended", timeout=15,
+                 what="the record to follow the pause")
+        assert ContainerEvent.objects.filter(container=row, action="pause").exists()
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log.read_text()
+        assert time.monotonic() - stopping < 5
+        assert "Stopped following 1 node(s)." in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
