@@ -397,11 +397,13 @@ class EventSourceContainerBackend(ContainerBackend):
 
     @abc.abstractmethod
     def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
-                             **kwargs: Any) -> Iterator[EventRecord | None]:
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
         """The events after the cursor ``since`` (``None``: from now on), as they happen, for
-        ``timeout`` seconds; ``None`` is yielded whenever ``heartbeat`` seconds pass without
-        one (the stream is alive). Arguments are checked before the first item is asked for
-        (``InvalidArgumentError``); an engine that fails mid-stream raises like any call."""
+        ``timeout`` seconds. Whenever ``heartbeat`` seconds pass without one, a heartbeat is
+        yielded: a cursor (a string) up to which nothing happened, so the stream is alive and a
+        later stream may start from it. Cursors are digits, and a later one is larger. Arguments
+        are checked before the first item is asked for (``InvalidArgumentError``); an engine
+        that fails mid-stream raises like any call."""
 
 
 #: Every capability sub-contract by a short name (the names the host API's status answers).

@@ -344,16 +344,17 @@ class HttpRemote(NodeTransport, SuspendableContainerBackend, SnapshotTransferCon
     # ------------------------------------------------------------------ the engine's events
 
     def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
-                             **kwargs: Any) -> Iterator[EventRecord | None]:
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
         """The node's engine events (``EventSourceContainerBackend``; see the host API's
-        ``events/``). Each line must come within ``heartbeat`` plus the ``timeout`` option, the
+        ``events/``): each event's record, and each heartbeat's cursor. Each line must come
+        within ``heartbeat`` plus the ``timeout`` option, the
         whole stream within its ``timeout`` plus those; a stream that stops without its end
         line is a ``BackendUnavailableError`` (the consumer reconnects from its last cursor)."""
         cursor, seconds, beat = validate_stream(since, timeout, heartbeat)
         params = self._params(kwargs, since=None if cursor is None else str(cursor), timeout=seconds, heartbeat=beat)
         return self._event_stream(params, seconds, beat)
 
-    def _event_stream(self, params: dict[str, Any], seconds: float, beat: float) -> Iterator[EventRecord | None]:
+    def _event_stream(self, params: dict[str, Any], seconds: float, beat: float) -> Iterator[EventRecord | str]:
         op = "get_container_events"
         url = f"{self.url}/{CLIENT_ROUTES[op].path}"
         query = {key: self._json(value, key) for key, value in params.items()}
@@ -367,8 +368,9 @@ class HttpRemote(NodeTransport, SuspendableContainerBackend, SnapshotTransferCon
             if response.status_code != 200 or response.headers.get("Content-Type", "").split(";")[0] != NDJSON:
                 raise self._garbage(op, self._answer(response, op))  # an error answer raises itself
             for item in self._json_lines(response, op, deadline):
-                if item == {"heartbeat": True}:
-                    yield None
+                beat_cursor = item.get("heartbeat") if isinstance(item, dict) and len(item) == 1 else None
+                if isinstance(beat_cursor, str) and beat_cursor.isdigit():
+                    yield beat_cursor
                 elif item == {"end": True}:
                     return
                 elif isinstance(item, dict) and len(item) == 1 and isinstance(item.get("event"), dict) \

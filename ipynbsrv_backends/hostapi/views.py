@@ -304,7 +304,7 @@ def events(view: HostAPIView, request: Request, route: Route) -> StreamingHttpRe
     def lines() -> Any:
         try:
             for item in stream:
-                line = {"heartbeat": True} if item is None else {"event": item}
+                line = {"heartbeat": item} if isinstance(item, str) else {"event": item}
                 yield (json.dumps(line, allow_nan=False) + "\n").encode("utf-8")
             yield b'{"end": true}\n'
         except BackendError as exc:

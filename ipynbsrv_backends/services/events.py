@@ -139,7 +139,9 @@ class NodeFollower(threading.Thread):
                 if reconcile_next:  # the stream is up: read what happened while it was not
                     self._reconcile(node)
                     reconcile_next = False
-                if item is not None:
+                if isinstance(item, str):  # a heartbeat: nothing happened up to it
+                    self.cursor = item
+                else:
                     apply_event(node, item)
                     self.cursor = item["cursor"]
                     self.received += 1

@@ -145,12 +145,12 @@ _EXPORT = (
 _EVENTS = (
     "The engine's events about the containers this node's backend manages (start, die with its exit "
     "code, oom, pause, unpause, health, destroy), as they happen: always answered as JSON lines "
-    "(`application/x-ndjson`), `{\"event\": EventRecord}` for each, `{\"heartbeat\": true}` after `heartbeat` "
-    "seconds (0.5 to 120, default 15) without one, and `{\"end\": true}` once `timeout` seconds (1 to 3600, "
-    "default 60) have passed; `{\"error\": {code, detail}}` ends a stream that failed. `since` is the "
-    "`cursor` of the last event received (the next stream starts after it); without it, from now on. A "
-    "stream that stops without its `end` line broke. Errors found before the stream starts are the "
-    "usual JSON error answers."
+    "(`application/x-ndjson`), `{\"event\": EventRecord}` for each, `{\"heartbeat\": CURSOR}` after "
+    "`heartbeat` seconds (0.5 to 120, default 15) without one (nothing happened up to that cursor), and "
+    "`{\"end\": true}` once `timeout` seconds (1 to 3600, default 60) have passed; `{\"error\": {code, "
+    "detail}}` ends a stream that failed. `since` is the cursor of the last event or heartbeat received "
+    "(the next stream starts after it); without it, from now on. A stream that stops without its `end` "
+    "line broke. Errors found before the stream starts are the usual JSON error answers."
 )
 
 #: Every route of the host API, in the order of the docs.

@@ -1032,7 +1032,7 @@ def follow(backend, seen, **kwargs):
         stream = backend.get_container_events(**kwargs)
         for item in stream:
             seen.append(item)
-            if item is not None and item["action"] == "destroy":
+            if isinstance(item, dict) and item["action"] == "destroy":
                 stream.close()
                 return
 
@@ -1049,7 +1049,7 @@ def test_events_stream_the_lifecycle_of_its_own_containers(backend, behind):
         backend.get_container_events(heartbeat=0)
     seen: list = []
     thread = follow(backend, seen, timeout=20, heartbeat=0.5)
-    wait_for(lambda: None in seen, timeout=10, what="the stream's first heartbeat")
+    wait_for(lambda: any(isinstance(item, str) for item in seen), timeout=10, what="the stream's first heartbeat")
     pk = make(backend, cmd=["sh", "-c", LOOP])["pk"]
     backend.suspend_container(pk)
     backend.resume_container(pk)
@@ -1057,7 +1057,7 @@ def test_events_stream_the_lifecycle_of_its_own_containers(backend, behind):
     backend.delete_container(pk)
 
     def ours():
-        return [e for e in list(seen) if e is not None and e["container"] == pk]
+        return [e for e in list(seen) if isinstance(e, dict) and e["container"] == pk]
 
     wait_for(lambda: any(e["action"] == "destroy" for e in ours()), timeout=10, what="the destroy event")
     steps = [(e["action"], e["status"]) for e in ours()]
@@ -1070,5 +1070,17 @@ def test_events_stream_the_lifecycle_of_its_own_containers(backend, behind):
     thread.join(timeout=15)
     assert not thread.is_alive()  # closed: a stream ends when its reader leaves
     rest = [e["action"] for e in backend.get_container_events(since=ours()[1]["cursor"], timeout=1, heartbeat=1)
-            if e is not None and e["container"] == pk]
+            if isinstance(e, dict) and e["container"] == pk]
     assert rest == ["unpause", "die", "destroy"]
+
+
+def test_a_heartbeat_is_a_cursor_a_stream_can_start_from(backend, behind):
+    """Nothing is lost between two streams even when nothing happened in the first: its
+    heartbeat says up to where, and the next starts from there."""
+    stream = backend.get_container_events(timeout=10, heartbeat=0.5)
+    beat = next(item for item in stream if isinstance(item, str))
+    stream.close()
+    pk = make(backend, name="after-beat", cmd=["sh", "-c", LOOP])["pk"]
+    after = [e["action"] for e in backend.get_container_events(since=beat, timeout=1, heartbeat=0.5)
+             if isinstance(e, dict) and e["container"] == pk]
+    assert after == ["start"]

@@ -94,13 +94,13 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 
 def test_httpremote_reads_the_events_heartbeats_and_end_and_signs_the_request():
     key = "k" * 40
-    with CannedNode(lambda *a: (200, NDJSON, lines({"heartbeat": True}, {"event": EVENT}, {"end": True}))) as node:
+    with CannedNode(lambda *a: (200, NDJSON, lines({"heartbeat": "15"}, {"event": EVENT}, {"end": True}))) as node:
         remote = HttpRemote(node.url, token="t" * 32, signing_key=key)
-        assert list(remote.get_container_events(since="16", timeout=30, heartbeat=5)) == [None, EVENT]
+        assert list(remote.get_container_events(since="14", timeout=30, heartbeat=5)) == ["15", EVENT]
     [request] = node.requests
     path, _, query = request["path"].partition("?")
     assert path == "/events/"
-    assert urllib.parse.parse_qs(query) == {"since": ['"16"'], "timeout": ["30.0"], "heartbeat": ["5.0"]}
+    assert urllib.parse.parse_qs(query) == {"since": ['"14"'], "timeout": ["30.0"], "heartbeat": ["5.0"]}
     assert request["headers"]["Accept"] == "application/x-ndjson"
     assert request["headers"]["Authorization"] == "Bearer " + "t" * 32
     assert set(signing.signature_headers(key, "GET", "/", None)) <= set(request["headers"])
@@ -152,15 +152,21 @@ def test_memory_streams_its_own_instances_events_only():
         seen: list[Any] = []
         for item in stream:
             seen.append(item)
-            if item is not None and item["action"] == "oom":
+            if isinstance(item, dict) and item["action"] == "oom":
                 break
-        actions = [(e["owner"], e["action"]) for e in seen if e is not None]
+        actions = [(e["owner"], e["action"]) for e in seen if isinstance(e, dict)]
         assert actions == [("alice", "start"), ("alice", "oom")]
         assert seen[-1]["message"] == "ran out of memory: 64 MiB limit"
         # the next stream starts after the cursor: nothing twice
         mine.stop_container(record["pk"])
         again = mine.get_container_events(since=seen[-1]["cursor"], timeout=1, heartbeat=0.5)
-        assert [e["action"] for e in again if e is not None] == ["die"]
+        assert [e["action"] for e in again if isinstance(e, dict)] == ["die"]
+        # a heartbeat is a cursor: a stream from it repeats nothing
+        beat = next(item for item in mine.get_container_events(timeout=2, heartbeat=0.5) if isinstance(item, str))
+        mine.start_container(record["pk"])
+        after = [e["action"] for e in mine.get_container_events(since=beat, timeout=1, heartbeat=0.5)
+                 if isinstance(e, dict)]
+        assert after == ["start"]
     finally:
         Memory.reset("events-unit")
 
@@ -245,7 +251,7 @@ class Breaking:
         def broken() -> Any:
             for item in stream:
                 yield item
-                if item is not None:
+                if isinstance(item, dict):
                     break
             self.during_break()
             raise errors.BackendUnavailableError("the stream broke")

@@ -30,6 +30,8 @@ __all__ = ["EngineEvents", "event_record", "ENGINE_ACTIONS"]
 #: ``health_status: healthy`` is ``health``).
 ENGINE_ACTIONS = {"start": "start", "die": "die", "oom": "oom", "pause": "pause", "unpause": "unpause",
                   "health_status": "health", "destroy": "destroy"}
+#: How far before a silent window's end its heartbeat's cursor is.
+_MARGIN_NS = 1_000_000_000
 _STATUS_AFTER = {"start": "running", "die": "stopped", "pause": "suspended", "unpause": "running"}
 
 
@@ -80,11 +82,11 @@ class EngineEvents(DockerEngine, EventSourceContainerBackend):
     """``get_container_events`` of the ``Docker`` backend."""
 
     def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
-                             **kwargs: Any) -> Iterator[EventRecord | None]:
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
         cursor, seconds, beat = validate_stream(since, timeout, heartbeat)
         return self._events(cursor if cursor is not None else time.time_ns(), seconds, beat)
 
-    def _events(self, cursor: int, seconds: float, beat: float) -> Iterator[EventRecord | None]:
+    def _events(self, cursor: int, seconds: float, beat: float) -> Iterator[EventRecord | str]:
         deadline = time.monotonic() + seconds
         filters = {"type": ["container"], **self._labels_filter(KIND_CONTAINER),
                    "event": sorted(ENGINE_ACTIONS)}
@@ -107,7 +109,10 @@ class EngineEvents(DockerEngine, EventSourceContainerBackend):
                 finally:
                     stream.close()
             if not passed:
-                yield None
+                # Nothing up to the window's end, less a margin for an event the engine stamped
+                # just before it but had not sent yet (the next window asks for it again).
+                cursor = max(cursor, until - _MARGIN_NS)
+                yield str(cursor)
 
     def _oom_limit(self, raw: Mapping[str, Any]) -> int | None:
         """The memory limit of the container an ``oom`` event is about (``None`` otherwise, or

@@ -43,11 +43,11 @@ class MemoryEvents(MemoryBase, EventSourceContainerBackend):
             self._emit(item, "oom", mem_limit=item.limits.get("mem_limit"))
 
     def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
-                             **kwargs: Any) -> Iterator[EventRecord | None]:
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
         cursor, seconds, beat = validate_stream(since, timeout, heartbeat)
         return self._events(time.time_ns() if cursor is None else cursor, seconds, beat)
 
-    def _events(self, cursor: int, seconds: float, beat: float) -> Iterator[EventRecord | None]:
+    def _events(self, cursor: int, seconds: float, beat: float) -> Iterator[EventRecord | str]:
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
             with self.host.lock:
@@ -56,8 +56,11 @@ class MemoryEvents(MemoryBase, EventSourceContainerBackend):
                     self.host.changed.wait(min(beat, remaining))
                     new = [e for e in self.host.events
                            if int(e["cursor"]) > cursor and e["instance"] == self.instance]
+                if not new:  # still holding the lock: an event after this is stamped later
+                    newest = int(self.host.events[-1]["cursor"]) if self.host.events else 0
+                    cursor = max(cursor, newest, time.time_ns() - 1)
             if not new:
-                yield None
+                yield str(cursor)
             for event in new:
                 cursor = int(event["cursor"])
                 yield {key: value for key, value in event.items() if key != "instance"}  # type: ignore[misc]
