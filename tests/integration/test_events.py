@@ -163,3 +163,28 @@ def test_the_command_follows_a_node_and_stops_on_sigterm(make_node, master_setti
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_health_checks_verdict_is_an_event(host_api, engine):
+    """A container with a health check (made on the engine with this instance's labels, as an
+    image's HEALTHCHECK would give it): its verdict reaches the stream as ``health``."""
+    _node, options, _state = host_api
+    backend = Docker(**options)
+    stream = backend.get_container_events(timeout=20, heartbeat=1)
+    labels = {"org.ipynbsrv.instance": EVENTS_INSTANCE, "org.ipynbsrv.kind": "container",
+              "org.ipynbsrv.owner": "alice", "org.ipynbsrv.name": "checked"}
+    made = engine.containers.run(TEST_IMAGE, ["sleep", "600"], name=f"{PREFIX}ev-checked", labels=labels,
+                                 detach=True, healthcheck={"test": ["CMD", "true"], "interval": 500_000_000,
+                                                           "start_period": 0, "retries": 1})
+    try:
+        health = None
+        for item in stream:
+            if isinstance(item, dict) and item["action"] == "health":
+                health = item
+                break
+        stream.close()
+        assert health is not None, "no health event within the stream's 20 s"
+        assert (health["container"], health["health"], health["message"]) == (
+            made.name, "healthy", "health check: healthy")
+    finally:
+        made.remove(force=True)
