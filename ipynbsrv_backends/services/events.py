@@ -11,6 +11,7 @@ logged and audited. ``ipynbsrv_events`` runs one follower per node until SIGTERM
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import threading
@@ -99,10 +100,12 @@ class NodeFollower(threading.Thread):
         self.reconciled = 0  # how many times the node was reconciled (for the tests and the log)
         self.received = 0
         self.unsupported = False  # the node's backend has no event stream
+        # What it audits is its starter's (ipynbsrv_events: via command, its name as source).
+        self._context = contextvars.copy_context()
 
     def run(self) -> None:
         try:
-            self._follow()
+            self._context.run(self._follow)
         finally:
             connection.close()
 

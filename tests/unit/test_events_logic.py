@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ipynbsrv_backends import errors, registry
+from ipynbsrv_backends import audit, errors, registry
 from ipynbsrv_backends.backends import HttpRemote, Memory
 from ipynbsrv_backends.backends.docker.events import event_record
 from ipynbsrv_backends.events import event_message, memory_words, validate_stream
@@ -281,7 +281,10 @@ def test_a_broken_stream_is_reconnected_and_the_node_reconciled(memory_node, dja
     EventSourceContainerBackend.register(Breaking)
     monkeypatch.setattr(service, "get_backend", lambda node: breaking)
     caplog.set_level(logging.WARNING, logger="ipynbsrv_backends.services.events")
-    running = service.NodeFollower(memory_node, stream_seconds=30, heartbeat=0.5, first_backoff=0.1, max_backoff=0.5)
+    # made inside a command's audit context (as ipynbsrv_events makes it): its thread audits in it too
+    with audit.acting(None, audit.VIA_COMMAND, source="ipynbsrv_events", run_by="operator"):
+        running = service.NodeFollower(memory_node, stream_seconds=30, heartbeat=0.5, first_backoff=0.1,
+                                       max_backoff=0.5)
     running.start()
     try:
         wait_for(lambda: running.reconciled == 1, timeout=10, what="the first stream")
@@ -295,7 +298,8 @@ def test_a_broken_stream_is_reconnected_and_the_node_reconciled(memory_node, dja
     assert any("event stream broke" in r.getMessage() for r in caplog.records)
     assert any("reconnected after a broken stream; reconciled the node: 1 record(s) updated" in r.getMessage()
                for r in caplog.records)
-    assert AuditEntry.objects.filter(action="events.reconnected", node=memory_node.name).exists()
+    entry = AuditEntry.objects.get(action="events.reconnected", node=memory_node.name)
+    assert (entry.via, entry.details["source"], entry.details["updated"]) == ("command", "ipynbsrv_events", 1)
 
 
 # --------------------------------------------------------------------------- the users' stream
