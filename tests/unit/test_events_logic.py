@@ -332,3 +332,50 @@ def test_a_user_streams_their_own_containers_events_only(memory_node, django_use
     assert [e["message"] for e in sse(client)] == ["ran out of memory: 1 GiB limit (bob)"]
     client.logout()
     assert client.get("/api/events/", HTTP_ACCEPT="text/event-stream").status_code in (401, 403)
+
+
+# --------------------------------------------------------------------------- the settings
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("EVENTS_KEEP_DAYS", 0), ("EVENTS_KEEP_DAYS", "7"), ("EVENTS_STREAM_SECONDS", 5), ("EVENTS_HEARTBEAT", 0),
+    ("EVENTS_HEARTBEAT", 1.5),
+])
+def test_bad_event_settings_are_reported(settings, setting, value):
+    from django.core.checks import run_checks
+
+    settings.IPYNBSRV_BACKENDS = {setting: value}
+    found = [m for m in run_checks(tags=["ipynbsrv_backends"]) if setting in m.msg]
+    assert len(found) == 1 and found[0].level >= 40, found
+
+
+def test_the_default_event_settings_pass(settings):
+    from django.core.checks import run_checks
+
+    settings.IPYNBSRV_BACKENDS = {}
+    assert not [m for m in run_checks(tags=["ipynbsrv_backends"]) if "EVENTS_" in m.msg]
+
+
+def test_old_events_are_pruned(memory_node, django_user_model):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    alice = django_user_model.objects.create_user("alice")
+    container = make_container(memory_node, alice, "nb")
+    event = {"container": container.backend_pk, "action": "start", "status": "running", "message": "started",
+             "time": "2026-12-01T00:00:00Z", "cursor": "1"}
+    old, new = service.apply_event(memory_node, event), service.apply_event(memory_node, event)
+    assert old is not None and new is not None
+    ContainerEvent.objects.filter(pk=old.pk).update(received_at=timezone.now() - dt.timedelta(days=8))
+    assert service.prune_events() == 1  # EVENTS_KEEP_DAYS: 7
+    assert list(ContainerEvent.objects.values_list("pk", flat=True)) == [new.pk]
+
+
+@pytest.mark.parametrize("args", [["--heartbeat", "30", "--stream-seconds", "20"], ["--heartbeat", "200"],
+                                  ["--max-backoff", "0"]])
+def test_the_command_refuses_bad_bounds(args, db):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises((CommandError, SystemExit)):
+        call_command("ipynbsrv_events", *args)
