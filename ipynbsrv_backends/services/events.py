@@ -125,6 +125,11 @@ class NodeFollower(threading.Thread):
                     self.unsupported = True
                     return
                 reconcile_next = self._stream(node, backend, reconcile_next)
+            except errors.CapabilityNotSupportedError as exc:  # the far side's backend has none
+                logger.warning("Node %s has no event stream (%s); its records are kept fresh by "
+                               "ipynbsrv_reconcile only", node.name, exc)
+                self.unsupported = True
+                return
             except errors.BackendError as exc:
                 self.failures += 1
                 reconcile_next = True

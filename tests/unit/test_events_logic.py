@@ -379,3 +379,23 @@ def test_the_command_refuses_bad_bounds(args, db):
 
     with pytest.raises((CommandError, SystemExit)):
         call_command("ipynbsrv_events", *args)
+
+
+def test_a_node_whose_far_side_has_no_events_is_left_alone(memory_node, monkeypatch, caplog):
+    """A host API whose backend lacks events answers 501: no reconnecting every few seconds."""
+    from ipynbsrv_backends.contract import EventSourceContainerBackend
+
+    class Refusing:
+        calls = 0
+
+        def get_container_events(self, **kwargs: Any) -> Any:
+            Refusing.calls += 1
+            raise errors.CapabilityNotSupportedError("The backend of this node cannot stream events.")
+
+    EventSourceContainerBackend.register(Refusing)
+    monkeypatch.setattr(service, "get_backend", lambda node: Refusing())
+    running = service.NodeFollower(memory_node, first_backoff=0.01, max_backoff=0.01)
+    running.start()
+    running.join(timeout=10)
+    assert not running.is_alive() and running.unsupported and Refusing.calls == 1
+    assert any("has no event stream" in r.getMessage() for r in caplog.records)
