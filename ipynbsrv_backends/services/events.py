@@ -15,6 +15,7 @@ import contextvars
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["apply_event", "prune_events", "NodeFollower", "reconnect_delay"]
 
+#: The shortest time between the starts of two streams of one node that end by themselves.
+_MIN_STREAM_INTERVAL = 1.0
 #: The statuses an event may change: a row being created keeps its own until the create ends.
 _FRESHENED = (S.RUNNING, S.STOPPED, S.SUSPENDED, S.ERROR)
 
@@ -124,18 +127,25 @@ class NodeFollower(threading.Thread):
                                    "by ipynbsrv_reconcile only", node.name, type(backend).__name__)
                     self.unsupported = True
                     return
+                opened = time.monotonic()
                 reconcile_next = self._stream(node, backend, reconcile_next)
+                # a stream that ended at once (a node misbehaving): never more than one a second
+                self.stop.wait(max(0.0, opened + _MIN_STREAM_INTERVAL - time.monotonic()))
             except errors.CapabilityNotSupportedError as exc:  # the far side's backend has none
                 logger.warning("Node %s has no event stream (%s); its records are kept fresh by "
                                "ipynbsrv_reconcile only", node.name, exc)
                 self.unsupported = True
                 return
-            except errors.BackendError as exc:
+            except Exception as exc:  # noqa: BLE001 - the follower outlives any one failure
                 self.failures += 1
                 reconcile_next = True
                 delay = reconnect_delay(self.failures, self.first_backoff, self.max_backoff)
-                logger.warning("Node %s: its event stream broke (%s: %s); reconnecting in %.1f s",
-                               node.name, type(exc).__name__, exc, delay)
+                if isinstance(exc, errors.BackendError):
+                    logger.warning("Node %s: its event stream broke (%s: %s); reconnecting in %.1f s",
+                                   node.name, type(exc).__name__, exc, delay)
+                else:
+                    logger.exception("Node %s: following its events failed unexpectedly; again in %.1f s",
+                                     node.name, delay)
                 self.stop.wait(delay)
 
     def _stream(self, node: Node, backend: EventSourceContainerBackend, reconcile_next: bool) -> bool:

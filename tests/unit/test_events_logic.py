@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 from typing import Any
 
@@ -399,3 +400,29 @@ def test_a_node_whose_far_side_has_no_events_is_left_alone(memory_node, monkeypa
     running.join(timeout=10)
     assert not running.is_alive() and running.unsupported and Refusing.calls == 1
     assert any("has no event stream" in r.getMessage() for r in caplog.records)
+
+
+def test_a_node_misbehaving_is_never_asked_in_a_tight_loop(memory_node, monkeypatch):
+    """A stream that ends at once is opened again at most once a second; one that fails in an
+    unexpected way is tried again after the pause (the follower lives on)."""
+    from ipynbsrv_backends.contract import EventSourceContainerBackend
+
+    class Odd:
+        calls = 0
+
+        def get_container_events(self, **kwargs: Any) -> Any:
+            Odd.calls += 1
+            if Odd.calls % 2:
+                return iter(())  # ends at once, without a single item
+            raise ValueError("a bug on the far side")
+
+    EventSourceContainerBackend.register(Odd)
+    monkeypatch.setattr(service, "get_backend", lambda node: Odd())
+    running = service.NodeFollower(memory_node, first_backoff=0.5, max_backoff=0.5)
+    started = time.monotonic()
+    running.start()
+    wait_for(lambda: Odd.calls >= 4, timeout=10, what="four streams")
+    running.stop.set()
+    running.join(timeout=5)
+    assert not running.is_alive()
+    assert time.monotonic() - started >= 2.0  # two quick ends (1 s each) and two failures (0.5 s each)
