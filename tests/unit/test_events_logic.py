@@ -426,3 +426,16 @@ def test_a_node_misbehaving_is_never_asked_in_a_tight_loop(memory_node, monkeypa
     running.join(timeout=5)
     assert not running.is_alive()
     assert time.monotonic() - started >= 2.0  # two quick ends (1 s each) and two failures (0.5 s each)
+
+
+def test_the_admin_shows_a_containers_recent_events(memory_node, admin_client, django_user_model):
+    alice = django_user_model.objects.create_user("alice")
+    container = make_container(memory_node, alice, "nb")
+    service.apply_event(memory_node, {"container": container.backend_pk, "action": "oom", "status": None,
+                                      "message": "ran out of memory: 1 GiB limit", "cursor": "1",
+                                      "time": "2026-12-01T10:00:00Z"})
+    response = admin_client.get(f"/admin/ipynbsrv_backends/container/{container.pk}/change/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "2026-12-01 10:00:00 ran out of memory: 1 GiB limit" in text
+    assert text.count("ran out of memory: 1 GiB limit") >= 2  # the last event, and the recent ones
