@@ -86,6 +86,10 @@ SERVED_CAPABILITIES = tuple(
     (name, contract) for name, contract in CAPABILITIES.items()
     if any(route.contract == contract.__name__ for route in ROUTES)
 )
+#: Set when this process begins a graceful stop (SIGTERM, see :mod:`.cli`): an open event
+#: stream then ends at its next line (within a heartbeat), instead of holding the stop for
+#: the whole graceful timeout; the client goes on from its cursor at the restarted node.
+STOPPING = threading.Event()
 #: What a client asks for (``Accept``) to get a pull's progress as it goes (``images/pull/``).
 NDJSON = "application/x-ndjson"
 
@@ -306,6 +310,8 @@ def events(view: HostAPIView, request: Request, route: Route) -> StreamingHttpRe
             for item in stream:
                 line = {"heartbeat": item} if isinstance(item, str) else {"event": item}
                 yield (json.dumps(line, allow_nan=False) + "\n").encode("utf-8")
+                if STOPPING.is_set():
+                    break
             yield b'{"end": true}\n'
         except BackendError as exc:
             yield (json.dumps({"error": exc.as_dict()}) + "\n").encode("utf-8")

@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,33 @@ def test_a_health_checks_verdict_is_an_event(host_api, engine):
             made.name, "healthy", "health check: healthy")
     finally:
         made.remove(force=True)
+
+
+def test_a_stopping_host_api_ends_its_event_streams_at_once(raw_docker, workdir):
+    """SIGTERM to a node's host API with a master following it: the stream ends cleanly within
+    a heartbeat, and the node stops well within its graceful timeout (10 s here), rather than
+    being held by the stream until its workers are killed."""
+    options = backend_options(instance=EVENTS_INSTANCE, name_prefix=f"{PREFIX}ev")
+    node = HostAPINode(workdir, backend_args=options).start()
+    try:
+        remote = HttpRemote(node.url, token=node.token, timeout=10)
+        seen: list[Any] = []
+        failures: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                seen.extend(remote.get_container_events(timeout=60, heartbeat=1))
+            except Exception as exc:  # noqa: BLE001 - the assertion below says which
+                failures.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_for(lambda: bool(seen), timeout=15, what="the stream's first heartbeat")
+        stopping = time.monotonic()
+        assert node.terminate(timeout=30) == 0
+        took = time.monotonic() - stopping
+        reader.join(timeout=10)
+        assert not reader.is_alive() and not failures, failures  # ended with its end line
+        assert took < 5, f"the host API took {took:.1f} s to stop"
+    finally:
+        node.kill()
