@@ -99,7 +99,8 @@ class NodeFollower(threading.Thread):
         self.first_backoff, self.max_backoff = first_backoff, max_backoff
         self.stop = stop or threading.Event()
         self.cursor: str | None = None
-        self.failures = 0
+        self.failures = 0  # broken streams in a row (0 once a stream is up again)
+        self.broken = 0  # broken streams in all
         self.reconciled = 0  # how many times the node was reconciled (for the tests and the log)
         self.received = 0
         self.unsupported = False  # the node's backend has no event stream
@@ -138,6 +139,7 @@ class NodeFollower(threading.Thread):
                 return
             except Exception as exc:  # noqa: BLE001 - the follower outlives any one failure
                 self.failures += 1
+                self.broken += 1
                 reconcile_next = True
                 delay = reconnect_delay(self.failures, self.first_backoff, self.max_backoff)
                 if isinstance(exc, errors.BackendError):
