@@ -347,9 +347,9 @@ class HttpRemote(NodeTransport, SuspendableContainerBackend, SnapshotTransferCon
                              **kwargs: Any) -> Iterator[EventRecord | str]:
         """The node's engine events (``EventSourceContainerBackend``; see the host API's
         ``events/``): each event's record, and each heartbeat's cursor. Each line must come
-        within ``heartbeat`` plus the ``timeout`` option, the
-        whole stream within its ``timeout`` plus those; a stream that stops without its end
-        line is a ``BackendUnavailableError`` (the consumer reconnects from its last cursor)."""
+        within ``heartbeat`` plus the ``timeout`` option, the whole stream within its
+        ``timeout`` plus those; a stream that stops without its end line is a
+        ``BackendUnavailableError`` (the consumer reconnects from its last cursor)."""
         cursor, seconds, beat = validate_stream(since, timeout, heartbeat)
         params = self._params(kwargs, since=None if cursor is None else str(cursor), timeout=seconds, heartbeat=beat)
         return self._event_stream(params, seconds, beat)
