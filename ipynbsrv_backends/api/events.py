@@ -70,6 +70,13 @@ class EventStreamView(UserAPIView, APIView):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
     schema_tags = ["events"]
 
+    def handle_exception(self, exc: Exception) -> Any:
+        # An error is the API's JSON error, whatever the client asked the stream in.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
     @document(
         summary="Your containers' events, live (server-sent events)",
         description="One `text/event-stream` message per event of your own containers (start, die with its "

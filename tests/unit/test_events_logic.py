@@ -328,7 +328,9 @@ def test_a_user_streams_their_own_containers_events_only(memory_node, django_use
     assert sse(client, HTTP_LAST_EVENT_ID=str(seen[0]["id"])) == []
     bobs = Container.objects.get(owner=bob)
     assert client.get(f"/api/events/?container={bobs.pk}", HTTP_ACCEPT="text/event-stream").status_code == 404
-    assert client.get("/api/events/?after=x", HTTP_ACCEPT="text/event-stream").status_code == 400
+    refused = client.get("/api/events/?after=x", HTTP_ACCEPT="text/event-stream")
+    assert refused.status_code == 400 and refused["Content-Type"] == "application/json"
+    assert refused.json()["code"] == "invalid_argument" and "after must be the id" in refused.json()["detail"]
     client.force_login(bob)  # staff too: their own only
     assert [e["message"] for e in sse(client)] == ["ran out of memory: 1 GiB limit (bob)"]
     client.logout()
