@@ -269,7 +269,9 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
     state_dir = value["HOSTAPI_STATE_DIR"]
     if state_dir is not None and not isinstance(state_dir, str):
         messages.append(_error(14, f"{_setting('HOSTAPI_STATE_DIR')} must be a directory path or None."))
-    for name, low, high in (("HOSTAPI_SIGNATURE_WINDOW", 1, 3600), ("HOSTAPI_KEY_GRACE", 0, 86400)):
+    for name, low, high in (("HOSTAPI_SIGNATURE_WINDOW", 1, 3600), ("HOSTAPI_KEY_GRACE", 0, 86400),
+                            ("EVENTS_KEEP_DAYS", 1, 3650), ("EVENTS_STREAM_SECONDS", 10, 3600),
+                            ("EVENTS_HEARTBEAT", 1, 120)):
         number = value[name]
         if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
             messages.append(_error(14, f"{_setting(name)} must be a whole number of seconds from {low} to {high}, "

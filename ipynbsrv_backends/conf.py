@@ -91,6 +91,12 @@ DEFAULTS: dict[str, Any] = {
     "HOSTAPI_SIGNATURE_WINDOW": 60,
     # Seconds the replaced key is still accepted after a rotation, when the master names none.
     "HOSTAPI_KEY_GRACE": 300,
+    # Events (docs/operations.md): days ipynbsrv_events keeps each container event for its owner's
+    # stream; seconds one users' API event stream (api/events/) lasts before the client reconnects
+    # (with Last-Event-ID, losing nothing), and seconds between its heartbeat comments.
+    "EVENTS_KEEP_DAYS": 7,
+    "EVENTS_STREAM_SECONDS": 300,
+    "EVENTS_HEARTBEAT": 15,
 }
 
 TOKEN_ENV = "IPYNBSRV_HOSTAPI_TOKEN"

@@ -40,7 +40,7 @@ def test_every_sub_contract_is_listed_and_declares_its_methods():
 
 
 @pytest.mark.parametrize(("backend", "claims"), [
-    (Docker, {"suspend", "snapshot", "snapshot_transfer", "image_pull", "node_status"}),
+    (Docker, {"suspend", "snapshot", "snapshot_transfer", "image_pull", "node_status", "events"}),
     (HttpRemote, set(CAPABILITIES)),
 ])
 def test_the_backends_claim_what_they_implement(backend, claims):
