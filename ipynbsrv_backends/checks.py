@@ -93,6 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_hostapi(value)
     messages += _check_proxy(value)
     messages += _check_quotas(value)
+    messages += _check_idle_culling(value["IDLE_CULLING"])
     return messages
 
 
@@ -268,7 +269,9 @@ def _check_hostapi(value: Mapping[str, Any]) -> list[CheckMessage]:
     state_dir = value["HOSTAPI_STATE_DIR"]
     if state_dir is not None and not isinstance(state_dir, str):
         messages.append(_error(14, f"{_setting('HOSTAPI_STATE_DIR')} must be a directory path or None."))
-    for name, low, high in (("HOSTAPI_SIGNATURE_WINDOW", 1, 3600), ("HOSTAPI_KEY_GRACE", 0, 86400)):
+    for name, low, high in (("HOSTAPI_SIGNATURE_WINDOW", 1, 3600), ("HOSTAPI_KEY_GRACE", 0, 86400),
+                            ("EVENTS_KEEP_DAYS", 1, 3650), ("EVENTS_STREAM_SECONDS", 10, 3600),
+                            ("EVENTS_HEARTBEAT", 1, 120)):
         number = value[name]
         if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
             messages.append(_error(14, f"{_setting(name)} must be a whole number of seconds from {low} to {high}, "
@@ -310,6 +313,16 @@ def _check_proxy(value: Mapping[str, Any]) -> list[CheckMessage]:
         messages.append(_error(13, f"{_setting('PROXY_PORT')} is {port}, not one of {_setting('CONTAINER_PORTS')}.",
                                hint="The proxy can only reach a port the containers publish."))
     return messages
+
+
+def _check_idle_culling(raw: Any) -> list[CheckMessage]:
+    from .services.idlepolicy import load_policy
+
+    try:
+        load_policy(raw, _setting("IDLE_CULLING"))
+    except ValueError as exc:
+        return [_error(30, str(exc), hint="See docs/operations.md, \"Idle culling\", for a settings.py example.")]
+    return []
 
 
 @register(Tags.database)

@@ -59,6 +59,21 @@ DEFAULTS: dict[str, Any] = {
     "PROXY_STAFF_ACCESS": False,
     # The container port the proxy forwards to; None: the container's first published port.
     "PROXY_PORT": None,
+    # --- Idle culling (ipynbsrv_cull, docs/operations.md "Idle culling") --------------
+    # Containers idle this long are suspended, then stopped; never one whose kernel is busy.
+    # RULES: the first rule whose "images" (patterns of image names or references) and
+    # "groups" (Django group names of the owner) match a container applies; a rule without
+    # either matches every container. Durations: seconds, or "90s", "30m", "2h", "1d";
+    # None: never. ACTIVITY_INTERVAL: the access path records a container's activity at most
+    # once per this many seconds. RESUME_ON_REQUEST: the proxy's check resumes a container the
+    # policy suspended before it answers. SERVER_TIMEOUT: seconds to wait for a notebook
+    # server's own answer (api/status, kernels, terminals).
+    "IDLE_CULLING": {
+        "RULES": [],
+        "ACTIVITY_INTERVAL": 60,
+        "RESUME_ON_REQUEST": True,
+        "SERVER_TIMEOUT": 5,
+    },
     # The host API: which local backend a node serves, and with which options.
     "HOSTAPI_BACKEND": "ipynbsrv_backends.backends.Docker",
     "HOSTAPI_BACKEND_OPTIONS": {},
@@ -78,6 +93,12 @@ DEFAULTS: dict[str, Any] = {
     "HOSTAPI_SIGNATURE_WINDOW": 60,
     # Seconds the replaced key is still accepted after a rotation, when the master names none.
     "HOSTAPI_KEY_GRACE": 300,
+    # Events (docs/operations.md): days ipynbsrv_events keeps each container event for its owner's
+    # stream; seconds one users' API event stream (api/events/) lasts before the client reconnects
+    # (with Last-Event-ID, losing nothing), and seconds between its heartbeat comments.
+    "EVENTS_KEEP_DAYS": 7,
+    "EVENTS_STREAM_SECONDS": 300,
+    "EVENTS_HEARTBEAT": 15,
 }
 
 TOKEN_ENV = "IPYNBSRV_HOSTAPI_TOKEN"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
     "ContainerRecord",
     "ImageRecord",
     "SnapshotRecord",
+    "EventRecord",
+    "EventAction",
+    "EVENT_ACTIONS",
     "ContainerStatus",
     "RECORDS",
     "record_fields",
@@ -45,6 +48,7 @@ __all__ = [
     "SnapshotTransferContainerBackend",
     "NodeStatusContainerBackend",
     "KeyRotatingContainerBackend",
+    "EventSourceContainerBackend",
     "CAPABILITIES",
 ]
 
@@ -130,6 +134,34 @@ class SnapshotRecord(TypedDict):
     container: str
     created: str
     size: NotRequired[int]
+
+
+#: What an engine event says happened to a container: started, stopped (``die``, with its exit
+#: code), a process in it killed for memory (``oom``; the container may still run), suspended
+#: (``pause``), resumed (``unpause``), its health check's verdict changed (``health``), removed.
+EventAction = Literal["start", "die", "oom", "pause", "unpause", "health", "destroy"]
+EVENT_ACTIONS: tuple[str, ...] = typing.get_args(EventAction)
+
+
+class EventRecord(TypedDict):
+    """One engine event of a container the backend manages. ``cursor`` is opaque: give the last
+    one back as ``since`` and the next stream starts after it. ``status`` is the container's
+    status after the event when the event tells it (``None`` for ``oom``, ``health`` and
+    ``destroy``); ``message`` says what happened in words ("ran out of memory: 2 GiB limit").
+    Extras: ``exit_code`` (``die``), ``health`` (``healthy``, ``unhealthy``, ``starting``) and
+    ``mem_limit`` in bytes (``oom``)."""
+
+    cursor: str
+    time: str
+    container: str
+    owner: str
+    name: str
+    action: EventAction
+    status: ContainerStatus | None
+    message: str
+    exit_code: NotRequired[int | None]
+    health: NotRequired[str | None]
+    mem_limit: NotRequired[int | None]
 
 
 #: Every record type, by the name the host API's schema gives its answer.
@@ -310,7 +342,7 @@ class SnapshotableContainerBackend(ContainerBackend):
 
 # ---------------------------------------------------------------------------- capabilities
 #
-# The two sub-contracts above, and the five below, are every extra a backend may offer. A
+# The two sub-contracts above, and the six below, are every extra a backend may offer. A
 # backend claims one by subclassing it; the master asks ``isinstance(backend, <sub-contract>)``.
 # A backend that forwards calls to another (HttpRemote) claims what it can forward: the far
 # side may still answer ``CapabilityNotSupportedError`` (501) when its own backend cannot.
@@ -362,6 +394,21 @@ class KeyRotatingContainerBackend(ContainerBackend):
         """Make the next key the current one; the old one stays accepted ``grace`` seconds."""
 
 
+class EventSourceContainerBackend(ContainerBackend):
+    """A backend that streams its engine's events about the containers it manages (only
+    those: its labels or scope), so a master keeps its records fresh without polling each."""
+
+    @abc.abstractmethod
+    def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
+        """The events after the cursor ``since`` (``None``: from now on), as they happen, for
+        ``timeout`` seconds. Whenever ``heartbeat`` seconds pass without one, a heartbeat is
+        yielded: a cursor (a string) up to which nothing happened, so the stream is alive and a
+        later stream may start from it. Cursors are digits, and a later one is larger. Arguments
+        are checked before the first item is asked for (``InvalidArgumentError``); an engine
+        that fails mid-stream raises like any call."""
+
+
 class MachineAvailabilityContainerBackend(ContainerBackend):
     """A backend that stands for many machines (a swarm) and can take one out of service."""
 
@@ -379,5 +426,6 @@ CAPABILITIES: dict[str, type] = {
     "image_pull": ImagePullingContainerBackend,
     "node_status": NodeStatusContainerBackend,
     "signing_key_rotation": KeyRotatingContainerBackend,
+    "events": EventSourceContainerBackend,
     "machine_availability": MachineAvailabilityContainerBackend,
 }

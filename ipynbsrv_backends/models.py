@@ -267,6 +267,22 @@ class Container(models.Model):
         help_text=_("The machine code of the error that ended its creation in the background "
                     "(image_not_found, backend_unavailable, ...); empty otherwise."),
     )
+    last_activity = models.DateTimeField(
+        _("last activity"), null=True, blank=True, editable=False,
+        help_text=_("The latest use the master knows of: a request through the proxy, or its notebook "
+                    "server's own last activity (kernels, terminals, its API)."),
+    )
+    cull_reason = models.CharField(
+        _("idle culling"), max_length=255, blank=True, editable=False,
+        help_text=_("What the idle policy did to it and why, e.g. 'suspended after 2 h idle'; cleared "
+                    "when it is started or resumed."),
+    )
+    culled_at = models.DateTimeField(_("culled at"), null=True, blank=True, editable=False)
+    last_event = models.CharField(
+        _("last event"), max_length=255, blank=True, editable=False,
+        help_text=_("What its node's engine last said happened to it, in words (ipynbsrv_events)."),
+    )
+    last_event_at = models.DateTimeField(_("last event at"), null=True, blank=True, editable=False)
     pending_move = models.JSONField(
         _("move in progress"), null=True, blank=True, editable=False,
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),
@@ -384,6 +400,29 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.container}:{self.name}"
+
+
+class ContainerEvent(models.Model):
+    """One engine event of a container, as ``ipynbsrv_events`` received it from its node; what
+    the users' API streams to the container's owner (``api/events/``)."""
+
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="events")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    node = models.CharField(_("node"), max_length=100)
+    action = models.CharField(_("action"), max_length=16)
+    status = models.CharField(_("status"), max_length=16, blank=True)
+    message = models.CharField(_("message"), max_length=255)
+    exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
+    when = models.DateTimeField(_("when"))
+    received_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("container event")
+        indexes = [models.Index(fields=["owner", "id"], name="ipynbsrv_event_owner_id")]
+
+    def __str__(self) -> str:
+        return f"{self.container_id}: {self.message}"
 
 
 class PlacementState(models.Model):

@@ -24,6 +24,10 @@ which signing out or losing the container closes the door to new requests. An al
 also tags the request with who was let through (``X-Ipynbsrv-Session``), and when a user signs
 out, is deactivated or deleted, :func:`revoke_websockets` tells the notebook servers they may
 have open websockets on to close them at once.
+
+Each allowed visit is also noted for idle culling (:func:`.services.culling.note_access`, at
+most once per ``ACTIVITY_INTERVAL`` per container), and a container the idle policy suspended
+is resumed before the answer (:func:`.services.culling.resume_on_request`).
 """
 
 from __future__ import annotations
@@ -145,8 +149,11 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     if container.owner_id != user.pk and not (app_settings.PROXY_STAFF_ACCESS and user.is_staff):
         logger.info("Refused %s access to %s (%s)", user, container, uri[:200])
         return _answer(403, "No container of yours is served here.")
+    container = _wake(container, user)
     response = _answer(200, "ok")
-    upstream = upstream_of(container)
+    # A suspended container takes a connection and never answers it: no address, so nginx
+    # fails the request at once instead of waiting on it (docs/proxy.md).
+    upstream = upstream_of(container) if container.status != Container.Status.SUSPENDED else None
     if upstream:  # without it the proxy answers 503: the container has no port to reach
         response[UPSTREAM_HEADER] = upstream
     if container.access_secret:
@@ -158,6 +165,21 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     scope = unquote(request.headers.get(SCOPE_HEADER, ""))
     response["X-Accel-Expires"] = str(CACHE_SECONDS if upstream and scope == container.base_url else 0)
     return response
+
+
+def _wake(container: Container, user: Any) -> Container:
+    """Record the visit (idle culling, at most once a minute or so per container), and resume
+    the container first when the idle policy suspended it; never fails the check."""
+    from .services import culling, idlepolicy
+
+    try:
+        policy = idlepolicy.current_policy()
+        culling.note_access(container, policy.activity_interval)
+        if container.status == Container.Status.SUSPENDED and container.cull_reason and policy.resume_on_request:
+            return culling.resume_on_request(container, user)
+    except Exception:  # noqa: BLE001 - the visit still gets its answer
+        logger.exception("Idle culling's part of the check failed for %s", container)
+    return container
 
 
 # ---------------------------------------------------------------------------- revocation

@@ -18,7 +18,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
@@ -137,8 +138,10 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
     change_list_template = "admin/ipynbsrv_backends/container/change_list.html"  # adds the quotas link
     fieldsets = [
         (None, {"fields": ["owner", "name", "node", "status_badge", "url_link", "image", "image_ref", "clone_of"]}),
-        (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error"]}),
+        (_("On the node"), {"fields": ["backend_pk", "ports", "volumes", "base_url", "options", "last_error",
+                                       "last_event", "last_event_at", "recent_events"]}),
         (_("Times"), {"fields": ["created_at", "updated_at", "status_checked_at"]}),
+        (_("Idle culling"), {"fields": ["last_activity", "cull_reason", "culled_at"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -160,6 +163,15 @@ class ContainerAdmin(AuditedAdminMixin, ServiceDeleteMixin, FlatListMixin, admin
         if obj.last_error:
             return format_html('{} <span title="{}">⚠</span>', badge, obj.last_error)
         return badge
+
+    @admin.display(description=_("recent events"))
+    def recent_events(self, obj: Container) -> str:
+        """Its node's last engine events (ipynbsrv_events), newest first."""
+        events = list(obj.events.order_by("-id")[:10]) if obj.pk else []
+        if not events:
+            return "-"
+        return format_html_join(mark_safe("<br>"), "{} {}", ((e.when.strftime("%Y-%m-%d %H:%M:%S"), e.message)
+                                                             for e in events))
 
     @admin.display(description=_("image"), ordering="image__name")
     def image_display(self, obj: Container) -> str:

@@ -93,7 +93,8 @@ class ContainerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Container
         fields = ["id", "name", "owner", "node", "status", "progress", "image", "clone_of", "ports", "url",
-                  "base_url", "created_at", "last_error", "error_code"]
+                  "base_url", "created_at", "last_error", "error_code", "last_activity", "cull_reason", "culled_at",
+                  "last_event", "last_event_at"]
         read_only_fields = fields
         extra_kwargs = {
             "image": {"help_text": _("The id of the image it was started from (null for a clone).")},
@@ -103,6 +104,15 @@ class ContainerSerializer(serializers.ModelSerializer):
             "error_code": {"help_text": _("The machine code of the error that ended a creation in the background "
                                           "(image_not_found, backend_unavailable, no_node_available, ...); '' "
                                           "otherwise.")},
+            "last_activity": {"help_text": _("The latest use the master knows of (a request through the proxy, "
+                                             "or the notebook server's own activity); null when none is known.")},
+            "cull_reason": {"help_text": _("What the idle policy did to it and why, e.g. 'suspended after 2 h "
+                                           "idle' ('' when it did nothing since the last start or resume). A "
+                                           "container it suspended is resumed by the next request through the "
+                                           "proxy.")},
+            "culled_at": {"help_text": _("When the idle policy did that (null when it did nothing).")},
+            "last_event": {"help_text": _("What its node's engine last said happened to it, in words, e.g. "
+                                          "'ran out of memory: 2 GiB limit' ('' before any).")},
         }
 
     @extend_schema_field(OpenApiTypes.URI)

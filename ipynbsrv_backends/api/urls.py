@@ -23,6 +23,7 @@ Below the include prefix (``{id}`` is a whole number)::
     GET    quota/                        your limits and usage
     GET    nodes/                        the nodes (staff only)
     GET    nodes/{id}/                   one node (staff only)
+    GET    events/                       your containers' events, live (server-sent events)
     GET    schema/                       the OpenAPI schema (?format=json)
 
 See ``docs/api.md``.
@@ -38,6 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import SimpleRouter
 
 from . import views
+from .events import EventStreamView
 
 app_name = "ipynbsrv_api"
 
@@ -59,6 +61,7 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 
 urlpatterns = [
     *router.urls,
+    path("events/", EventStreamView.as_view(), name="events"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
     re_path(r"^", not_found),
 ]

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
+
+import requests.exceptions
 
 from .. import errors
 from ..contract import (
@@ -23,6 +27,8 @@ from ..contract import (
     BACKEND_STATUS_OK,
     BACKEND_STATUS_STOPPED,
     ContainerRecord,
+    EventRecord,
+    EventSourceContainerBackend,
     ImagePullingContainerBackend,
     ImageRecord,
     KeyRotatingContainerBackend,
@@ -33,12 +39,13 @@ from ..contract import (
     SuspendableContainerBackend,
     VolumeRecord,
 )
+from ..events import validate_stream
 from ..validation import validate_opaque_pk
 from ..wire import signing
 from ..wire.format import OPTIONS_PARAM, encode_pk
 from ..wire.routes import CLIENT_ROUTES, Route
 from .http_remote_options import HTTP_REMOTE_OPTIONS
-from .http_transport import NodeTransport, ProgressCallback
+from .http_transport import NDJSON, NodeTransport, ProgressCallback
 from .options import Options
 
 logger = logging.getLogger(__name__)
@@ -47,7 +54,7 @@ __all__ = ["HttpRemote"]
 
 
 class HttpRemote(NodeTransport, SuspendableContainerBackend, SnapshotTransferContainerBackend, ImagePullingContainerBackend,
-                 NodeStatusContainerBackend, KeyRotatingContainerBackend):
+                 NodeStatusContainerBackend, KeyRotatingContainerBackend, EventSourceContainerBackend):
     """The backend of another node, reached over HTTP(S) through its host API.
 
     ``HttpRemote(url, token=None, *, signing_key=None, verify=True, ...)``: every argument is
@@ -333,3 +340,52 @@ class HttpRemote(NodeTransport, SuspendableContainerBackend, SnapshotTransferCon
         return the snapshot's record (``SnapshotTransferContainerBackend``; see
         ``Docker.import_container_snapshot``)."""
         return self._call("import_container_snapshot", kwargs, container=container, name=name, image=image)
+
+    # ------------------------------------------------------------------ the engine's events
+
+    def get_container_events(self, since: str | None = None, timeout: float = 60.0, heartbeat: float = 15.0,
+                             **kwargs: Any) -> Iterator[EventRecord | str]:
+        """The node's engine events (``EventSourceContainerBackend``; see the host API's
+        ``events/``): each event's record, and each heartbeat's cursor. Each line must come
+        within ``heartbeat`` plus the ``timeout`` option, the whole stream within its
+        ``timeout`` plus those; a stream that stops without its end line is a
+        ``BackendUnavailableError`` (the consumer reconnects from its last cursor)."""
+        cursor, seconds, beat = validate_stream(since, timeout, heartbeat)
+        params = self._params(kwargs, since=None if cursor is None else str(cursor), timeout=seconds, heartbeat=beat)
+        return self._event_stream(params, seconds, beat)
+
+    def _event_stream(self, params: dict[str, Any], seconds: float, beat: float) -> Iterator[EventRecord | str]:
+        op = "get_container_events"
+        url = f"{self.url}/{CLIENT_ROUTES[op].path}"
+        query = {key: self._json(value, key) for key, value in params.items()}
+        deadline = time.monotonic() + seconds + beat + self.timeout
+        try:
+            response = self._send("GET", url, query, None, {"Accept": NDJSON},
+                                  (self.connect_timeout, beat + self.timeout), stream=True)
+        except requests.exceptions.RequestException as exc:
+            raise self._failure(exc, op, "short")[0] from exc
+        try:
+            if response.status_code != 200 or response.headers.get("Content-Type", "").split(";")[0] != NDJSON:
+                raise self._garbage(op, self._answer(response, op))  # an error answer raises itself
+            for item in self._json_lines(response, op, deadline):
+                beat_cursor = item.get("heartbeat") if isinstance(item, dict) and len(item) == 1 else None
+                if isinstance(beat_cursor, str) and beat_cursor.isdigit():
+                    yield beat_cursor
+                elif item == {"end": True}:
+                    return
+                elif isinstance(item, dict) and len(item) == 1 and isinstance(item.get("event"), dict) \
+                        and isinstance(item["event"].get("cursor"), str):
+                    yield item["event"]
+                else:
+                    error = item.get("error") if isinstance(item, dict) else None
+                    if isinstance(error, dict) and isinstance(error.get("code"), str):
+                        detail = error.get("detail")
+                        raise errors.error_for_code(error["code"], None if detail is None else str(detail), None)
+                    raise self._garbage(op, item)
+        except requests.exceptions.RequestException as exc:
+            raise errors.BackendUnavailableError(
+                f"The event stream of the node at {self.url} broke off ({exc.__class__.__name__})."
+            ) from exc
+        finally:
+            response.close()
+        raise errors.BackendUnavailableError(f"The event stream of the node at {self.url} broke off before its end.")

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, Self
 
 import requests
@@ -305,6 +305,25 @@ class NodeTransport:
             raise self._failure(exc, op, "long")[0] from exc
         finally:
             response.close()
+
+    def _json_lines(self, response: requests.Response, op: str, deadline: float) -> Iterator[Any]:
+        """The JSON values of a streamed answer, one a line, until it ends or ``deadline``
+        (``time.monotonic()``) passes; a line that is not JSON or too long is a ``BackendError``."""
+        buffer = b""
+        for chunk in response.iter_content(chunk_size=None):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        raise errors.BackendError(f"The node at {self.url} answered {op} with a line that is not "
+                                                  f"JSON: {_snippet(line)!r}") from None
+            if len(buffer) > _MAX_LINE:
+                raise errors.BackendError(f"The node at {self.url} answered {op} with a line too long to be ours.")
+            if time.monotonic() > deadline:
+                raise errors.BackendTimeoutError(f"The node at {self.url} did not end {op} in time.")
 
     def _pull_line(self, line: bytes, op: str, on_progress: ProgressCallback) -> Any:
         """One line of a streamed pull: progress (handed on; ``None`` returned), the record,

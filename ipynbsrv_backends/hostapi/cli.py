@@ -288,6 +288,24 @@ def _check_backend(dotted_path: str, options: dict[str, Any], debug: bool) -> No
             logger.debug("Closing the probe backend failed: %s", exc)
 
 
+def _end_streams_on_stop(worker: Any) -> None:
+    """gunicorn's ``post_worker_init``: on SIGTERM a worker stops gracefully, waiting for the
+    requests it serves; an open event stream would hold it for the whole graceful timeout, so
+    its streams end at their next line instead (:data:`.views.STOPPING`)."""
+    import signal
+
+    from .views import STOPPING
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: Any) -> None:
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 class HostAPIServer(BaseApplication):
     """gunicorn, configured from the command line; the WSGI app is loaded in each worker."""
 
@@ -326,6 +344,7 @@ def _gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "preload_app": False,
         # No runtime control socket (gunicorn >= 25): one less thing listening on a node.
         "control_socket_disable": True,
+        "post_worker_init": _end_streams_on_stop,
     }
 
 

@@ -46,6 +46,7 @@ BODIES: dict[str, type[Serializer]] = {
 QUERIES: dict[str, type[Serializer]] = {
     "get_containers": s.ContainerListQuerySerializer,
     "get_container_logs": s.LogsQuerySerializer,
+    "get_container_events": s.EventsQuerySerializer,
 }
 RECORDS: dict[str, type[Serializer]] = {
     "container": s.ContainerRecordResponse,
@@ -179,6 +180,8 @@ def _ok(route: Route) -> Any:
         return MEMBERS[route.member]
     return {
         "lines": {"type": "array", "items": {"type": "string"}},
+        "events": {"type": "string", "description": "JSON lines (application/x-ndjson): {event}, {heartbeat}, "
+                   "then {end} or {error}"},
         "status": s.StatusResponse,
         "health": s.HealthResponse,
     }.get(route.answer)

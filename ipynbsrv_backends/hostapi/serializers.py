@@ -260,6 +260,14 @@ class LogsQuerySerializer(OptionsQuerySerializer):
     )
 
 
+class EventsQuerySerializer(OptionsQuerySerializer):
+    since = JSONQueryField(required=False, help_text="The cursor of the last event received (a JSON string of "
+                           "digits); without it, from now on.")
+    timeout = JSONQueryField(required=False, help_text="Seconds the stream lasts (1 to 3600; default 60).")
+    heartbeat = JSONQueryField(required=False, help_text="Seconds of silence before a heartbeat line (0.5 to "
+                               "120; default 15).")
+
+
 # --- responses (schema only) ----------------------------------------------------------
 
 

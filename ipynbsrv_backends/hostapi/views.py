@@ -86,6 +86,10 @@ SERVED_CAPABILITIES = tuple(
     (name, contract) for name, contract in CAPABILITIES.items()
     if any(route.contract == contract.__name__ for route in ROUTES)
 )
+#: Set when this process begins a graceful stop (SIGTERM, see :mod:`.cli`): an open event
+#: stream then ends at its next line (within a heartbeat), instead of holding the stop for
+#: the whole graceful timeout; the client goes on from its cursor at the restarted node.
+STOPPING = threading.Event()
 #: What a client asks for (``Accept``) to get a pull's progress as it goes (``images/pull/``).
 NDJSON = "application/x-ndjson"
 
@@ -291,6 +295,41 @@ def _streamed_pull(puller: Callable[..., Any], image: str, options: dict[str, An
     return response
 
 
+def events(view: HostAPIView, request: Request, route: Route) -> StreamingHttpResponse:
+    """The engine's events as JSON lines: each event, a heartbeat line when the backend says the
+    stream is alive but quiet, then ``end`` (or the error that broke it). The stream is bounded
+    by its ``timeout`` (checked by the backend before the answer starts)."""
+    method = view.capable(route)
+    assert method is not None
+    data = view.query(request, query_serializer(route))
+    options = data.pop(OPTIONS_PARAM)
+    stream = view.call(method, options=options, **data)
+
+    def lines() -> Any:
+        try:
+            for item in stream:
+                line = {"heartbeat": item} if isinstance(item, str) else {"event": item}
+                yield (json.dumps(line, allow_nan=False) + "\n").encode("utf-8")
+                if STOPPING.is_set():
+                    break
+            yield b'{"end": true}\n'
+        except BackendError as exc:
+            yield (json.dumps({"error": exc.as_dict()}) + "\n").encode("utf-8")
+        except Exception:
+            logger.exception("Unexpected error in an event stream")
+            error = BackendError("Unexpected error on the node; see the node's log.").as_dict()
+            yield (json.dumps({"error": error}) + "\n").encode("utf-8")
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # the client left: the engine's request ends too
+
+    response = StreamingHttpResponse(lines(), content_type=NDJSON)
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
 def health(view: HostAPIView, request: Request, route: Route) -> Response:
     """Bare liveness: touches neither the backend nor the engine."""
     return Response({"status": "ok"})
@@ -365,9 +404,10 @@ def promote_key(view: HostAPIView, request: Request, route: Route) -> Response:
 
 
 #: The node's own routes' handlers, by route name; every other route is :func:`serve`.
-HANDLERS: dict[str, Callable[..., Response]] = {
+HANDLERS: dict[str, Callable[..., Response | StreamingHttpResponse]] = {
     "health": health,
     "get_node_status": node_status,
+    "get_container_events": events,
     "install_next_signing_key": next_key,
     "promote_signing_key": promote_key,
 }

@@ -11,7 +11,8 @@ The modules, by job: :mod:`.health` (asking nodes how they are), :mod:`.placing`
 placement step of create and move), :mod:`.create` and :mod:`.build` (creating and cloning),
 :mod:`.move` and :mod:`.movestate` (moving, as typed stages), :mod:`.lifecycle` (start, stop,
 delete, refresh), :mod:`.snapshots`, :mod:`.images`, :mod:`.quotas`
-(limits per user and group, checked under the user's lock), :mod:`.reconcile`. Import from here:
+(limits per user and group, checked under the user's lock), :mod:`.reconcile`, :mod:`.culling`
+and :mod:`.idlepolicy` (idle culling). Import from here:
 ``from ipynbsrv_backends import services; services.create_container(...)``.
 """
 
@@ -23,6 +24,7 @@ from ._base import write_turn as _write_turn
 from .capabilities import unsupported_actions
 from .create import clone_container, create_container, start_creating
 from .create import reserve as _reserve
+from .culling import cull, note_access, resume_on_request
 from .health import candidate_nodes, check_node_health, check_nodes_health, set_machine_availability
 from .images import commit_container, delete_image, usable_images
 from .lifecycle import (
@@ -76,6 +78,9 @@ __all__ = [
     "user_containers",
     "usable_images",
     "quota_report",
+    "cull",
+    "note_access",
+    "resume_on_request",
 ]
 
 # Looked up here at call time (see ``_base.package``): tests and the bench replace them on

@@ -51,6 +51,11 @@ def _act(container: Container, action: str, capability: type | None = None) -> C
         refresh_container(container)  # marks it lost and raises
         raise
     logger.info("%s %s", action, container)
+    # Whatever the idle policy did before no longer holds (it notes its own actions after
+    # this); a container someone starts or resumes counts as just used.
+    container.cull_reason, container.culled_at = "", None
+    if action in ("start_container", "restart_container", "resume_container"):
+        container.last_activity = timezone.now()
     return refresh_container(container)
 
 

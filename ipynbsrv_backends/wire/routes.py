@@ -35,8 +35,9 @@ __all__ = [
 Http = Literal["GET", "POST", "DELETE"]
 #: What a route answers: a record (``record``) or a list of them (``records``); nothing (204);
 #: ``{member: bool}`` (``flag``) or ``{member: str}`` (``text``); a list of strings (``lines``);
+#: a stream of JSON lines (``events``: always, never a single JSON answer);
 #: or the node's own answers (``status``, ``health``, ``schema``).
-Answer = Literal["record", "records", "none", "flag", "text", "lines", "status", "health", "schema"]
+Answer = Literal["record", "records", "none", "flag", "text", "lines", "events", "status", "health", "schema"]
 #: Which ``HttpRemote`` timeout bounds the answer: ``status_timeout``, ``timeout`` or ``long_timeout``.
 Timeout = Literal["status", "short", "long"]
 
@@ -46,6 +47,7 @@ SUSPEND = "SuspendableContainerBackend"
 SNAPSHOT = "SnapshotableContainerBackend"
 PULL = "ImagePullingContainerBackend"
 TRANSFER = "SnapshotTransferContainerBackend"
+EVENTS = "EventSourceContainerBackend"
 
 TIMEOUT_OPTIONS: dict[str, str] = {"status": "status_timeout", "short": "timeout", "long": "long_timeout"}
 
@@ -140,6 +142,17 @@ _EXPORT = (
     "`501 not_supported`."
 )
 
+_EVENTS = (
+    "The engine's events about the containers this node's backend manages (start, die with its exit "
+    "code, oom, pause, unpause, health, destroy), as they happen: always answered as JSON lines "
+    "(`application/x-ndjson`), `{\"event\": EventRecord}` for each, `{\"heartbeat\": CURSOR}` after "
+    "`heartbeat` seconds (0.5 to 120, default 15) without one (nothing happened up to that cursor), and "
+    "`{\"end\": true}` once `timeout` seconds (1 to 3600, default 60) have passed; `{\"error\": {code, "
+    "detail}}` ends a stream that failed. `since` is the cursor of the last event or heartbeat received "
+    "(the next stream starts after it); without it, from now on. A stream that stops without its `end` "
+    "line broke. Errors found before the stream starts are the usual JSON error answers."
+)
+
 #: Every route of the host API, in the order of the docs.
 ROUTES: tuple[Route, ...] = (
     # -- the node
@@ -217,6 +230,10 @@ ROUTES: tuple[Route, ...] = (
     _method("export_container_snapshot", "POST", "snapshots/{snapshot}/export/", "record", record="image",
             status=201, **_LONG, contract=TRANSFER, capability="export snapshots", args=("snapshot",),
             errors=(404, 409, 501), description=_EXPORT),
+    # -- the engine's events
+    _method("get_container_events", "GET", "events/", "events", contract=EVENTS, capability="stream events",
+            query=("since", "timeout", "heartbeat"), streams=True, errors=(501,), description=_EVENTS,
+            note="a stream of JSON lines ([below](#events))"),
     # -- signing keys (docs/security.md); HttpRemote's own methods, not a backend's
     Route("install_next_signing_key", "POST", "keys/next/", "none", None, contract=None, status=204,
           args=("key",), options=False, errors=(409, 501), summary="Install the next signing key",
@@ -279,6 +296,7 @@ def _answer_text(r: Route) -> str:
         "flag": f'{{"{r.member}": bool}}',
         "text": f'{{"{r.member}": str}}',
         "lines": "[str, …]",
+        "events": "JSON lines",
         "status": "see below",
         "health": '{"status": "ok"}',
         "schema": "the OpenAPI schema",
@@ -286,7 +304,7 @@ def _answer_text(r: Route) -> str:
     text = f"`{r.status} {text}`" if r.answer not in ("status", "schema") else f"`{r.status}`, {text}"
     if r.status == 201:
         text += " + `Location`"
-    if r.streams:
+    if r.streams and r.answer != "events":
         text += ", or with `Accept: application/x-ndjson` progress lines ([below](#pull-progress))"
     return text
 

@@ -114,7 +114,8 @@ def test_create_list_retrieve_and_delete(alice, make_node, image, engine):
     assert response.status_code == 201, body(response)
     data = body(response)
     assert set(data) == {"id", "name", "owner", "node", "status", "image", "clone_of", "ports", "url",
-                         "base_url", "created_at", "last_error", "progress", "error_code"}
+                         "base_url", "created_at", "last_error", "progress", "error_code",
+                         "last_activity", "cull_reason", "culled_at", "last_event", "last_event_at"}
     assert data["name"] == "nb" and data["owner"] == "alice" and data["node"] == "n1"
     assert data["status"] == "running" and data["image"] == image.pk and data["clone_of"] is None
     assert data["url"] == "http://testserver/notebooks/alice/nb/" and data["base_url"] == "/notebooks/alice/nb/"
@@ -426,6 +427,7 @@ EXPECTED_OPERATIONS = {
     ("/api/images/", "get"), ("/api/images/{id}/", "get"), ("/api/images/{id}/", "delete"),
     ("/api/quota/", "get"),
     ("/api/nodes/", "get"), ("/api/nodes/{id}/", "get"),
+    ("/api/events/", "get"),
 }
 
 

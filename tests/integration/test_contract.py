@@ -19,6 +19,7 @@ from ipynbsrv_backends import errors
 from ipynbsrv_backends.contract import (
     BACKEND_STATUS_OK,
     ContainerBackend,
+    EventSourceContainerBackend,
     SnapshotableContainerBackend,
     SuspendableContainerBackend,
 )
@@ -1018,3 +1019,68 @@ def test_snapshot_transfer_needs_a_registry(backend, behind):
     assert backend.get_container_images() == []
     assert backend.get_containers_snapshots(record["pk"]) == [snap]
     assert helpers_left(behind) == []
+
+
+# --------------------------------------------------------------------------- events
+
+def follow(backend, seen, **kwargs):
+    """Collect a stream's items in a thread until a container is removed (or the stream's own
+    timeout), then close it."""
+    import threading
+
+    def run():
+        stream = backend.get_container_events(**kwargs)
+        for item in stream:
+            seen.append(item)
+            if isinstance(item, dict) and item["action"] == "destroy":
+                stream.close()
+                return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_events_stream_the_lifecycle_of_its_own_containers(backend, behind):
+    """Each step of a container's life is an event in order, with its status after it; a stream
+    started from a cursor goes on after it (the engine keeps what came meanwhile)."""
+    assert isinstance(backend, EventSourceContainerBackend)
+    with pytest.raises(errors.InvalidArgumentError):
+        backend.get_container_events(heartbeat=0)
+    seen: list = []
+    thread = follow(backend, seen, timeout=20, heartbeat=0.5)
+    wait_for(lambda: any(isinstance(item, str) for item in seen), timeout=10, what="the stream's first heartbeat")
+    pk = make(backend, cmd=["sh", "-c", LOOP])["pk"]
+    backend.suspend_container(pk)
+    backend.resume_container(pk)
+    backend.stop_container(pk)
+    backend.delete_container(pk)
+
+    def ours():
+        return [e for e in list(seen) if isinstance(e, dict) and e["container"] == pk]
+
+    wait_for(lambda: any(e["action"] == "destroy" for e in ours()), timeout=10, what="the destroy event")
+    steps = [(e["action"], e["status"]) for e in ours()]
+    assert steps == [("start", "running"), ("pause", "suspended"), ("unpause", "running"), ("die", "stopped"),
+                     ("destroy", None)], steps
+    assert all((e["owner"], e["name"]) == (USER, "nb") for e in ours())
+    assert ours()[3]["exit_code"] == 0 and ours()[3]["message"] == "stopped (exit code 0)"
+    cursors = [int(e["cursor"]) for e in ours()]
+    assert cursors == sorted(set(cursors))
+    thread.join(timeout=15)
+    assert not thread.is_alive()  # closed: a stream ends when its reader leaves
+    rest = [e["action"] for e in backend.get_container_events(since=ours()[1]["cursor"], timeout=1, heartbeat=1)
+            if isinstance(e, dict) and e["container"] == pk]
+    assert rest == ["unpause", "die", "destroy"]
+
+
+def test_a_heartbeat_is_a_cursor_a_stream_can_start_from(backend, behind):
+    """Nothing is lost between two streams even when nothing happened in the first: its
+    heartbeat says up to where, and the next starts from there."""
+    stream = backend.get_container_events(timeout=10, heartbeat=0.5)
+    beat = next(item for item in stream if isinstance(item, str))
+    stream.close()
+    pk = make(backend, name="after-beat", cmd=["sh", "-c", LOOP])["pk"]
+    after = [e["action"] for e in backend.get_container_events(since=beat, timeout=1, heartbeat=0.5)
+             if isinstance(e, dict) and e["container"] == pk]
+    assert after == ["start"]

@@ -29,7 +29,7 @@ EXPECTED_OPERATIONS = {
     "containers_restore", "containers_snapshots_import",
     "images_list", "images_create", "images_pull", "images_retrieve", "images_destroy", "images_exists",
     "snapshots_list", "snapshots_retrieve", "snapshots_destroy", "snapshots_exists", "snapshots_export",
-    "keys_next", "keys_promote",
+    "keys_next", "keys_promote", "events",
 }
 
 

@@ -419,7 +419,8 @@ def test_the_schema_in_a_project_with_drfs_default_settings(api, settings):
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
-    assert len(operations) == 33 and "containers_restore" in operations and "keys_promote" in operations
+    assert len(operations) == 34 and "containers_restore" in operations and "keys_promote" in operations
+    assert "events" in operations
     assert {"snapshots_export", "containers_snapshots_import"} <= operations
     assert "/containers/{container}/logs/" in schema["paths"]
     assert hostapi_fakes.CALLS == []  # describing the API builds no backend

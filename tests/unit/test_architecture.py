@@ -39,7 +39,7 @@ class Layer:
 LAYERS = (
     Layer("root", ("",), frozenset()),
     Layer("wire", ("wire",), frozenset()),
-    Layer("core", ("contract", "errors", "validation", "pullprogress"), frozenset({"root"})),
+    Layer("core", ("contract", "errors", "validation", "pullprogress", "events"), frozenset({"root"})),
     Layer("firewall", ("firewall",), frozenset()),
     Layer("backends", ("backends",), frozenset({"root", "wire", "core"}), third_party=True),
     Layer("django-shared", ("conf", "parsers", "drf"), frozenset({"root", "core"}), third_party=True, django=True),

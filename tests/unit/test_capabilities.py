@@ -40,7 +40,7 @@ def test_every_sub_contract_is_listed_and_declares_its_methods():
 
 
 @pytest.mark.parametrize(("backend", "claims"), [
-    (Docker, {"suspend", "snapshot", "snapshot_transfer", "image_pull", "node_status"}),
+    (Docker, {"suspend", "snapshot", "snapshot_transfer", "image_pull", "node_status", "events"}),
     # a swarm is reached through its manager's engine, never through a host API: HttpRemote
     # does not forward the swarm's own capability
     (HttpRemote, set(CAPABILITIES) - {"machine_availability"}),

@@ -41,6 +41,7 @@ from .constants import (
     PRIVILEGED_OPTIONS,
 )
 from .create import ContainerCreation
+from .events import EngineEvents
 from .options import DOCKER_OPTIONS
 from .records import record_from_inspect, record_from_list, snapshot_record
 from .volume_usage import VolumeUsage
@@ -53,7 +54,7 @@ __all__ = ["Docker"]
 _POSITIONAL = ("base_url", "registry", "allowed_volume_roots")
 
 
-class Docker(ContainerCreation):
+class Docker(ContainerCreation, EngineEvents):
     """Containers on one Docker engine.
 
     See the README for every constructor argument (generated from

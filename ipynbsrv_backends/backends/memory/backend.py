@@ -32,6 +32,7 @@ from ...validation import (
 )
 from ..options import Options
 from . import store
+from .events import MemoryEvents
 from .images import MemoryImages
 from .options import MEMORY_OPTIONS
 from .shell import Mount, Shell
@@ -42,7 +43,8 @@ __all__ = ["Memory"]
 logger = logging.getLogger(__name__)
 
 
-class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContainerBackend, NodeStatusContainerBackend):
+class Memory(MemoryImages, MemoryEvents, SnapshotTransferContainerBackend, SuspendableContainerBackend,
+             NodeStatusContainerBackend):
     """Containers kept in this process's memory (see the module's docstring)."""
 
     #: The declaration of every constructor option.
@@ -223,6 +225,7 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
                            "BASE_URL": base_url if base_url is not None else "/"}
             self.host.containers[pk] = Container(pk, labels, run_image, environment, fixed, volume_specs,
                                                  limits, argv, files)
+            self._emit(self.host.containers[pk], "start")
             logger.info("Created container %s for %s (in memory)", pk, username)
             return self._record(self.host.containers[pk])
 
@@ -235,12 +238,14 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
                 raise errors.IllegalContainerStateError(f"The container {container!r} is suspended: resume it instead.")
             if item.status == "stopped":
                 item.status, item.started_at = "running", moment()
+                self._emit(item, "start")
 
     def stop_container(self, container: str, **kwargs: Any) -> None:
         with self.host.lock:
             item = self._container(container)
             if item.status != "stopped":
                 item.status, item.exit_code = "stopped", 0
+                self._emit(item, "die", exit_code=0)
 
     def suspend_container(self, container: str, **kwargs: Any) -> None:
         with self.host.lock:
@@ -248,7 +253,9 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
             if item.status == "stopped":
                 raise errors.IllegalContainerStateError(
                     f"The container {container!r} is stopped: only a running one can be suspended.")
-            item.status = "suspended"
+            if item.status != "suspended":
+                item.status = "suspended"
+                self._emit(item, "pause")
 
     def resume_container(self, container: str, **kwargs: Any) -> None:
         with self.host.lock:
@@ -256,13 +263,16 @@ class Memory(MemoryImages, SnapshotTransferContainerBackend, SuspendableContaine
             if item.status == "stopped":
                 raise errors.IllegalContainerStateError(
                     f"The container {container!r} is stopped, not suspended: start it instead.")
-            item.status = "running"
+            if item.status != "running":
+                item.status = "running"
+                self._emit(item, "unpause")
 
     def delete_container(self, container: str, **kwargs: Any) -> None:
         """Remove the container (in any state) and its snapshots; volumes are kept."""
         with self.host.lock:
             item = self._container(container)
             del self.host.containers[item.pk]
+            self._emit(item, "destroy")
             for snapshot in self._listed("snapshot", container=item.pk):
                 del self.host.images[snapshot.ref]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,13 @@ class Host:
     containers: dict[str, Container] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
     volumes: dict[str, Volume] = field(default_factory=dict)
+    #: The engine's recent events (``EventRecord``s, the newest last; as many as an engine keeps).
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=256))
+    #: Notified (holding ``lock``) when an event is added.
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
 
 _HOSTS: dict[str, Host] = {}
@@ -103,3 +111,4 @@ def reset(name: str | None = None) -> None:
             item.containers.clear()
             item.images.clear()
             item.volumes.clear()
+            item.events.clear()
