@@ -107,8 +107,9 @@ class ServerProcess:
     ready_path = "/"
     ready_status = 200
 
-    def __init__(self, logdir: Path, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, logdir: Path, name: str, args: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
         self.port = free_port()
+        self.cwd = cwd
         self.log_path = logdir / f"{name}-{self.port}.log"
         self.args = [arg.replace("{port}", str(self.port)) for arg in args]
         self.env = env
@@ -120,7 +121,7 @@ class ServerProcess:
 
     def start(self) -> Self:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
                                             start_new_session=True)
 
         def ready() -> bool:

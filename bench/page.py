@@ -66,6 +66,13 @@ hop itself from our code, the same run also makes docker-py's very calls for sus
 behind a **bare hop**: a WSGI app of a dozen lines (`bench/hop_app.py`: no Django, no DRF, no
 token, no checks) under gunicorn with the host API's worker settings, called with keep-alive.
 Whatever a remote API does, it cannot be cheaper than that on this machine.
+
+That floor itself moves from run to run (one hop has measured 1.04 to 1.16 of a suspend on
+this machine), so a ratio against docker-py cannot say whether a change made our code slower.
+`python -m bench.against REV` answers that instead: it runs this tree's code and an earlier
+commit's side by side, taking turns, in one run — suspend + resume through two real host API
+processes (150 rounds), and with `--storm N` the spawn storm's master of each onto the same
+test bed — and prints the paired ratio of the two.
 """
 
 
@@ -362,5 +369,6 @@ def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
                  "`IPYNBSRV_CLUSTER_ID`), runs every section, takes the test bed down again if it brought it "
                  "up, and rewrites this page. Everything it creates carries its own labels and instances "
                  "(`bench-*`) and is removed. `python -m bench --help` for the options (`--only SECTION`, "
-                 "`--reps`, `--storm`, `--quick`).\n")
+                 "`--reps`, `--storm`, `--quick`); `python -m bench.against REV --storm 100` compares this "
+                 "tree with an earlier commit in one run.\n")
     return "\n".join(parts)

@@ -172,8 +172,9 @@ def purge_nodes(sockets: list[str]) -> int:
 
 
 def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int,
-                 extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, int]]:
-    """The master's storm in its own process; ``extra`` goes into its facts (``swarm``: the
+                 extra: dict[str, Any] | None = None, repo: Path = REPO) -> tuple[dict[str, Any], dict[str, int]]:
+    """The master's storm in its own process, running the code in ``repo`` (this tree, or
+    another commit's for :mod:`bench.against`); ``extra`` goes into its facts (``swarm``: the
     DockerSwarm configuration of a swarm node registered instead of the host API nodes)."""
     count_nodes = int(facts["CLUSTER_NODES"])
     node_dirs = [Path(facts["CLUSTER_DIR"]) / f"n{i}" for i in range(1, count_nodes + 1)]
@@ -197,7 +198,7 @@ def master_storm(count: int, facts: dict[str, str], workdir: Path, rep: int,
         if profile_dir:  # a wall-clock profile of every thread of the master (py-spy, the bench extra)
             command = [str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "--idle", "--format", "raw",
                        "--rate", "50", "--output", str(Path(profile_dir) / f"master-{rep}.txt"), "--", *command]
-        process = subprocess.Popen(command, cwd=REPO,
+        process = subprocess.Popen(command, cwd=repo,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler.watch("master", process.pid)
         try:

@@ -70,3 +70,18 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
             assert client.containers(all=True, filters={"label": f"org.ipynbsrv.instance={instance}"}) == []
     finally:
         client.close()
+
+
+def test_against_an_earlier_commit_compares_both_codes_in_one_run(cluster):
+    """``python -m bench.against REV``: both codes' host API processes and masters run, and the
+    paired ratios are numbers (REV is this very commit here: any commit will do)."""
+    run = subprocess.run([sys.executable, "-m", "bench.against", "HEAD", "--rounds", "3", "--storm", "2",
+                          "--storm-reps", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    ratios = [line.split(":", 1)[1].split()[0] for line in run.stdout.splitlines()
+              if line.strip().startswith("this tree vs REV:")]
+    assert len(ratios) == 2 and all(math.isfinite(float(r)) for r in ratios), run.stdout
+    listed = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "bench-against-" not in listed, "the temporary worktree was left behind"
