@@ -34,6 +34,7 @@ from django.utils import timezone
 from .. import audit, errors
 from ..models import Container
 from ._base import S
+from .capabilities import unsupported_actions
 from .idlepolicy import LEAVE, STOP, SUSPEND, Policy, ServerState, Verdict, current_policy, decide, words
 from .lifecycle import resume_container, stop_container, suspend_container
 
@@ -166,7 +167,13 @@ def _judge(container: Container, policy: Policy, now: datetime) -> Decision:
             return Decision(container, Verdict(LEAVE, f"last used {words(since)} ago", since), described)
     server = ask_server(container, policy.server_timeout) if container.status == S.RUNNING and limits else None
     last = container.last_activity or container.updated_at
-    return Decision(container, decide(container.status, last, now, rule, server), described, server)
+    verdict = decide(container.status, last, now, rule, server)
+    if verdict.action == SUSPEND:
+        cannot = unsupported_actions(container.node).get("suspend")
+        if cannot:  # e.g. a swarm node: left running until the rule's stop_after, if it has one
+            verdict = Verdict(LEAVE, f"{verdict.reason}, but its node cannot suspend ({cannot})",
+                              verdict.idle_seconds, verdict.details)
+    return Decision(container, verdict, described, server)
 
 
 def plan(policy: Policy | None = None, now: datetime | None = None) -> list[Decision]:

@@ -227,3 +227,23 @@ def test_a_bad_policy_is_a_usage_error(nb, settings):
     with pytest.raises(CommandError, match=r"not valid: .*\['stop_after'\] must be a duration") as caught:
         call_command("ipynbsrv_cull", stdout=io.StringIO())
     assert caught.value.returncode == 2
+
+
+def test_a_node_that_cannot_suspend_leaves_it_running_until_stop_after(nb, monkeypatch):
+    """A swarm node cannot pause a task: the policy's suspend becomes "leave", saying why, and
+    its stop_after still applies (no failed suspend every round)."""
+    from ipynbsrv_backends.services.idlepolicy import ServerState
+
+    monkeypatch.setattr(culling, "unsupported_actions", lambda node: {"suspend": "Swarm cannot pause a task"})
+    monkeypatch.setattr(culling, "ask_server", lambda container, timeout: ServerState(
+        True, timezone.now() - timedelta(hours=2), kernels=1))
+    Container.objects.filter(pk=nb.pk).update(last_activity=timezone.now() - timedelta(hours=2))
+    out = _cull()
+    assert "leave" in out and "but its node cannot suspend (Swarm cannot pause a task)" in out, out
+    assert Container.objects.get(pk=nb.pk).status == "running"
+    assert not AuditEntry.objects.filter(action="container.idle_suspend").exists()
+    monkeypatch.setattr(culling, "ask_server", lambda container, timeout: ServerState(
+        True, timezone.now() - timedelta(hours=5, seconds=-30), kernels=1))
+    Container.objects.filter(pk=nb.pk).update(last_activity=timezone.now() - timedelta(hours=5, seconds=-30))
+    assert "stop (rule 0): stopped after 4 h 59 min idle" in _cull()
+    assert Container.objects.get(pk=nb.pk).status == "stopped"
