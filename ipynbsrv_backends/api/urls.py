@@ -48,7 +48,6 @@ router.register("containers", views.ContainerViewSet, basename="container")
 router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("nodes", views.NodeViewSet, basename="node")
-router.register("quota", views.QuotaViewSet, basename="quota")
 
 
 
@@ -62,6 +61,7 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
 urlpatterns = [
     *router.urls,
     path("events/", EventStreamView.as_view(), name="events"),
+    path("quota/", views.QuotaView.as_view(), name="quota"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
     re_path(r"^", not_found),
 ]

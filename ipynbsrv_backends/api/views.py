@@ -29,6 +29,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from .. import __version__, audit, background, services
 from ..errors import ContainerNotFoundError
@@ -43,7 +44,7 @@ from .schema import UserAPISchema, document, errors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UserAPIView", "ContainerViewSet", "SnapshotViewSet", "ImageViewSet", "QuotaViewSet", "NodeViewSet",
+__all__ = ["UserAPIView", "ContainerViewSet", "SnapshotViewSet", "ImageViewSet", "QuotaView", "NodeViewSet",
            "SchemaView"]
 
 
@@ -361,8 +362,9 @@ class ImageViewSet(UserAPIView, mixins.ListModelMixin, mixins.RetrieveModelMixin
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class QuotaViewSet(UserAPIView, viewsets.GenericViewSet):
-    """Your quota: each limit and how much of it you use (docs/operations.md, "Quotas")."""
+class QuotaView(UserAPIView, APIView):
+    """Your quota: each limit and how much of it you use (docs/operations.md, "Quotas"). One
+    object, not a list: no pagination."""
 
     serializer_class = s.QuotaSerializer
     schema_tags = ["quota"]
@@ -372,7 +374,7 @@ class QuotaViewSet(UserAPIView, viewsets.GenericViewSet):
                             "operations under way included. An action that would pass a limit answers 429 "
                             "`quota_exceeded`, naming the limit and by how much."),
               responses={200: s.QuotaSerializer, **errors()})
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(s.QuotaSerializer(services.quota_report(request.user)).data)
 
 
