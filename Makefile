@@ -23,6 +23,7 @@ help:
 	@echo "             ends with one line per stage and the verdict"
 	@echo "make test-fast   the tests that need no engine, the master's on the in-memory backend (about 15 s"
 	@echo "             of CPU; no engine, images or network but 127.0.0.1)"
+	@echo "make hub     JupyterHub, DockerSpawner, the idle culler (venv) and configurable-http-proxy (npm) for the hub tests"
 	@echo "make lint    ruff and mypy (with django-stubs) on the package"
 	@echo "make matrix  the fast tests, check and makemigrations --check with the newest Django on Python 3.12+"
 	@echo "make screenshots   run the browser test and keep its screenshots in docs/screenshots/"
@@ -47,6 +48,21 @@ packages-demo:
 engine:
 	scripts/engine.sh
 
+# JupyterHub for the hub tests and the bench's hub section (docs/jupyterhub.md): the hub, the
+# spawners they compare (this package's extra, DockerSpawner), the standard idle culler, into
+# the venv; configurable-http-proxy (Node.js) under its cache directory (scripts/chp.sh; the
+# packages target brings nodejs and npm). The hub's major version is the notebook image's
+# (images/notebook/requirements.txt).
+HUB_PACKAGES ?= 'jupyterhub>=6.1,<7' 'dockerspawner>=14' 'jupyterhub-idle-culler>=1.4'
+$(VENV)/.hub-installed: $(VENV)/.installed setup.py
+	$(VENV)/bin/pip install -q -e '.[test,jupyterhub]' $(HUB_PACKAGES)
+	touch $@
+
+hub: $(VENV)/.hub-installed packages
+	scripts/chp.sh >/dev/null
+
+.PHONY: hub
+
 # The small busybox stand-in (seconds to build).
 stand-in: engine packages-demo
 	scripts/images.sh
@@ -67,7 +83,7 @@ STAGE = $(MAKE) --no-print-directory
 # Every stage runs (tests, lint, matrix) whatever the one before did; the last lines say how
 # each went and the verdict (scripts/test-summary.sh), and the exit status is non-zero if any
 # stage failed. pytest's output is kept whole (colours too, on a terminal).
-test: venv packages images
+test: venv packages images hub
 	@log=$$(mktemp); rc=$$(mktemp); trap 'rm -f "$$log" "$$rc"' EXIT; \
 	color=; [ -t 1 ] && color=--color=yes; \
 	port=$$(scripts/postgres.sh start) || { echo "make test: FAILED (the tests' PostgreSQL did not start)"; exit 1; }; \
@@ -140,5 +156,5 @@ $(VENV)/.bench-installed: $(VENV)/.installed setup.py
 	$(VENV)/bin/pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed packages stand-in
+bench: $(VENV)/.bench-installed packages stand-in image hub
 	$(PY) -m bench $(BENCH_ARGS)

@@ -197,6 +197,8 @@ make_rootfs() {
         --find-links /tmp/wheels -r /tmp/wheels/requirements.txt \
         || die "pip install inside the root filesystem failed"
     in_root /opt/notebook/bin/jupyter notebook --version >/dev/null || die "jupyter does not run inside"
+    in_root /opt/notebook/bin/jupyterhub-singleuser --version >/dev/null \
+        || die "jupyterhub-singleuser (the image's hub mode) does not run inside"
 
     # Leave nothing of the build behind: caches, lists, docs, the wheels, this machine's DNS.
     in_root apt-get clean

@@ -13,6 +13,8 @@
 #     openssl, iproute2, curl, util-linux   TLS tests and the cluster test bed
 #     chromium, chromium-driver, fonts-liberation   the browser tests drive Debian's Chromium
 #                      (no browser download; the font is the one its recommends would bring)
+#     nodejs, npm      configurable-http-proxy, JupyterHub's proxy (scripts/chp.sh installs it
+#                      with npm): the hub tests and the bench
 #
 # Always with --no-install-recommends (nothing but what is listed and its dependencies), and
 # apt's own output is shown.
@@ -22,7 +24,7 @@ log() { printf '[packages] %s\n' "$*" >&2; }
 purpose=${1:-test}
 case "$purpose" in
     demo) why="what the demo needs: its stand-in image, and nginx in front of the master" ;;
-    test) why="what the tests need (the registry, TLS, the cluster test bed, nginx and the browser tests)" ;;
+    test) why="what the tests need (the registry, TLS, the cluster test bed, nginx, the browser tests, JupyterHub's proxy)" ;;
     *) log "usage: $0 demo|test"; exit 2 ;;
 esac
 
@@ -40,6 +42,8 @@ if [ "$purpose" = test ]; then
     [ -x /usr/bin/chromium ] || need+=(chromium)                 # the browser tests
     [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
     dpkg -s fonts-liberation >/dev/null 2>&1 || need+=(fonts-liberation)
+    command -v node >/dev/null 2>&1 || need+=(nodejs)            # configurable-http-proxy (scripts/chp.sh)
+    command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -157,11 +157,22 @@ class Jupyter:
     def close(self) -> None:
         self.http.close()
 
+    def _cookies(self) -> list[Any]:
+        """The session's cookies a browser sends to this server: those whose path is a prefix
+        of its base (a hub's session also has cookies for ``/hub/``, one of them ``_xsrf``)."""
+        path = "/" + self.base.split("://", 1)[1].partition("/")[2]
+        return [c for c in self.http.cookies if path.startswith(c.path.rstrip("/") + "/") or c.path in ("", "/")]
+
+    def xsrf(self) -> str:
+        """The ``_xsrf`` cookie for this server (the most specific path wins, as in a browser)."""
+        found = sorted((c for c in self._cookies() if c.name == "_xsrf"), key=lambda c: len(c.path), reverse=True)
+        return (found[0].value or "") if found else ""
+
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.http.get(self.base + path, timeout=10, allow_redirects=False, **kwargs)
 
     def _send(self, method: str, path: str, body: Any = None) -> requests.Response:
-        headers = {"X-XSRFToken": self.http.cookies.get("_xsrf", "")}
+        headers = {"X-XSRFToken": self.xsrf()}
         return self.http.request(method, self.base + path, json=body, headers=headers, timeout=30)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -178,7 +189,7 @@ class Jupyter:
         wait_for(ready, timeout=timeout, interval=0.3, what=f"{self.base} to answer")
         page = self.get("tree")
         assert page.status_code == 200 and "Jupyter" in page.text, page.text[:500]
-        assert self.http.cookies.get("_xsrf"), "Jupyter set no _xsrf cookie"
+        assert self.xsrf(), "Jupyter set no _xsrf cookie"
 
     def start_kernel(self) -> str:
         answer = self._send("POST", "api/kernels", {"name": "python3"})
@@ -193,7 +204,7 @@ class Jupyter:
         import websocket
 
         url = "ws" + self.base[len("http"):] + f"api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
-        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self._cookies())
         ws = websocket.create_connection(url, cookie=cookie, timeout=timeout,
                                          header=[f"{name}: {value}" for name, value in self.headers.items()])
         try:

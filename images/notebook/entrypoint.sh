@@ -11,6 +11,12 @@
 # master's proxy adds after checking that the signed-in user owns the container
 # (ipynbsrv_notebook_auth.py). Without a secret the server does not start.
 #
+# Hub mode: when a JupyterHub spawned the container ($JUPYTERHUB_API_TOKEN is set, with the
+# rest of the hub's environment: JUPYTERHUB_SERVICE_PREFIX, JUPYTERHUB_API_URL, ...), it runs
+# jupyterhub-singleuser instead, the same way (same user, same drop of root, /data, port
+# 8888): the hub's sign-in guards it (OAuth with the hub; the hub's environment decides the
+# base URL), and the master's access secret, if any, is not used and not passed on.
+#
 # Arguments: options starting with "-" are added to the notebook command line; anything else
 # is run instead of Jupyter, as the user.
 set -euo pipefail
@@ -19,7 +25,11 @@ say() { printf '[ipynbsrv-notebook] %s\n' "$*" >&2; }
 die() { say "$*"; exit 64; }
 
 [ "$(id -u)" = 0 ] || die "must start as root (it creates \$OWNER and then drops to it)"
-[ -n "${OWNER:-}" ] || die "OWNER is not set: the container backend sets it to the user's name"
+hub=
+[ -z "${JUPYTERHUB_API_TOKEN:-}" ] || hub=1
+# A hub names its user; the master (or the spawner) may also set OWNER.
+[ -z "$hub" ] || OWNER=${OWNER:-${JUPYTERHUB_USER:-}}
+[ -n "${OWNER:-}" ] || die "OWNER is not set: the container backend sets it to the user's name (a hub: JUPYTERHUB_USER)"
 
 # A Unix name for OWNER: Django allows upper case, '@' and '+', useradd does not.
 name=$(printf '%s' "$OWNER" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_.-' '_' | cut -c1-32)
@@ -62,6 +72,21 @@ drop=(setpriv --reuid="$uid" --regid="$gid" --init-groups --inh-caps=-all --boun
 
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
     exec "${drop[@]}" "$@"
+fi
+
+if [ -n "$hub" ]; then
+    # The hub's sign-in guards this server; the master's secret is not needed and no kernel
+    # or terminal gets it. --ip/--port pin what the hub's JUPYTERHUB_SERVICE_URL may say:
+    # the engine publishes 8888 and the proxy routes to the published port.
+    unset IPYNBSRV_ACCESS_SECRET BASE_URL
+    say "serving jupyterhub-singleuser as $name (uid $uid) for the hub under ${JUPYTERHUB_SERVICE_PREFIX:-/} on port 8888, work in /data"
+    exec "${drop[@]}" jupyterhub-singleuser \
+        --ip=0.0.0.0 \
+        --port=8888 \
+        --ServerApp.port_retries=0 \
+        --ServerApp.root_dir=/data \
+        --ServerApp.terminals_enabled=True \
+        "$@"
 fi
 
 secret=${IPYNBSRV_ACCESS_SECRET:-}
