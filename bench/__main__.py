@@ -15,7 +15,7 @@ from .common import REPO, Row
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("ops", "listing", "storm", "hostapi", "access", "scale", "swarm")
+SECTIONS = ("ops", "listing", "storm", "hostapi", "access", "scale", "swarm", "hub")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +31,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storm-reps", type=int, help="storm repetitions (default 3; 1 with --quick)")
     parser.add_argument("--scale-sizes", help="containers on record for section 7, comma-separated "
                         "(default 100,10000,100000; 100,1000 with --quick)")
+    parser.add_argument("--hub-users", type=int, help="users spawning at once through JupyterHub, section 9 "
+                        "(default 8; 2 with --quick)")
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started up")
     return parser.parse_args(argv)
 
@@ -96,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             swarm_reps = args.storm_reps or (1 if args.quick else 3)
             logger.info("section 8: spawn storm of %d containers onto a swarm (%d repetitions)", count, swarm_reps)
             rows += swarm.measure(count, swarm_reps, logdir, keep_cluster=args.keep_cluster)
+        if "hub" in sections:
+            from . import hub
+
+            users = args.hub_users or (2 if args.quick else 8)
+            hub_reps = args.storm_reps or (1 if args.quick else 3)
+            logger.info("section 9: JupyterHub, %d users at once, IpynbsrvSpawner vs DockerSpawner (%d repetitions)",
+                        users, hub_reps)
+            rows += hub.measure(users, hub_reps, logdir, keep_cluster=args.keep_cluster)
     facts["seconds"] = round(time.monotonic() - started, 1)
     from . import page, report
 

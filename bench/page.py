@@ -305,6 +305,8 @@ def headline(rows: list[Row]) -> list[str]:
             picks.append(f"- {item.name}: **{fmt(item.ratio, 3)}**")
         if item.name.startswith("throughput"):
             picks.append(f"- spawn storm {item.name[len('throughput (containers/s) '):]}: **{fmt(item.ratio, 3)}**")
+        if item.section.startswith("9") and ("every server answered" in item.name or item.name.startswith("a culled")):
+            picks.append(f"- JupyterHub, {item.name}: **{fmt(item.ratio, 3)}**")
         if item.name.startswith("engine requests per get_containers"):
             picks.append(f"- {item.name}: **{fmt(item.ratio, 3)}** ({item.note})")
     return picks
@@ -345,6 +347,13 @@ def swarm_section(rows: list[Row]) -> str:
     return page_section(rows)
 
 
+def hub_section(rows: list[Row]) -> str:
+    """Section 9 (``bench/hub.py``)."""
+    from .hub import page_section
+
+    return page_section(rows)
+
+
 def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
     storm = facts.get("storm") or {}
     run = f" {reps} repetitions per measurement; the whole run took {facts.get('seconds')} s.\n"
@@ -363,12 +372,13 @@ def render(rows: list[Row], facts: dict, *, quick: bool, reps: int) -> str:
     parts += [SECTION_1, section("1"), section_1_why(rows), SECTION_2, section("2"), SECTION_2_WHY,
               SECTION_3.format(count=storm.get("count", 100)), section("3"), SECTION_3_WHY,
               SECTION_4, section("4"), SECTION_4_WHY, SECTION_5, section("5"), access_section(rows), SECTION_7, section("7"),
-              swarm_section(rows), HISTORY]
+              swarm_section(rows), hub_section(rows), HISTORY]
     parts.append("## Running it\n\n`make bench` as root on a fresh machine: it sets up the virtualenv (with the "
                  "`bench` extra), the engine, the test image and the cluster test bed (honouring "
                  "`IPYNBSRV_CLUSTER_ID`), runs every section, takes the test bed down again if it brought it "
                  "up, and rewrites this page. Everything it creates carries its own labels and instances "
                  "(`bench-*`) and is removed. `python -m bench --help` for the options (`--only SECTION`, "
                  "`--reps`, `--storm`, `--quick`); `python -m bench.against REV --storm 100` compares this "
-                 "tree with an earlier commit in one run.\n")
+                 "tree with an earlier commit in one run; `python -m bench.hub` runs section 9 alone and "
+                 "replaces only that section here.\n")
     return "\n".join(parts)

@@ -19,10 +19,11 @@ pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 OPS = ("create+start", "stop", "start", "suspend", "resume", "exec", "delete")
 
 
+@pytest.mark.timeout(1000)
 def test_quick_bench_has_every_row(cluster, tmp_path):
     out, page = tmp_path / "rows.json", tmp_path / "benchmarks.md"
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out), "--out", str(page)],
-                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         cwd=REPO, capture_output=True, text=True, timeout=900,
                          env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     rows = json.loads(out.read_text())["rows"]
@@ -37,7 +38,7 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     for size in (2, 5):
         assert f"get_containers, {size} containers: time vs one raw list call" in names
     sections = {row["section"][0] for row in rows}
-    assert sections == {"1", "2", "3", "4", "5", "6", "7", "8"}
+    assert sections == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     for clients in ("1 client", "16 clients"):  # the access path's ways, each against its baseline
         assert f"p50, {clients}: the package's path (nginx, docs/proxy-nginx.conf) vs direct" in names
         assert f"req/s, {clients}: the package's path (nginx, docs/proxy-nginx.conf) vs configurable-http-proxy" \
@@ -51,12 +52,15 @@ def test_quick_bench_has_every_row(cluster, tmp_path):
     swarm = {row["name"]: row for row in rows if row["section"].startswith("8")}
     assert swarm["creations through the master onto the swarm that succeeded (of 4)"]["met"] is True
     assert {name.split(",")[0] for name in swarm} >= {"throughput (containers/s)", "time to the last container answering HTTP"}
+    hub = [row for row in rows if row["section"].startswith("9")]
+    assert len(hub) == 3 and all(isinstance(row["ratio"], float) and math.isfinite(row["ratio"]) for row in hub), hub
     engine_calls = next(row for row in rows if row["name"].startswith("engine requests per get_containers"))
     assert engine_calls["met"] is True  # one request at every size
     text = page.read_text()
     for heading in ("## 1. Per-operation overhead", "## 2. Listing at scale", "## 3. Spawn storm",
                     "## 4. Host API cost", "## 5. Memory", "## 6. The notebook access path",
-                    "## 7. The master at scale", "## 8. The spawn storm onto a swarm"):
+                    "## 7. The master at scale", "## 8. The spawn storm onto a swarm",
+                    "## 9. JupyterHub: this package's spawner next to DockerSpawner"):
         assert heading in text
     assert "--quick" in text
     assert "- **suspend**: docker-py" in text and "the bare hop alone" in text  # computed from the rows
