@@ -152,7 +152,7 @@ class Sides:
         hub_ip = facts["CLUSTER_REGISTRY"].split(":")[0]  # the bridge: the root engine's and the nodes' containers reach it
         specs = {
             "DockerSpawner": HubSpec(dockerspawner_config(NOTEBOOK_IMAGE, self.run), hub_ip=hub_ip),
-            "IpynbsrvSpawner": HubSpec(self.master.spawner_config(image=NOTEBOOK_IMAGE), hub_ip=hub_ip,
+            "IpynbsrvSpawner": HubSpec(self.master.spawner_config(), hub_ip=hub_ip,
                                        env=self.master.hub_env()),
         }
         for label, spec in specs.items():
