@@ -59,6 +59,13 @@ setup(
             # schema-driven fuzzing of the host API and the users' API (tests/integration/test_fuzz.py)
             "schemathesis>=4.0,<5",
         ],
+        # the JupyterHub spawner (ipynbsrv_backends.jupyterhub): what it imports inside the hub
+        "jupyterhub": [
+            "jupyterhub>=5",
+            "traitlets>=5",
+            "tornado>=6",
+            "requests>=2.31",
+        ],
         # make bench: profilers for when a benchmark target is missed (never needed at run time)
         "bench": [
             "pyinstrument>=4.6",
@@ -69,6 +76,10 @@ setup(
         "console_scripts": [
             "ipynbsrv_hostapi=ipynbsrv_backends.hostapi.cli:main",
             "ipynbsrv_firewall=ipynbsrv_backends.firewall:main",
+        ],
+        # c.JupyterHub.spawner_class = "ipynbsrv"
+        "jupyterhub.spawners": [
+            "ipynbsrv=ipynbsrv_backends.jupyterhub:IpynbsrvSpawner",
         ],
     },
     classifiers=[

@@ -505,3 +505,85 @@ class QuotaReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.action}"
+
+
+# ---------------------------------------------------------------------------- JupyterHub
+
+class HubCredential(models.Model):
+    """A JupyterHub's credential on the master (docs/jupyterhub.md): the hub's spawner acts
+    with it for the users the hub names, and only for them (:class:`HubUser`). The token is
+    shown once, when made (``manage.py ipynbsrv_hub add|rotate``), and kept only as its hash."""
+
+    name = models.SlugField(_("name"), max_length=50, unique=True)
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True, editable=False)
+    group = models.ForeignKey(
+        "auth.Group", on_delete=models.PROTECT, related_name="+", verbose_name=_("group"),
+        help_text=_("The group of the master users this hub acts for (quotas and idle policies per group apply)."),
+    )
+    images = models.ManyToManyField(
+        Image, blank=True, related_name="+", verbose_name=_("images"),
+        help_text=_("The images the hub's users may choose. Empty: the base and public images."),
+    )
+    default_image = models.ForeignKey(
+        Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("default image"),
+        help_text=_("The image of a server whose start names none. Empty: the first image the hub may use."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True, help_text=_("A disabled hub's requests are refused."))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    rotated_at = models.DateTimeField(_("token made"), default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("JupyterHub")
+        verbose_name_plural = _("JupyterHubs")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:  # never the hash
+        return f"<HubCredential {self.name}>"
+
+
+class HubUser(models.Model):
+    """A user a hub named, and the master user made for them on first use. A hub acts only for
+    the master users it made itself."""
+
+    hub = models.ForeignKey(HubCredential, on_delete=models.CASCADE, related_name="users", verbose_name=_("hub"))
+    name = models.CharField(_("name in the hub"), max_length=100)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ipynbsrv_hub_user",
+        verbose_name=_("master user"),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["hub_id", "name"]
+        verbose_name = _("hub user")
+        constraints = [models.UniqueConstraint(fields=["hub", "name"], name="ipynbsrv_hub_user_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.hub}:{self.name}"
+
+
+class HubServer(models.Model):
+    """A hub user's (named) server: its container, and the environment the hub gave it (which
+    holds the hub's API token for that server: never shown, used again only to recreate the
+    container on a move)."""
+
+    container = models.OneToOneField(Container, on_delete=models.CASCADE, related_name="hub_server")
+    hub_user = models.ForeignKey(HubUser, on_delete=models.CASCADE, related_name="servers")
+    server_name = models.CharField(_("server name"), max_length=255, blank=True)
+    env = models.JSONField(_("environment"), default=dict, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("hub server")
+        constraints = [
+            models.UniqueConstraint(fields=["hub_user", "server_name"], name="ipynbsrv_hub_server_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hub_user}/{self.server_name or '(default)'}"
+
+    def __repr__(self) -> str:  # never the environment
+        return f"<HubServer {self}>"

@@ -13,6 +13,7 @@ importable from here, as it was from the single module this package replaced.
 from __future__ import annotations
 
 from .containers import LIFECYCLE, ContainerAdmin, SnapshotInline, Step, snapshot_name
+from .hubs import HubCredentialAdmin
 from .mixins import AuditedAdminMixin, ServiceDeleteMixin, run_each
 from .nodes import BackendAdmin, NodeAdmin
 from .records import AuditEntryAdmin, ImageAdmin, SnapshotAdmin
@@ -22,6 +23,7 @@ __all__ = [
     "AuditedAdminMixin",
     "BackendAdmin",
     "ContainerAdmin",
+    "HubCredentialAdmin",
     "ImageAdmin",
     "LIFECYCLE",
     "NodeAdmin",

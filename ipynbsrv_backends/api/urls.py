@@ -26,6 +26,15 @@ Below the include prefix (``{id}`` is a whole number)::
     GET    events/                       your containers' events, live (server-sent events)
     GET    schema/                       the OpenAPI schema (?format=json)
 
+For a JupyterHub's spawner, signed in with the hub's token (docs/jupyterhub.md)::
+
+    GET    hub/images/                   the images the hub's users may choose
+    GET    hub/servers/?user=            the hub's servers
+    POST   hub/servers/                  start one: {user, server, image?, env, base_url}
+    GET    hub/servers/{id}/?refresh=    one server (poll it)
+    POST   hub/servers/{id}/stop/        {suspend}
+    DELETE hub/servers/{id}/             delete it
+
 See ``docs/api.md``.
 """
 
@@ -38,7 +47,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import SimpleRouter
 
-from . import views
+from . import hub, views
 from .events import EventStreamView
 
 app_name = "ipynbsrv_api"
@@ -48,6 +57,8 @@ router.register("containers", views.ContainerViewSet, basename="container")
 router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("nodes", views.NodeViewSet, basename="node")
+router.register("hub/images", hub.HubImageViewSet, basename="hub-image")
+router.register("hub/servers", hub.HubServerViewSet, basename="hub-server")
 
 
 

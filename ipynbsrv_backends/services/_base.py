@@ -52,6 +52,22 @@ def with_secret(options: Mapping[str, Any], secret: str) -> dict[str, Any]:
     return {**options, "env": {**(env or {}), ACCESS_SECRET_ENV: secret}}
 
 
+def with_env(options: Mapping[str, Any], env: Mapping[str, str] | None) -> dict[str, Any]:
+    """The backend options with ``env`` added to their ``env`` (a hub's environment)."""
+    given = options.get("env")
+    if not env or (given is not None and not isinstance(given, Mapping)):
+        return dict(options)
+    return {**options, "env": {**(given or {}), **env}}
+
+
+def hub_env(container: Container) -> dict[str, str] | None:
+    """The environment a hub gave ``container`` (``None`` for a container no hub started): what a
+    move gives the copy again."""
+    from ..models import HubServer
+
+    return HubServer.objects.filter(container_id=container.pk).values_list("env", flat=True).first()
+
+
 def apply_record(container: Container, record: Mapping[str, Any]) -> None:
     """Write the node's record of ``container`` onto its row (not saved)."""
     container.backend_pk = record["pk"]

@@ -16,7 +16,7 @@ from ..conf import app_settings
 from ..contract import BACKEND_STATUS_ERROR, ContainerBackend, ImagePullingContainerBackend
 from ..models import Container, Image, Node
 from ..registry import get_backend
-from ._base import S, apply_record, find_on_node, with_secret, write_turn
+from ._base import S, apply_record, find_on_node, with_env, with_secret, write_turn
 from .health import candidate_nodes
 from .placing import NO_NODE, placing
 
@@ -40,6 +40,8 @@ class Creation:
     volumes: list[Any]
     secret: str
     allow_draining: bool
+    #: Extra environment for the container that the record does not keep (a hub's, with its API token).
+    env: dict[str, str] | None = None
 
 
 def note(container: Container, text: str) -> None:
@@ -158,7 +160,7 @@ def _create_on_node(plan: Creation, container: Container) -> tuple[ContainerBack
         plan.owner.get_username(), plan.uid, plan.name, ports, plan.volumes, cmd=plan.cmd, base_url=plan.base_url,
         image=plan.image_ref if plan.clone_of is None else None,
         clone_of=plan.clone_of.backend_pk if plan.clone_of is not None else None,
-        **with_secret(plan.options, plan.secret),
+        **with_secret(with_env(plan.options, plan.env), plan.secret),
     )
     return backend, dict(record)
 

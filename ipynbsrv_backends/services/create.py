@@ -68,8 +68,10 @@ def _insert(owner: Any, name: str, candidates: list[Node], *, node: Node | None,
 
 def plan_creation(owner: Any, name: str, *, image: Image | str | None, clone_of: Container | None,
                   node: Node | None, cmd: str | list[str] | None, options: dict[str, Any] | None,
-                  allow_draining: bool) -> Creation:
-    """Check a creation's arguments and work out its names, options and access secret."""
+                  allow_draining: bool, base_url: str | None = None,
+                  env: dict[str, str] | None = None) -> Creation:
+    """Check a creation's arguments and work out its names, options and access secret (a hub
+    gives its own ``base_url`` and ``env``)."""
     name = validate_name(name)
     if (image is None) == (clone_of is None):
         raise errors.InvalidArgumentError("Give exactly one of image and clone_of.")
@@ -90,11 +92,12 @@ def plan_creation(owner: Any, name: str, *, image: Image | str | None, clone_of:
     names = {"uid": uid(owner), "username": owner.get_username(), "name": name}
     # Names become path segments only when safe as such: a user "." or ".." is refused here
     # rather than given the homes root (see validation.fill_names).
-    base_url = fill_names(app_settings.CONTAINER_BASE_URL, names)
+    if base_url is None:
+        base_url = fill_names(app_settings.CONTAINER_BASE_URL, names)
     volumes = fill_names(app_settings.CONTAINER_VOLUMES or [], names)
     return Creation(owner=owner, name=name, image=image_obj, image_ref=image_ref, clone_of=clone_of, node=node,
                     cmd=cmd, options=merged_options, uid=names["uid"], base_url=base_url, volumes=volumes,
-                    secret=package()._mint_secret(), allow_draining=allow_draining)
+                    secret=package()._mint_secret(), allow_draining=allow_draining, env=env)
 
 
 def _reserve_for(plan: Creation) -> Container:
@@ -131,7 +134,9 @@ def create_container(
 
 def start_creating(owner: Any, name: str, *, submit: Callable[[Callable[[], None]], Any],
                    image: Image | str | None = None, clone_of: Container | None = None, node: Node | None = None,
-                   allow_draining: bool = False) -> Container:
+                   allow_draining: bool = False, base_url: str | None = None,
+                   env: dict[str, str] | None = None,
+                   prepare: Callable[[Container], Any] | None = None) -> Container:
     """Place and record a new container now, and create it on its node through ``submit``
     (which runs the function it is given later, in a worker thread: see
     :mod:`ipynbsrv_backends.background`).
@@ -141,7 +146,8 @@ def start_creating(owner: Any, name: str, *, submit: Callable[[Callable[[], None
     ``creating``; ``progress`` follows the work. A failure later keeps the record, with
     status ``error``, ``last_error`` the message and ``error_code`` the error's code, where
     :func:`create_container` would have removed it (so whoever polls it can read why); the
-    node is left as that function leaves it. The audit log gets one entry
+    node is left as that function leaves it. ``prepare(record)`` runs on the new record before
+    the work is handed over. The audit log gets one entry
     (``container.create``, or ``container.clone`` for a clone) when the creation has ended,
     or at once when it was refused."""
     action = "container.clone" if clone_of is not None else "container.create"
@@ -149,8 +155,14 @@ def start_creating(owner: Any, name: str, *, submit: Callable[[Callable[[], None
              else create_details(owner, name, image=image, node=node, allow_draining=allow_draining))
     try:
         plan = plan_creation(owner, name, image=image, clone_of=clone_of, node=node, cmd=None, options=None,
-                             allow_draining=allow_draining)
+                             allow_draining=allow_draining, base_url=base_url, env=env)
         container = _reserve_for(plan)
+        if prepare is not None:
+            try:
+                prepare(container)  # before the worker runs (a hub's row of the server)
+            except Exception:
+                Container.objects.filter(pk=container.pk).delete()  # nothing of it exists yet
+                raise
     except Exception as exc:
         audit.record(action, None, error=exc, details=extra, target_type="container",
                      target=str(extra.get("target", "")))

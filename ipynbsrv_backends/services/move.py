@@ -18,7 +18,7 @@ from .. import audit, errors
 from ..contract import ContainerBackend, SnapshotTransferContainerBackend, SuspendableContainerBackend
 from ..models import Container, Node, Snapshot
 from ..registry import get_backend
-from ._base import S, apply_record, backend_pk, find_on_node, package, uid, with_secret
+from ._base import S, apply_record, backend_pk, find_on_node, hub_env, package, uid, with_env, with_secret
 from .capabilities import require
 from .lifecycle import refresh_container
 from .movestate import MoveStage, PendingMove
@@ -146,7 +146,8 @@ class _Move:
         try:
             record = self.new_backend.create_container(
                 owner.get_username(), uid(owner), container.name, ports, container.volumes or [],
-                base_url=container.base_url, image=self.ref, **with_secret(container.options or {}, secret),
+                base_url=container.base_url, image=self.ref,
+                **with_secret(with_env(container.options or {}, hub_env(container)), secret),
             )
         except errors.BackendError as exc:
             raise pull_hint(exc, self.target) from exc

@@ -428,6 +428,9 @@ EXPECTED_OPERATIONS = {
     ("/api/quota/", "get"),
     ("/api/nodes/", "get"), ("/api/nodes/{id}/", "get"),
     ("/api/events/", "get"),
+    # the JupyterHub endpoints (docs/jupyterhub.md), signed in with a hub's token
+    ("/api/hub/images/", "get"), ("/api/hub/servers/", "get"), ("/api/hub/servers/", "post"),
+    ("/api/hub/servers/{id}/", "get"), ("/api/hub/servers/{id}/", "delete"), ("/api/hub/servers/{id}/stop/", "post"),
 }
 
 
@@ -446,7 +449,8 @@ def test_the_schema_describes_every_endpoint():
     assert {"201", "202", "400", "409", "429", "503"} <= set(create_op["responses"])
     start = schema["paths"]["/api/containers/{id}/start/"]["post"]
     assert "requestBody" not in start and start["parameters"][0]["schema"]["type"] == "integer"
-    assert set(schema["components"]["securitySchemes"]) == {"basicAuth", "cookieAuth"}
+    assert set(schema["components"]["securitySchemes"]) == {"basicAuth", "cookieAuth", "hubToken"}
+    assert "env" not in schema["components"]["schemas"]["HubServer"]["properties"]
     assert not [key for key in schema["components"]["schemas"]["Node"]["properties"] if "config" in key]
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 #: Memory nodes.
 MASTER_FILES = frozenset({
     "test_services.py", "test_admin.py", "test_api.py", "test_api_async.py", "test_api_isolation.py",
-    "test_proxy.py", "test_audit.py", "test_draining.py", "test_quotas.py",
+    "test_proxy.py", "test_audit.py", "test_draining.py", "test_quotas.py", "test_hub_spawner.py",
 })
 
 #: Engine-free modules left to ``make test`` all the same: they start other processes and

@@ -50,6 +50,8 @@ LAYERS = (
                      "management"),
           frozenset({"root", "wire", "core", "backends.options", "django-shared", "master"}),
           third_party=True, django=True),
+    # The JupyterHub spawner runs inside the hub: only JupyterHub, traitlets and tornado.
+    Layer("jupyterhub", ("jupyterhub",), frozenset(), third_party=True),
 )
 #: ``backends.options`` (the declared options) is the one part of ``backends`` the master
 #: imports (its system checks read the declarations); it is matched as a layer of its own.

@@ -85,9 +85,12 @@ def concrete(regex: str) -> str:
     return "/" + path.replace(r"\Z", "").replace("$", "").replace("\\", "")
 
 
-def request_for(method: str, path: str, user: Any) -> Any:
+def request_for(method: str, path: str, user: Any, hub_token: str = "") -> Any:
     factory = RequestFactory()
-    request = factory.post(path, data={}, content_type="application/json") if method == "POST" else factory.get(path)
+    # the JupyterHub endpoints (api/hub/) are signed in with a hub's token, never a user's
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {hub_token}"} if hub_token and path.startswith("/api/hub/") else {}
+    request = (factory.post(path, data={}, content_type="application/json", **extra) if method == "POST"
+               else factory.get(path, **extra))
     request.user = ProbeUser(user, [])
     request.session = SessionStore()
     request._messages = FallbackStorage(request)
@@ -95,7 +98,8 @@ def request_for(method: str, path: str, user: Any) -> Any:
     return request
 
 
-def walk(prefix: str, via: str, user: Any, methods: tuple[str, ...]) -> dict[str, list[tuple[str, Any]]]:
+def walk(prefix: str, via: str, user: Any, methods: tuple[str, ...],
+         hub_token: str = "") -> dict[str, list[tuple[str, Any]]]:
     """Call every view below ``prefix``; returns, per path, every observation made outside
     the context of ``via``, and fails when the walk saw nothing at all."""
     outside: dict[str, list[tuple[str, Any]]] = {}
@@ -109,7 +113,7 @@ def walk(prefix: str, via: str, user: Any, methods: tuple[str, ...]) -> dict[str
         match = resolve(path)
         assert match.func is pattern.callback or match.url_name == pattern.name, (path, pattern)
         for method in methods:
-            seen = observe(match.func, request_for(method, path, user), *match.args, **match.kwargs)
+            seen = observe(match.func, request_for(method, path, user, hub_token), *match.args, **match.kwargs)
             observed += bool(seen)
             wrong = [(what, ctx) for what, ctx in seen if ctx is None or ctx.via != via]
             if wrong or not seen:
@@ -132,7 +136,9 @@ def test_every_admin_url_runs_in_the_admins_context(admin_user):
 
 
 def test_every_users_api_url_runs_in_the_apis_context(admin_user):
-    outside = walk("api/", audit.VIA_API, admin_user, ("GET", "POST"))
+    from ipynbsrv_backends.services.hub import add_hub
+
+    outside = walk("api/", audit.VIA_API, admin_user, ("GET", "POST"), hub_token=add_hub("walk")[1])
     assert not outside, outside
 
 

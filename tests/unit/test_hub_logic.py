@@ -1,0 +1,105 @@
+"""The pure logic of JupyterHub support: the spawner's progress events, the hub environment it
+passes, its options form's answer, its state; the master's container names for hub servers and
+its check of the hub's environment. No master, no hub."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from ipynbsrv_backends import errors
+from ipynbsrv_backends.jupyterhub import IpynbsrvSpawner, MasterError
+from ipynbsrv_backends.jupyterhub.spawner import hub_env, progress_event
+from ipynbsrv_backends.services.hub import check_env, container_name
+from ipynbsrv_backends.validation import validate_name
+
+
+def record(status: str = "creating", progress: str = "", percent: int | None = None, **more):
+    return {"status": status, "progress": progress, "progress_percent": percent, "node": "n1", **more}
+
+
+def test_progress_events_follow_placement_pull_and_start():
+    placed = progress_event(record(progress="waiting to be created on n1"))
+    pulling = [progress_event(record(progress=f"pulling img on n1: 1 of 2 layers ({p} %)", percent=p))
+               for p in (0, 50, 100)]
+    starting = progress_event(record(progress="starting on n1"))
+    running = progress_event(record("running"))
+    figures = [placed["progress"], *(e["progress"] for e in pulling), starting["progress"], running["progress"]]
+    assert figures == sorted(figures) and figures[0] == 10 and pulling[1]["progress"] == 45
+    assert pulling[1]["message"].endswith("(50 %)") and running["message"] == "running on n1"
+    assert progress_event(record(progress=""))["message"] == "placed on n1"
+    failed = progress_event(record("error", last_error="Every node that could take the container is full."))
+    assert failed["failed"] is True and "full" in failed["message"]
+
+
+def test_only_the_hubs_variables_go_to_the_container():
+    env = {"JUPYTERHUB_API_TOKEN": "t", "JPY_API_TOKEN": "t", "PATH": "/usr/bin", "LANG": "C",
+           "JUPYTERHUB_SERVICE_PREFIX": "/user/a/"}
+    assert hub_env(env) == {"JUPYTERHUB_API_TOKEN": "t", "JPY_API_TOKEN": "t", "JUPYTERHUB_SERVICE_PREFIX": "/user/a/"}
+    assert IpynbsrvSpawner().env_keep == []
+
+
+def test_the_master_refuses_any_other_variable():
+    assert check_env({"JUPYTERHUB_API_TOKEN": "x", "JPY_API_TOKEN": "", "JUPYTERHUB_HOST": ""})["JPY_API_TOKEN"] == ""
+    for bad in ({"LD_PRELOAD": "/x.so"}, {"IPYNBSRV_ACCESS_SECRET": "s"}, {"jupyterhub_user": "a"},
+                {"JUPYTERHUB_": "x"}, {"JUPYTERHUB_USER": 1}, {"JUPYTERHUB_USER": "a\x00b"}, ["JUPYTERHUB_USER"]):
+        with pytest.raises(errors.InvalidArgumentError):
+            check_env(bad)
+
+
+@pytest.mark.parametrize("server", ["", "work", "Work 1", "a" * 200, "ümlaut", "x.y", "hub", "-"])
+def test_every_server_name_makes_a_valid_distinct_container_name(server):
+    name = container_name(server)
+    assert validate_name(name) == name
+    assert name == "hub" if not server else name.startswith("hub-")
+
+
+def test_two_server_names_never_meet():
+    names = ["Work", "work", "work 1", "work-1", "WORK-1", "a" * 100, "a" * 101]
+    assert len({container_name(n) for n in names}) == len(names)
+
+
+def test_suspend_on_stop_decides_will_resume_and_the_state_round_trips():
+    spawner = IpynbsrvSpawner()
+    assert spawner.suspend_on_stop and spawner.will_resume
+    spawner.suspend_on_stop = False
+    assert spawner.will_resume is False
+    assert IpynbsrvSpawner(suspend_on_stop=False).will_resume is False
+    spawner.server_id = 42
+    again = IpynbsrvSpawner()
+    again.load_state(spawner.get_state())
+    assert again.server_id == 42
+    again.clear_state()
+    assert again.server_id is None and "ipynbsrv_server_id" not in again.get_state()
+    again.load_state({"ipynbsrv_server_id": "42; drop"})
+    assert again.server_id is None
+
+
+def test_the_options_form_answer_and_the_users_choice():
+    spawner = IpynbsrvSpawner(image="base")
+    assert spawner.options_from_form({"image": [" py311 "]}) == {"image": "py311"}
+    assert spawner.options_from_form({}) == {}
+    assert spawner._image() == "base"
+    spawner.user_options = {"image": "py311"}
+    assert spawner._image() == "py311"
+
+
+def test_the_token_comes_from_the_environment_and_a_bad_url_is_refused(monkeypatch):
+    monkeypatch.setenv("IPYNBSRV_HUB_TOKEN", "from-env")
+    assert IpynbsrvSpawner().master_token == "from-env"
+    assert IpynbsrvSpawner(master_url="http://m:8000").master_url == "http://m:8000/"
+    with pytest.raises(Exception, match="http"):
+        IpynbsrvSpawner(master_url="m:8000")
+
+
+def test_without_a_master_url_or_token_it_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("IPYNBSRV_HUB_TOKEN", raising=False)
+    spawner = IpynbsrvSpawner(master_url="http://127.0.0.1:9/")
+    spawner.user = SimpleNamespace(name="a")
+    with pytest.raises(MasterError, match="IPYNBSRV_HUB_TOKEN"):
+        asyncio.run(spawner.poll() if spawner.server_id else spawner._call("GET", "hub/images/"))
+    spawner.master_token, spawner.http_timeout = "t", 2
+    with pytest.raises(MasterError, match="cannot be reached"):  # nothing listens on port 9
+        asyncio.run(spawner._call("GET", "hub/images/"))
