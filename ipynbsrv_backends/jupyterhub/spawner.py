@@ -131,21 +131,26 @@ class IpynbsrvSpawner(Spawner):
     # ------------------------------------------------------------------ state
 
     server_id: int | None = None
+    #: Where the hub's proxy routes to (what start returned); a move changes the master's.
+    server_url: str | None = None
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        value = state.get("ipynbsrv_server_id")
+        value, url = state.get("ipynbsrv_server_id"), state.get("ipynbsrv_url")
         self.server_id = value if isinstance(value, int) else None
+        self.server_url = url if isinstance(url, str) else None
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.server_id is not None:
             state["ipynbsrv_server_id"] = self.server_id
+        if self.server_url is not None:
+            state["ipynbsrv_url"] = self.server_url
         return state
 
     def clear_state(self) -> None:
         super().clear_state()
-        self.server_id = None
+        self.server_id = self.server_url = None
 
     # ------------------------------------------------------------------ the master
 
@@ -236,7 +241,8 @@ class IpynbsrvSpawner(Spawner):
             status = record.get("status")
             if status == "running" and record.get("url"):
                 self.log.info("%s's server %r runs on %s", self.user.name, self.name, record.get("node"))
-                return str(record["url"])
+                self.server_url = str(record["url"])
+                return self.server_url
             if status != "creating":
                 raise MasterError(record.get("last_error") or f"The server is {status} on the master.",
                                   code=record.get("error_code") or "", status=0)
@@ -285,6 +291,11 @@ class IpynbsrvSpawner(Spawner):
                              exc)
             return None
         status = record.get("status")
+        if status in UP and self.server_url and record.get("url") and record["url"] != self.server_url:
+            # moved to another node: the proxy's route is stale; the next start resumes it there
+            self.log.info("%s's server %r moved to %s; reporting it stopped", self.user.name, self.name,
+                          record.get("node"))
+            return 0
         if status in UP:
             return None
         return 0 if status in ("stopped", "suspended") else 1

@@ -299,8 +299,9 @@ def test_a_commit_of_a_hub_server_leaves_no_token_in_the_image(lab, live_server,
 def test_a_moved_hub_server_keeps_the_hubs_environment_and_address_record(hub_settings, make_node, image,
                                                                           live_server, registry, engine):
     """The operator moves a hub user's server in the master (admin, ipynbsrv_move): the copy on the
-    other node gets the hub's environment again (its API token), and the hub's next poll finds it
-    running there, at the address the master now records."""
+    other node gets the hub's environment again (its API token); the hub's next poll reports it
+    stopped (the proxy's route is stale), the hub stops it (a suspend) and the next start resumes it
+    at its new address."""
     from ipynbsrv_backends import services
     from ipynbsrv_backends.models import Node
 
@@ -309,14 +310,18 @@ def test_a_moved_hub_server_keeps_the_hubs_environment_and_address_record(hub_se
     token = add_hub("lab")
     Node.objects.filter(name="n2").update(enabled=False)  # the first placement goes to n1
     alice = spawner(live_server.url, token)
-    run(alice.start())
+    before = run(alice.start())
     found = server_of(alice)
     assert found.container.node == n1
     Node.objects.filter(name="n2").update(enabled=True)
     moved = services.move_container(found.container, Node.objects.get(name="n2"))
     env = dict(line.split("=", 1) for line in engine.containers.get(moved.backend_pk).attrs["Config"]["Env"])
     assert env["JUPYTERHUB_API_TOKEN"] == found.env["JUPYTERHUB_API_TOKEN"]
-    assert run(alice.poll()) is None
     answer = hub_client(token).get(f"/api/hub/servers/{alice.server_id}/").json()
-    assert answer["node"] == "n2" and answer["status"] == "running"
+    assert answer["node"] == "n2" and answer["status"] == "running" and answer["url"] != before
+    assert run(alice.poll()) == 0
+    run(alice.stop())
+    assert Container.objects.get(pk=alice.server_id).status == "suspended"
+    assert run(alice.start()) == answer["url"] and run(alice.poll()) is None
+    assert Container.objects.get(pk=alice.server_id).status == "running"
     run(alice.delete_forever())
