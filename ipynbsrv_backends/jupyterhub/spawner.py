@@ -221,12 +221,17 @@ class IpynbsrvSpawner(Spawner):
         self.ip, self.port = "0.0.0.0", CONTAINER_PORT
         env = self.get_env()
         body = {"user": self.user.name, "server": self.name or "", "image": self._image(), "env": hub_env(env),
-                "base_url": self.server.base_url if self.server else env.get("JUPYTERHUB_SERVICE_PREFIX", "/")}
+                "base_url": self.server.base_url if self.server else env.get("JUPYTERHUB_SERVICE_PREFIX", "/"),
+                "resume": bool(self.will_resume)}
         self._events: list[dict[str, Any]] = []
         self._started = asyncio.Event()
         try:
             record = await self._call("POST", "hub/servers/", body)
             self.server_id = int(record["id"])
+            kept = record.pop("api_token", None)
+            if isinstance(kept, str) and kept:
+                # a resumed server keeps the token it has: the hub uses it again (and drops the new one)
+                self.api_token = kept
             return await self._until_running(record)
         finally:
             self._started.set()

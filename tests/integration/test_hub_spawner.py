@@ -102,7 +102,10 @@ def test_start_poll_suspend_resume_and_delete(lab, live_server, engine):
     again = spawner(live_server.url, lab)  # a restarted hub loads the state it kept
     again.load_state(state)
     assert again.server_id == alice.server_id
+    # the hub makes a new token for every start; a resumed server keeps its own, which the hub uses again
+    again.api_token = "the-token-the-hub-made-for-this-start"
     assert run(again.start()) == url  # resumed: the same container, the same address
+    assert again.api_token == HUB_TOKEN_OF.format(user="alice", server="default")
     container.refresh_from_db()
     assert container.status == "running" and Container.objects.filter(owner=container.owner).count() == 1
     assert run(again.poll()) is None
