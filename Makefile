@@ -88,7 +88,7 @@ test: venv packages images hub
 	color=; [ -t 1 ] && color=--color=yes; \
 	port=$$(scripts/postgres.sh start) || { echo "make test: FAILED (the tests' PostgreSQL did not start)"; exit 1; }; \
 	export $$port; \
-	{ $(PY) -m pytest $$color $(PYTEST_ARGS); echo $$? >"$$rc"; } 2>&1 | tee "$$log"; \
+	{ $(PY) -m pytest $$color --durations=30 $(PYTEST_ARGS); echo $$? >"$$rc"; } 2>&1 | tee "$$log"; \
 	tests=$$(cat "$$rc"); \
 	scripts/postgres.sh stop; \
 	$(STAGE) lint; lint=$$?; \

@@ -29,6 +29,7 @@ __all__ = [
     "CONTAINER_STATUS_STOPPED",
     "CONTAINER_STATUS_SUSPENDED",
     "ACCESS_SECRET_ENV",
+    "SECRET_ENV",
     "ACCESS_HEADER",
     "PortRecord",
     "VolumeRecord",
@@ -64,6 +65,9 @@ CONTAINER_STATUS_SUSPENDED = "suspended"
 #: ``BASE_URL``): the master mints one for every container it creates, clones, restores or
 #: moves in, and the notebook server in the container answers only requests that carry it.
 ACCESS_SECRET_ENV = "IPYNBSRV_ACCESS_SECRET"
+#: Other secrets a container's environment may hold (a JupyterHub's API token for its server):
+#: like the access secret, never left in an image committed from it (blanked where present).
+SECRET_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
 #: The request header in which the master's proxy hands the secret to the notebook server
 #: (it replaces whatever a client sent under that name).
 ACCESS_HEADER = "X-Ipynbsrv-Access"

@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import DatabaseError, models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -288,7 +288,18 @@ class Container(models.Model):
         help_text=_("How far an unfinished move got; ipynbsrv_reconcile finishes or rolls it back."),
     )
 
+    kept_until = models.DateTimeField(
+        _("proxy may keep until"), null=True, blank=True, editable=False,
+        help_text=_("Until when the proxy may still hold an allowing answer with its address; a "
+                    "suspend waits for it (services/proxykeep.py)."),
+    )
+    suspending_since = models.DateTimeField(_("suspending since"), null=True, blank=True, editable=False)
+
     objects = ContainerQuerySet.as_manager()
+
+    #: Written only by query (services/proxykeep.py): a full save() of an older copy of the row
+    #: must not undo them.
+    BY_QUERY_ONLY = ("kept_until", "suspending_since")
 
     class Meta:
         # By the owner's id, not the username: the unique (owner, name) index serves it, so no
@@ -308,6 +319,20 @@ class Container(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner}/{self.name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Like Django's, but a full save of a row that exists leaves :attr:`BY_QUERY_ONLY` alone."""
+        if not args and kwargs.get("update_fields") is None and not kwargs.get("force_insert") \
+                and not self._state.adding and self.pk is not None:
+            fields = [f.name for f in self._meta.concrete_fields
+                      if not f.primary_key and f.name not in self.BY_QUERY_ONLY]
+            try:
+                super().save(**{**kwargs, "update_fields": fields})
+                return
+            except DatabaseError as exc:  # the row is gone: Django's full save inserts it again
+                if "did not affect any rows" not in str(exc):
+                    raise
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.clone_of_id and self.clone_of_id == self.pk:

@@ -163,8 +163,17 @@ def auth(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     # nginx keeps the answer for the container's base URL only: a scope of another shape (a
     # nginx map that does not fit CONTAINER_BASE_URL) is answered afresh every time.
     scope = unquote(request.headers.get(SCOPE_HEADER, ""))
-    response["X-Accel-Expires"] = str(CACHE_SECONDS if upstream and scope == container.base_url else 0)
+    # Kept only once the row says so, and never while the container is being suspended: a
+    # suspend waits for every kept answer to expire first (services/proxykeep.py).
+    keep = bool(upstream) and scope == container.base_url and _hold(container)
+    response["X-Accel-Expires"] = str(CACHE_SECONDS if keep else 0)
     return response
+
+
+def _hold(container: Container) -> bool:
+    from .services import proxykeep
+
+    return proxykeep.hold(container)
 
 
 def _wake(container: Container, user: Any) -> Container:

@@ -130,6 +130,15 @@ class HubStartSerializer(StrictSerializer):
     env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), default=dict,
                                 help_text=_("The hub's environment for the server: JUPYTERHUB_* and JPY_* only."))
     base_url = serializers.CharField(max_length=2048, help_text=_("The server's path on the hub, e.g. /user/alice/."))
+    resume = serializers.BooleanField(default=False, help_text=_(
+        "true: the hub kept the server's previous API token (its spawner's will_resume): a suspended or "
+        "stopped server is brought back with its own token, which the answer's `api_token` gives back."))
+
+
+class HubStartAnswerSerializer(HubServerSerializer):
+    api_token = serializers.CharField(read_only=True, required=False, help_text=_(
+        "Only in this answer, only when a server was brought back with an API token other than the one "
+        "sent: the token it has, which the hub uses again (its own token, returned to it alone)."))
 
 
 class HubStopSerializer(StrictSerializer):
@@ -216,15 +225,19 @@ class HubServerViewSet(HubAPIView, mixins.ListModelMixin, mixins.RetrieveModelMi
                       "`last_error`). Quotas and placement apply: 429 `quota_exceeded`, 503 "
                       "`no_node_available`, with the reason in `detail`."),
         request=HubStartSerializer,
-        responses={200: HubServerSerializer, 202: HubServerSerializer, **errors(400, 409, 429, 503, 504)},
+        responses={200: HubStartAnswerSerializer, 202: HubServerSerializer, **errors(400, 409, 429, 503, 504)},
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = self.body(HubStartSerializer)
         found = hubs.start_server(self.hub, data["user"], data["server"], image=data["image"], env=data["env"],
-                                  base_url=data["base_url"])
+                                  base_url=data["base_url"], resume=data["resume"])
         found.container.refresh_from_db()
         code = status.HTTP_202_ACCEPTED if found.container.status == "creating" else status.HTTP_200_OK
-        return self.answer_server(found, code)
+        answer = dict(HubServerSerializer(found, context=self.get_serializer_context()).data)
+        token = hubs.kept_token(found, data["env"])
+        if token is not None:
+            answer["api_token"] = token
+        return Response(answer, status=code)
 
     @document(summary=_("Stop or suspend a server"), request=HubStopSerializer,
               responses={200: HubServerSerializer, **errors(400, 404, 409, 503, 504)})

@@ -131,21 +131,26 @@ class IpynbsrvSpawner(Spawner):
     # ------------------------------------------------------------------ state
 
     server_id: int | None = None
+    #: Where the hub's proxy routes to (what start returned); a move changes the master's.
+    server_url: str | None = None
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
-        value = state.get("ipynbsrv_server_id")
+        value, url = state.get("ipynbsrv_server_id"), state.get("ipynbsrv_url")
         self.server_id = value if isinstance(value, int) else None
+        self.server_url = url if isinstance(url, str) else None
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self.server_id is not None:
             state["ipynbsrv_server_id"] = self.server_id
+        if self.server_url is not None:
+            state["ipynbsrv_url"] = self.server_url
         return state
 
     def clear_state(self) -> None:
         super().clear_state()
-        self.server_id = None
+        self.server_id = self.server_url = None
 
     # ------------------------------------------------------------------ the master
 
@@ -216,12 +221,17 @@ class IpynbsrvSpawner(Spawner):
         self.ip, self.port = "0.0.0.0", CONTAINER_PORT
         env = self.get_env()
         body = {"user": self.user.name, "server": self.name or "", "image": self._image(), "env": hub_env(env),
-                "base_url": self.server.base_url if self.server else env.get("JUPYTERHUB_SERVICE_PREFIX", "/")}
+                "base_url": self.server.base_url if self.server else env.get("JUPYTERHUB_SERVICE_PREFIX", "/"),
+                "resume": bool(self.will_resume)}
         self._events: list[dict[str, Any]] = []
         self._started = asyncio.Event()
         try:
             record = await self._call("POST", "hub/servers/", body)
             self.server_id = int(record["id"])
+            kept = record.pop("api_token", None)
+            if isinstance(kept, str) and kept:
+                # a resumed server keeps the token it has: the hub uses it again (and drops the new one)
+                self.api_token = kept
             return await self._until_running(record)
         finally:
             self._started.set()
@@ -236,7 +246,8 @@ class IpynbsrvSpawner(Spawner):
             status = record.get("status")
             if status == "running" and record.get("url"):
                 self.log.info("%s's server %r runs on %s", self.user.name, self.name, record.get("node"))
-                return str(record["url"])
+                self.server_url = str(record["url"])
+                return self.server_url
             if status != "creating":
                 raise MasterError(record.get("last_error") or f"The server is {status} on the master.",
                                   code=record.get("error_code") or "", status=0)
@@ -285,6 +296,11 @@ class IpynbsrvSpawner(Spawner):
                              exc)
             return None
         status = record.get("status")
+        if status in UP and self.server_url and record.get("url") and record["url"] != self.server_url:
+            # moved to another node: the proxy's route is stale; the next start resumes it there
+            self.log.info("%s's server %r moved to %s; reporting it stopped", self.user.name, self.name,
+                          record.get("node"))
+            return 0
         if status in UP:
             return None
         return 0 if status in ("stopped", "suspended") else 1

@@ -23,7 +23,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .. import audit, background, errors
-from ..contract import SuspendableContainerBackend
+from ..contract import SECRET_ENV, SuspendableContainerBackend
 from ..models import Container, HubCredential, HubServer, HubUser, Image
 from ..registry import get_backend
 from ..validation import NAME_MAX
@@ -199,11 +199,13 @@ def hub_servers(hub: HubCredential) -> QuerySet[HubServer]:
 
 
 def start_server(hub: HubCredential, user_name: str, server: str, *, image: Any = None,
-                 env: Any = None, base_url: str = "") -> HubServer:
+                 env: Any = None, base_url: str = "", resume: bool = False) -> HubServer:
     """Create the user's server, or bring back the one they have: a suspended one is resumed
-    and a stopped one started when the hub gives the same environment and image; otherwise (a
-    new API token, another image, an error or lost record) it is made anew from the image, its
-    named volumes kept. A creation runs in the background: poll the server's status."""
+    and a stopped one started when the hub gives the same environment and image (with
+    ``resume``, the hub kept the server's previous API token: the tokens may differ, and the
+    server keeps its own, which the hub then uses again); otherwise (a new API token, another
+    image, an error or lost record) it is made anew from the image, its named volumes kept. A
+    creation runs in the background: poll the server's status."""
     if not isinstance(server, str) or len(server) > 255:
         raise errors.InvalidArgumentError("server must be the server's name ('' for the default server).")
     if not isinstance(base_url, str) or not base_url.startswith("/") or not base_url.endswith("/"):
@@ -215,18 +217,24 @@ def start_server(hub: HubCredential, user_name: str, server: str, *, image: Any 
     with audit.acting(owner, audit.VIA_API, source=f"jupyterhub {hub.name}"):
         found = hub_servers(hub).filter(hub_user=hub_user, server_name=server).first()
         if found is not None:
-            again = _bring_back(found, chosen, env, base_url)
+            again = _bring_back(found, chosen, env, base_url, resume)
             if again is not None:
                 return again
         return _create(hub_user, server, chosen, env, base_url)
 
 
-def _bring_back(found: HubServer, image: Image, env: dict[str, str], base_url: str) -> HubServer | None:
+def _without_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key not in SECRET_ENV}
+
+
+def _bring_back(found: HubServer, image: Image, env: dict[str, str], base_url: str,
+                resume: bool) -> HubServer | None:
     """``found`` running again when it can be, else ``None`` (removed: make it anew)."""
     container = found.container
     if container.status == S.CREATING:
         return found
-    same = found.env == env and container.image_id == image.pk and container.base_url == base_url
+    same_env = found.env == env or (resume and _without_tokens(found.env) == _without_tokens(env))
+    same = same_env and container.image_id == image.pk and container.base_url == base_url
     if same and container.status in (S.RUNNING, S.SUSPENDED, S.STOPPED):
         try:
             refresh_container(container)
@@ -241,8 +249,19 @@ def _bring_back(found: HubServer, image: Image, env: dict[str, str], base_url: s
                 return found
     if container.status == S.CREATING:
         raise errors.IllegalContainerStateError(f"{container} is being created: wait for it.")
+    changed = sorted(key for key in set(found.env) | set(env) if found.env.get(key) != env.get(key))
+    logger.info("Making %s anew (it was %s; the hub changed %s)", container, container.status,
+                ", ".join(changed + (["the image"] if container.image_id != image.pk else [])
+                          + (["the base URL"] if container.base_url != base_url else [])) or "nothing")
     delete_container(container)
     return None
+
+
+def kept_token(found: HubServer, env: Mapping[str, str]) -> str | None:
+    """The server's own API token when the hub sent another one (a resumed server keeps its own):
+    what the hub's spawner must use again. Only ever answered to the hub that gave it."""
+    token = found.env.get("JUPYTERHUB_API_TOKEN")
+    return token if token and token != env.get("JUPYTERHUB_API_TOKEN") else None
 
 
 def _create(hub_user: HubUser, server: str, image: Image, env: dict[str, str], base_url: str) -> HubServer:

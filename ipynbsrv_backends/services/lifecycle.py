@@ -13,7 +13,7 @@ from .. import audit, errors
 from ..contract import SuspendableContainerBackend
 from ..models import Container
 from ..registry import get_backend
-from . import quotas
+from . import proxykeep, quotas
 from ._base import S, apply_record, backend_pk, refuse_while_moving
 from .capabilities import require
 
@@ -89,7 +89,12 @@ def restart_container(container: Container) -> Container:
 
 @audit.audited("container.suspend")
 def suspend_container(container: Container) -> Container:
-    return _act(container, "suspend_container", SuspendableContainerBackend)
+    refuse_while_moving(container)
+    require(container.node, "suspend")
+    # Not before nginx has let go of every answer it kept with the container's address: a
+    # request on one would wait on the paused server (services/proxykeep.py).
+    with proxykeep.draining(container):
+        return _act(container, "suspend_container", SuspendableContainerBackend)
 
 
 @audit.audited("container.resume")

@@ -70,11 +70,11 @@ def world(cluster, notebook_on_nodes, tmp_path_factory):  # noqa: F811
 
 
 def routes(hub: Hub) -> dict[str, str]:
-    """The proxy's routing table: prefix -> target."""
+    """The proxy's routing table: prefix (without its trailing slash) -> target."""
     answer = requests.get(f"http://127.0.0.1:{hub.api_port}/api/routes", timeout=10,
                           headers={"Authorization": f"token {hub.proxy_token}"})
     assert answer.status_code == 200, answer.text
-    return {prefix: info["target"] for prefix, info in answer.json().items()}
+    return {prefix.rstrip("/"): info["target"] for prefix, info in answer.json().items()}
 
 
 def node_container(cluster, user: str):  # noqa: F811
@@ -91,16 +91,22 @@ def node_container(cluster, user: str):  # noqa: F811
     raise AssertionError(f"no container of {user} on any node")
 
 
+def owner_uid(container) -> str:
+    """The uid the master gave the container's user (``OWNER_UID``; the image's default 1000)."""
+    env = dict(item.split("=", 1) for item in container.attrs["Config"].get("Env") or [] if "=" in item)
+    return env.get("OWNER_UID", "1000")
+
+
 def run_inside(container, code: str) -> str:
-    """Python ``code`` in ``container`` (the image's Python), as the unprivileged user."""
-    done = container.exec_run(["/opt/notebook/bin/python", "-c", code], user="1000")
+    """Python ``code`` in ``container`` (the image's Python), as its unprivileged user."""
+    done = container.exec_run(["/opt/notebook/bin/python", "-c", code], user=owner_uid(container))
     return done.output.decode(errors="replace").strip()
 
 
 PROBE = """
-import json, os, socket, sys, urllib.request
+import json, socket
 out = {}
-for name, address, port in json.loads(sys.argv[1] if len(sys.argv) > 1 else os.environ['PROBE']):
+for name, address, port in json.loads(TARGETS):
     try:
         socket.create_connection((address, port), timeout=5).close()
         out[name] = 'open'
@@ -112,8 +118,8 @@ print(json.dumps(out))
 
 def probe(container, targets: list[tuple[str, str, int]]) -> dict[str, str]:
     """From inside ``container``: which of ``targets`` (name, address, port) accept a TCP connection."""
-    code = f"import os; os.environ['PROBE'] = {json.dumps(json.dumps(targets))!r}\n" + PROBE
-    return json.loads(run_inside(container, code).splitlines()[-1])
+    output = run_inside(container, f"TARGETS = {json.dumps(targets)!r}\n" + PROBE)
+    return json.loads(output.splitlines()[-1])
 
 
 def test_two_users_on_the_nodes_a_kernel_the_culler_suspends_and_the_state_comes_back(world, cluster):  # noqa: F811
@@ -127,7 +133,7 @@ def test_two_users_on_the_nodes_a_kernel_the_culler_suspends_and_the_state_comes
 
     # Each server runs on a node: the proxy routes to a node's address.
     table = routes(hub)
-    targets = {name: table[f"/user/{name}/"] for name in ("alice", "bob")}
+    targets = {name: table[f"/user/{name}"] for name in ("alice", "bob")}
     for target in targets.values():
         assert any(target.startswith(f"http://{address}:") for address in cluster.addresses), targets
 
@@ -136,7 +142,9 @@ def test_two_users_on_the_nodes_a_kernel_the_culler_suspends_and_the_state_comes
     jupyter.wait_ready()
     kernel = jupyter.start_kernel()
     printed = jupyter.execute(kernel, "import os\nx = 6 * 7\nprint(x, os.getuid(), os.getcwd())").split()
-    assert printed == ["42", "1000", "/data"], printed
+    alice_container, _ = node_container(cluster, "alice")
+    assert printed == ["42", owner_uid(alice_container), "/data"], printed  # the master's uid for her, not root
+    assert printed[1] != "0"
 
     # Bob never reaches alice's server: not with his session, not with his token, through the proxy...
     assert not bob.opens(f"{hub.url}/user/alice/")
@@ -159,10 +167,9 @@ def test_two_users_on_the_nodes_a_kernel_the_culler_suspends_and_the_state_comes
 
     # Idle: the culler stops alice's server, which the spawner suspends (paused on its node).
     hub.api.wait_stopped("alice", timeout=CULL_TIMEOUT + 90)
-    container, _ = node_container(cluster, "alice")
-    container.reload()
-    assert container.attrs["State"]["Paused"], container.attrs["State"]
-    assert "/user/alice/" not in routes(hub)
+    alice_container.reload()
+    assert alice_container.attrs["State"]["Paused"], alice_container.attrs["State"]
+    assert "/user/alice" not in routes(hub)
 
     # Alice starts it again: the same kernel still holds x.
     assert alice.spawn() in (201, 202)

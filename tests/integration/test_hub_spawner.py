@@ -102,7 +102,10 @@ def test_start_poll_suspend_resume_and_delete(lab, live_server, engine):
     again = spawner(live_server.url, lab)  # a restarted hub loads the state it kept
     again.load_state(state)
     assert again.server_id == alice.server_id
+    # the hub makes a new token for every start; a resumed server keeps its own, which the hub uses again
+    again.api_token = "the-token-the-hub-made-for-this-start"
     assert run(again.start()) == url  # resumed: the same container, the same address
+    assert again.api_token == HUB_TOKEN_OF.format(user="alice", server="default")
     container.refresh_from_db()
     assert container.status == "running" and Container.objects.filter(owner=container.owner).count() == 1
     assert run(again.poll()) is None
@@ -277,3 +280,51 @@ def test_the_command_shows_a_token_once_and_keeps_its_hash(hub_settings):
     assert hub_client(new).get("/api/hub/images/").status_code == 200
     with pytest.raises(Exception, match="exists already"):
         add_hub("lab")
+
+
+def test_a_commit_of_a_hub_server_leaves_no_token_in_the_image(lab, live_server, engine):
+    """The engine copies a container's environment into an image committed from it (its config and
+    its record of the container): the hub's API token is blanked there, as the access secret is."""
+    from ipynbsrv_backends import services
+
+    alice = spawner(live_server.url, lab)
+    run(alice.start())
+    found = server_of(alice)
+    image = services.commit_container(found.container, "saved")
+    try:
+        attrs = json.dumps(engine.images.get(image.ref).attrs)
+        assert found.env["JUPYTERHUB_API_TOKEN"] not in attrs and "JUPYTERHUB_SERVICE_PREFIX=/user/alice/" in attrs
+    finally:
+        services.delete_image(image)
+        run(alice.delete_forever())
+
+
+def test_a_moved_hub_server_keeps_the_hubs_environment_and_address_record(hub_settings, make_node, image,
+                                                                          live_server, registry, engine):
+    """The operator moves a hub user's server in the master (admin, ipynbsrv_move): the copy on the
+    other node gets the hub's environment again (its API token); the hub's next poll reports it
+    stopped (the proxy's route is stale), the hub stops it (a suspend) and the next start resumes it
+    at its new address."""
+    from ipynbsrv_backends import services
+    from ipynbsrv_backends.models import Node
+
+    n1 = make_node("n1", registry=registry, registry_insecure=True)
+    make_node("n2", registry=registry, registry_insecure=True)
+    token = add_hub("lab")
+    Node.objects.filter(name="n2").update(enabled=False)  # the first placement goes to n1
+    alice = spawner(live_server.url, token)
+    before = run(alice.start())
+    found = server_of(alice)
+    assert found.container.node == n1
+    Node.objects.filter(name="n2").update(enabled=True)
+    moved = services.move_container(found.container, Node.objects.get(name="n2"))
+    env = dict(line.split("=", 1) for line in engine.containers.get(moved.backend_pk).attrs["Config"]["Env"])
+    assert env["JUPYTERHUB_API_TOKEN"] == found.env["JUPYTERHUB_API_TOKEN"]
+    answer = hub_client(token).get(f"/api/hub/servers/{alice.server_id}/").json()
+    assert answer["node"] == "n2" and answer["status"] == "running" and answer["url"] != before
+    assert run(alice.poll()) == 0
+    run(alice.stop())
+    assert Container.objects.get(pk=alice.server_id).status == "suspended"
+    assert run(alice.start()) == answer["url"] and run(alice.poll()) is None
+    assert Container.objects.get(pk=alice.server_id).status == "running"
+    run(alice.delete_forever())

@@ -146,7 +146,7 @@ class Hub:
 
     def log(self, tail: int = 6000) -> str:
         parts = []
-        for name in ("jupyterhub.log", "chp.log"):
+        for name in ("jupyterhub.log",):
             path = self.directory / name
             if path.exists():
                 parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-tail:])

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ... import errors
-from ...contract import ACCESS_SECRET_ENV, ImageRecord, SnapshotRecord
+from ...contract import ACCESS_SECRET_ENV, SECRET_ENV, ImageRecord, SnapshotRecord
 from ...validation import NAME_RE, iso_utc, validate_name, validate_pk
 from .constants import (
     KIND_IMAGE,
@@ -45,7 +45,8 @@ class SnapshotTransfer(RegistryClient):
     def _commit_clean(self, container_id: str, target: str, container_pk: str, labels: Mapping[str, str],
                       missing: errors.BackendError) -> None:
         """Commit the container to the image ``target`` with ``labels``, leaving no access
-        secret (:data:`~ipynbsrv_backends.contract.ACCESS_SECRET_ENV`) in the image.
+        secret (:data:`~ipynbsrv_backends.contract.ACCESS_SECRET_ENV`) in the image, nor a hub's
+        API token (:data:`~ipynbsrv_backends.contract.SECRET_ENV`).
 
         A commit copies the container's environment into the image twice: into the image's
         configuration, where a blank value overrides it, and into its record of the container it
@@ -55,8 +56,11 @@ class SnapshotTransfer(RegistryClient):
         no secret. The intermediate shares its layers with ``target`` and stays as its untagged
         parent; it goes when ``target`` does (pruned with the dangling images)."""
         with self._engine(not_found=missing):
+            # a hub's API token too, where the container has one (SECRET_ENV); not added where absent
+            env = self._api().inspect_container(container_id)["Config"].get("Env") or []
+            held = sorted({item.split("=", 1)[0] for item in env} & set(SECRET_ENV))
             first = self._api().commit(container_id, conf={
-                "Env": [f"{ACCESS_SECRET_ENV}="],
+                "Env": [f"{ACCESS_SECRET_ENV}=", *(f"{name}=" for name in held)],
                 "Labels": {L_INSTANCE: self.instance, L_KIND: KIND_TRANSFER, L_CONTAINER: container_pk},
             })
         try:

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('ipynbsrv_backends', '0009_events'),
+        ('ipynbsrv_backends', '0010_proxy_keep'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
