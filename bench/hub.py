@@ -26,6 +26,7 @@ import argparse
 import logging
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -141,9 +142,16 @@ class Sides:
         self.facts = facts = cluster_facts()
         directory = Path(facts["CLUSTER_DIR"])
         count = int(facts["CLUSTER_NODES"])
+        wanted = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", NOTEBOOK_IMAGE], capture_output=True,
+                                text=True, timeout=60).stdout.strip()
+        if not wanted:
+            raise RuntimeError(f"the notebook image {NOTEBOOK_IMAGE} is missing: run `make image`")
         for socket in self.sockets():
-            logger.info("the notebook image into the node at %s", socket)
-            load_image_into(socket, NOTEBOOK_IMAGE, timeout=600)
+            have = subprocess.run(["docker", "-H", f"unix://{socket}", "image", "inspect", "-f", "{{.Id}}",
+                                   NOTEBOOK_IMAGE], capture_output=True, text=True, timeout=60).stdout.strip()
+            if have != wanted:
+                logger.info("the notebook image into the node at %s", socket)
+                load_image_into(socket, NOTEBOOK_IMAGE, timeout=600)
         nodes = [{"name": f"n{i}", "address": facts[f"CLUSTER_NODE_{i}_ADDRESS"],
                   "token": (directory / f"n{i}" / "token").read_text().strip(),
                   "signing_key": (directory / f"n{i}" / "signing_key").read_text().strip()} for i in range(1, count + 1)]
@@ -160,12 +168,11 @@ class Sides:
 
     def clean(self) -> None:
         from tests.support.hub import purge_docker
-
-        from .storm import purge_nodes
+        from tests.support.hub_master import purge_hub_servers
 
         purge_docker(self.run)
-        if self.facts:
-            purge_nodes(self.sockets())
+        if self.facts and self.master is not None:
+            purge_hub_servers(self.sockets(), self.master.spec.hub_name)
 
     def down(self, keep_cluster: bool) -> None:
         from .storm import cluster_sh

@@ -171,3 +171,25 @@ if __name__ == "__main__":
         sys.exit(_setup(sys.argv[2]))
     print("usage: python -m tests.support.hub_master setup FACTS.json", file=sys.stderr)
     sys.exit(2)
+
+
+def purge_hub_servers(sockets: list[str], hub_name: str) -> int:
+    """Remove from the nodes' engines (``sockets``) the containers and volumes the master made
+    for ``hub_name``'s users (owners ``HUB.NAME``), nothing else; how many containers."""
+    import docker
+
+    removed = 0
+    for socket in sockets:
+        client = docker.DockerClient(base_url=f"unix://{socket}", timeout=120)
+        try:
+            mine = [c for c in client.containers.list(all=True, filters={"label": "org.ipynbsrv.instance=cluster"})
+                    if c.labels.get("org.ipynbsrv.owner", "").startswith(f"{hub_name}.")]
+            for container in mine:
+                container.remove(force=True)
+                removed += 1
+            for volume in client.volumes.list(filters={"label": "org.ipynbsrv.instance=cluster"}):
+                if (volume.attrs.get("Labels") or {}).get("org.ipynbsrv.owner", "").startswith(f"{hub_name}."):
+                    volume.remove(force=True)
+        finally:
+            client.close()
+    return removed
