@@ -23,6 +23,7 @@ place (the other sections stay as they were); ``make bench`` runs it with the re
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import re
@@ -251,12 +252,14 @@ The two hubs take turns, the order alternating per repetition.
 """
 
 
-def page_section(rows: list[Row]) -> str:
-    """Section 9 of docs/benchmarks.md (its table, or a line saying it was not run)."""
+def page_section(rows: list[Row], run: str = "") -> str:
+    """Section 9 of docs/benchmarks.md (its table, or a line saying it was not run); ``run``
+    says when and how, for a run of this section alone."""
     from .report import table_lines
 
     chosen = [item for item in rows if item.section == SECTION]
-    return PAGE_TEXT + "\n" + ("\n".join(table_lines(chosen)) + "\n" if chosen else "*Not run.*\n")
+    table = "\n".join(table_lines(chosen)) + "\n" if chosen else "*Not run.*\n"
+    return PAGE_TEXT + "\n" + (run + "\n\n" if run else "") + table
 
 
 def splice(page: str, section: str) -> str:
@@ -282,14 +285,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[bench.hub] %(message)s", stream=sys.stderr)
     for noisy in ("ipynbsrv_backends", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ipynbsrv-bench-hub-") as tmp:
         rows = measure(args.users, args.reps, Path(tmp), keep_cluster=args.keep_cluster)
+    loads = ", ".join(f"{value:.1f}" for value in load_before), ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    run = (f"*This section alone* (`python -m bench.hub --users {args.users} --reps {args.reps}`), "
+           f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, on {os.cpu_count()} cores; load average before "
+           f"{loads[0]}, after {loads[1]} (the machine is shared: read the spread).")
     from .report import terminal
 
     print(terminal(rows))
     if args.out:
         page = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(splice(page, page_section(rows)))
+        args.out.write_text(splice(page, page_section(rows, run)))
         logger.info("wrote section 9 of %s", args.out)
     return 0
 
