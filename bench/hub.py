@@ -249,6 +249,11 @@ The two hubs take turns, the order alternating per repetition.
   `jupyterhub-idle-culler` stops it, then started again: ours resumes the paused container
   (the kernels and their state are still there), DockerSpawner starts the stopped container
   (a fresh single-user server, kernels gone).
+
+How to read it: the N-at-once figures depend on what else the 2 cores do at the moment (each
+server's start is mostly Python importing Jupyter), so read the spread: where it straddles 1, the
+two spawners are not told apart on this machine. The return is another matter: a resume is an
+unpause and the hub's check of the server, a start of a stopped container boots a new server.
 """
 
 

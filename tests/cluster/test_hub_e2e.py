@@ -164,6 +164,13 @@ def test_two_users_on_the_nodes_a_kernel_the_culler_suspends_and_the_state_comes
     assert seen["the hub's API"] == "open", seen
     assert seen["alice's server"] != "open" and seen["a node's host API"] != "open", seen
     assert seen["the registry"] != "open", seen
+    # And alice's server itself refuses bob's credentials when reached by its port (from where
+    # the proxy reaches it): his server's own token, the one his code holds, and his API token.
+    bob_env = dict(item.split("=", 1) for item in bob_container.attrs["Config"]["Env"] if "=" in item)
+    for credential in (bob_env["JUPYTERHUB_API_TOKEN"], token):
+        direct = requests.get(f"{targets['alice'].rstrip('/')}/user/alice/api/kernels", timeout=30,
+                              headers={"Authorization": f"token {credential}"}, allow_redirects=False)
+        assert direct.status_code == 403, (direct.status_code, direct.text[:300])
 
     # Idle: the culler stops alice's server, which the spawner suspends (paused on its node).
     hub.api.wait_stopped("alice", timeout=CULL_TIMEOUT + 90)
