@@ -103,3 +103,38 @@ def test_without_a_master_url_or_token_it_says_what_to_set(monkeypatch):
     spawner.master_token, spawner.http_timeout = "t", 2
     with pytest.raises(MasterError, match="cannot be reached"):  # nothing listens on port 9
         asyncio.run(spawner._call("GET", "hub/images/"))
+
+
+def test_progress_follows_the_start_it_is_asked_for_even_before_it_begins():
+    """The hub may ask for progress before start has begun, and again for a later start: each
+    time it gets that start's own events, to the end (the master's answers stubbed)."""
+    answers: list[dict] = []
+
+    async def fake_call(method, path, body=None):
+        return answers.pop(0)
+
+    spawner = IpynbsrvSpawner(master_url="http://m/", master_token="t", master_poll_interval=0.01)
+    spawner.user = SimpleNamespace(name="alice", url="/user/alice/", escaped_name="alice")
+    spawner.get_env = lambda: {"JUPYTERHUB_API_TOKEN": "x", "PATH": "/bin"}  # type: ignore[method-assign]
+    spawner._call = fake_call  # type: ignore[method-assign]
+
+    async def one_start(first_progress: str) -> tuple[str, list[dict]]:
+        answers[:] = [record(progress=first_progress, id=7), record(progress="starting on n1", id=7),
+                      record("running", url="http://10.0.0.2:20001", id=7)]
+        events: list[dict] = []
+
+        async def follow():
+            async for event in spawner.progress():
+                events.append(event)
+
+        follower = asyncio.ensure_future(follow())
+        await asyncio.sleep(0.05)  # asked before the start begins
+        url = await spawner.start()
+        await asyncio.wait_for(follower, 5)
+        return url, events
+
+    url, first = asyncio.run(one_start("waiting to be created on n1"))
+    assert url == "http://10.0.0.2:20001" and spawner.server_id == 7
+    assert [e["message"] for e in first] == ["waiting to be created on n1", "starting on n1", "running on n1"]
+    _, second = asyncio.run(one_start("pulling img on n1: 1 of 2 layers (50 %)"))
+    assert [e["message"] for e in second][0].startswith("pulling") and len(second) == 3
