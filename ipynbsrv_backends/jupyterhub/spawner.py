@@ -186,7 +186,11 @@ class IpynbsrvSpawner(Spawner):
         if response.code >= 400:
             detail = data.get("detail") if isinstance(data, dict) else None
             code = data.get("code", "") if isinstance(data, dict) else ""
-            raise MasterError(str(detail or f"The master answered {response.code}."), code=code,
+            raise MasterError(str(detail or f"The master answered {response.code} at {request.url} (are master_url "
+                                            "and master_api_path where the project includes the API?)."),
+                              code=code, status=response.code)
+        if data is None:
+            raise MasterError(f"{request.url} did not answer JSON: is master_url the master's base URL?",
                               status=response.code)
         return data
 

@@ -138,3 +138,23 @@ def test_progress_follows_the_start_it_is_asked_for_even_before_it_begins():
     assert [e["message"] for e in first] == ["waiting to be created on n1", "starting on n1", "running on n1"]
     _, second = asyncio.run(one_start("pulling img on n1: 1 of 2 layers (50 %)"))
     assert [e["message"] for e in second][0].startswith("pulling") and len(second) == 3
+
+
+def test_a_wrong_master_url_is_said_so(monkeypatch):
+    """Something that is not the master's API answers (an HTML page, a 404 without our error body):
+    the error says where it asked and what to check (the HTTP client's answer stubbed)."""
+    import io as _io
+
+    from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+    async def fetch(self, request, raise_error=True):
+        found = request.url.startswith("http://m/api/hub/")
+        return HTTPResponse(request, 200 if found else 404, buffer=_io.BytesIO(b"<html>a page</html>"))
+
+    monkeypatch.setattr(AsyncHTTPClient, "fetch", fetch)
+    with pytest.raises(MasterError, match="http://m/api/hub/images/ did not answer JSON"):
+        asyncio.run(IpynbsrvSpawner(master_url="http://m/", master_token="t")._call("GET", "hub/images/"))
+    with pytest.raises(MasterError, match="answered 404 at http://m/x/hub/images/ .*master_api_path") as wrong:
+        asyncio.run(IpynbsrvSpawner(master_url="http://m/", master_token="t", master_api_path="x/")
+                    ._call("GET", "hub/images/"))
+    assert wrong.value.status == 404
