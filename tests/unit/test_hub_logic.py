@@ -5,6 +5,8 @@ its check of the hub's environment. No master, no hub."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -158,3 +160,28 @@ def test_a_wrong_master_url_is_said_so(monkeypatch):
         asyncio.run(IpynbsrvSpawner(master_url="http://m/", master_token="t", master_api_path="x/")
                     ._call("GET", "hub/images/"))
     assert wrong.value.status == 404
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "jupyterhub.md"
+
+
+def test_the_documented_config_loads_and_the_option_table_is_complete(monkeypatch):
+    """docs/jupyterhub.md's jupyterhub_config.py runs as it is, and sets what it says; its table
+    names every option the spawner declares, each one that exists."""
+    from traitlets.config import Config
+
+    text = DOC.read_text()
+    block = text.split("`jupyterhub_config.py`:", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("IPYNBSRV_HUB_TOKEN", "from-the-environment")
+    config = Config()
+    exec(compile(block, str(DOC), "exec"), {"c": config})  # noqa: S102 - the documentation's own code
+    assert config.JupyterHub.spawner_class == "ipynbsrv"
+    spawner = IpynbsrvSpawner(config=config)
+    assert spawner.master_url == "https://master.example.org/" and spawner.master_token == "from-the-environment"
+    assert spawner.suspend_on_stop is True and spawner.will_resume is True and spawner.start_timeout == 300
+    table = text.split("### Every option", 1)[1].split("### ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.M))
+    own = {name for name, trait in IpynbsrvSpawner.class_traits(config=True).items()
+           if name in IpynbsrvSpawner.__dict__}
+    assert own <= documented, own - documented
+    assert documented <= set(IpynbsrvSpawner.class_traits()), documented - set(IpynbsrvSpawner.class_traits())
