@@ -260,6 +260,9 @@ def test_only_the_hubs_variables_pass_and_no_secret_shows(lab, live_server, capl
         assert answer.status_code == 200, answer
         text = answer.content.decode()
         assert token not in text and lab not in text and found.hub_user.hub.token_hash not in text
+    hub_pk = found.hub_user.hub.pk
+    assert admin.get("/admin/ipynbsrv_backends/hubcredential/add/").status_code == 403  # the command makes tokens
+    assert admin.get(f"/admin/ipynbsrv_backends/hubcredential/{hub_pk}/delete/").status_code == 403
     audit = json.dumps(list(AuditEntry.objects.values()), default=str)
     assert "lab.dave" in audit and token not in audit and lab not in audit
     assert token not in caplog.text and lab not in caplog.text
