@@ -281,8 +281,15 @@ def test_the_command_shows_a_token_once_and_keeps_its_hash(hub_settings):
     new = rotated.getvalue().strip()
     assert new != token and hub_client(token).get("/api/hub/images/").status_code == 401
     assert hub_client(new).get("/api/hub/images/").status_code == 200
+    HubCredential.objects.filter(name="lab").update(enabled=False)  # turned off in the admin
+    assert hub_client(new).get("/api/hub/images/").status_code == 401
+    HubCredential.objects.filter(name="lab").update(enabled=True)
     with pytest.raises(Exception, match="exists already"):
         add_hub("lab")
+    entries = list(AuditEntry.objects.filter(action__startswith="hub.").values("action", "via", "target", "details"))
+    assert [(e["action"], e["via"], e["target"]) for e in reversed(entries)] == [
+        ("hub.add", "command", "lab"), ("hub.rotate", "command", "lab")]
+    assert token not in json.dumps(entries) and new not in json.dumps(entries)
 
 
 def test_a_commit_of_a_hub_server_leaves_no_token_in_the_image(lab, live_server, engine):
