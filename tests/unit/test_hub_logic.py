@@ -101,7 +101,7 @@ def test_without_a_master_url_or_token_it_says_what_to_set(monkeypatch):
     spawner = IpynbsrvSpawner(master_url="http://127.0.0.1:9/")
     spawner.user = SimpleNamespace(name="a")
     with pytest.raises(MasterError, match="IPYNBSRV_HUB_TOKEN"):
-        asyncio.run(spawner.poll() if spawner.server_id else spawner._call("GET", "hub/images/"))
+        asyncio.run(spawner._call("GET", "hub/images/"))
     spawner.master_token, spawner.http_timeout = "t", 2
     with pytest.raises(MasterError, match="cannot be reached"):  # nothing listens on port 9
         asyncio.run(spawner._call("GET", "hub/images/"))
