@@ -56,6 +56,8 @@ setup(
             "djangorestframework-stubs>=3.15",
             "types-requests",
             "types-gunicorn",
+            # the JupyterHub spawner's tests run it with JupyterHub's own objects (make test-fast too)
+            "jupyterhub>=5",
             # schema-driven fuzzing of the host API and the users' API (tests/integration/test_fuzz.py)
             "schemathesis>=4.0,<5",
         ],

@@ -46,6 +46,9 @@ class HubCredentialAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a token is shown once, by the command: manage.py ipynbsrv_hub add NAME
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # manage.py ipynbsrv_hub remove NAME (which says what stays)
+
     @admin.display(description=_("users"), ordering="users_count")
     def users_count(self, obj: Any) -> int:
         return obj.users_count

@@ -186,7 +186,11 @@ class IpynbsrvSpawner(Spawner):
         if response.code >= 400:
             detail = data.get("detail") if isinstance(data, dict) else None
             code = data.get("code", "") if isinstance(data, dict) else ""
-            raise MasterError(str(detail or f"The master answered {response.code}."), code=code,
+            raise MasterError(str(detail or f"The master answered {response.code} at {request.url} (are master_url "
+                                            "and master_api_path where the project includes the API?)."),
+                              code=code, status=response.code)
+        if data is None:
+            raise MasterError(f"{request.url} did not answer JSON: is master_url the master's base URL?",
                               status=response.code)
         return data
 
@@ -223,8 +227,8 @@ class IpynbsrvSpawner(Spawner):
         body = {"user": self.user.name, "server": self.name or "", "image": self._image(), "env": hub_env(env),
                 "base_url": self.server.base_url if self.server else env.get("JUPYTERHUB_SERVICE_PREFIX", "/"),
                 "resume": bool(self.will_resume)}
-        self._events: list[dict[str, Any]] = []
-        self._started = asyncio.Event()
+        self._events: list[dict[str, Any]] = []  # this start's own list: progress() follows it
+        self._starting, self._round = True, getattr(self, "_round", 0) + 1
         try:
             record = await self._call("POST", "hub/servers/", body)
             self.server_id = int(record["id"])
@@ -234,7 +238,7 @@ class IpynbsrvSpawner(Spawner):
                 self.api_token = kept
             return await self._until_running(record)
         finally:
-            self._started.set()
+            self._starting = False
 
     async def _until_running(self, record: dict[str, Any]) -> str:
         loop = asyncio.get_running_loop()
@@ -257,17 +261,24 @@ class IpynbsrvSpawner(Spawner):
             record = await self._call("GET", f"hub/servers/{self.server_id}/")
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
-        """Placement, the image's pull (with its percentage) and the start, as they happen."""
-        sent = 0
+        """Placement, the image's pull (with its percentage) and the start, as they happen. The
+        hub may ask before ``start`` has begun: it waits for that start (the hub ends the wait
+        when the spawn ends)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(self.start_timeout) + 5
+        asked = getattr(self, "_round", 0)
+        while not getattr(self, "_starting", False) and getattr(self, "_round", 0) == asked:
+            if loop.time() > deadline:
+                return
+            await asyncio.sleep(0.1)
+        events, sent = self._events, 0
         while loop.time() < deadline:
-            events = getattr(self, "_events", [])
             while sent < len(events):
                 yield events[sent]
                 sent += 1
-            started = getattr(self, "_started", None)
-            if started is not None and started.is_set():
+            if not self._starting or self._events is not events:
+                for event in events[sent:]:  # what came with the end
+                    yield event
                 return
             await asyncio.sleep(0.2)
 

@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 #: The environment a hub may give its containers: its own variables only.
 ENV_KEY = re.compile(r"(JUPYTERHUB_|JPY_)[A-Z0-9_]{1,100}")
-ENV_MAX_VALUE, ENV_MAX_KEYS = 8192, 100
+ENV_MAX_VALUE, ENV_MAX_KEYS = 32768, 100
 #: A user's name in a hub, as the master user's name takes it (letters, digits, @ . + - _).
 HUB_USER = re.compile(r"[\w.@+-]{1,100}")
 #: The name of the container of a user's default server; a named server's is ``hub-NAME``.

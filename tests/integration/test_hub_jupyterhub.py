@@ -96,6 +96,13 @@ c.JupyterHub.load_roles = [{{"name": "tester", "services": ["tester"],
 
     def stop(self) -> None:
         stop_process(self.process, timeout=20)
+        # the proxy the hub started (it stops it itself on SIGTERM; not after a SIGKILL)
+        pid_file = self.dir / "jupyterhub-proxy.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), 15)
+            except (ValueError, OSError):
+                pass  # gone already
 
     def log(self) -> str:
         return (self.dir / "jupyterhub.log").read_text(errors="replace")
@@ -138,7 +145,11 @@ def real_hub(master_settings, make_node, image, live_server, tmp_path):
     out = io.StringIO()
     call_command("ipynbsrv_hub", "add", "lab", stdout=out, stderr=io.StringIO())
     hub = RealHub(tmp_path, live_server.url, out.getvalue().strip())
-    hub.start()
+    try:
+        hub.start()
+    except BaseException:  # pytest's failure too: never leave the hub (and its proxy) running
+        hub.stop()
+        raise
     yield hub
     for container in Container.objects.all():  # the hub leaves its servers (cleanup_servers = False)
         from ipynbsrv_backends import services

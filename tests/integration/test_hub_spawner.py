@@ -260,6 +260,9 @@ def test_only_the_hubs_variables_pass_and_no_secret_shows(lab, live_server, capl
         assert answer.status_code == 200, answer
         text = answer.content.decode()
         assert token not in text and lab not in text and found.hub_user.hub.token_hash not in text
+    hub_pk = found.hub_user.hub.pk
+    assert admin.get("/admin/ipynbsrv_backends/hubcredential/add/").status_code == 403  # the command makes tokens
+    assert admin.get(f"/admin/ipynbsrv_backends/hubcredential/{hub_pk}/delete/").status_code == 403
     audit = json.dumps(list(AuditEntry.objects.values()), default=str)
     assert "lab.dave" in audit and token not in audit and lab not in audit
     assert token not in caplog.text and lab not in caplog.text
@@ -278,8 +281,15 @@ def test_the_command_shows_a_token_once_and_keeps_its_hash(hub_settings):
     new = rotated.getvalue().strip()
     assert new != token and hub_client(token).get("/api/hub/images/").status_code == 401
     assert hub_client(new).get("/api/hub/images/").status_code == 200
+    HubCredential.objects.filter(name="lab").update(enabled=False)  # turned off in the admin
+    assert hub_client(new).get("/api/hub/images/").status_code == 401
+    HubCredential.objects.filter(name="lab").update(enabled=True)
     with pytest.raises(Exception, match="exists already"):
         add_hub("lab")
+    entries = list(AuditEntry.objects.filter(action__startswith="hub.").values("action", "via", "target", "details"))
+    assert [(e["action"], e["via"], e["target"]) for e in reversed(entries)] == [
+        ("hub.add", "command", "lab"), ("hub.rotate", "command", "lab")]
+    assert token not in json.dumps(entries) and new not in json.dumps(entries)
 
 
 def test_a_commit_of_a_hub_server_leaves_no_token_in_the_image(lab, live_server, engine):
@@ -327,4 +337,65 @@ def test_a_moved_hub_server_keeps_the_hubs_environment_and_address_record(hub_se
     assert Container.objects.get(pk=alice.server_id).status == "suspended"
     assert run(alice.start()) == answer["url"] and run(alice.poll()) is None
     assert Container.objects.get(pk=alice.server_id).status == "running"
+    run(alice.delete_forever())
+
+
+def test_a_node_that_is_down_reaches_the_hub_in_the_masters_words(hub_settings, make_node, image, live_server):
+    """The only node's engine does not answer: the hub's start fails with what the master says."""
+    make_node("n1", base_url="tcp://127.0.0.1:9")  # nothing listens there
+    alice = spawner(live_server.url, add_hub("lab"))
+    with pytest.raises(MasterError) as failed:
+        run(alice.start())
+    assert failed.value.code in ("no_node_available", "backend_unavailable"), (failed.value.code, failed.value)
+    assert "n1" in str(failed.value) or "node" in str(failed.value), str(failed.value)
+
+
+@pytest.fixture
+def pushed(engine, registry):
+    """An image in the real registry with a layer of its own (30 MB of random bytes) that the
+    engine lacks, so a node pulls it (the recipe of test_pull_progress.py)."""
+    from ipynbsrv_backends.backends import Docker
+
+    from ..conftest import backend_options
+
+    pusher = Docker(**backend_options(registry=registry))
+    source = pusher.create_container("alice", 4242, "source", [], [], image=TEST_IMAGE)
+    pusher.exec_in_container(source["pk"], ["sh", "-c", "head -c 30000000 /dev/urandom > /blob"])
+    image = pusher.create_container_image(source["pk"], "hub-pull")  # pushed to the registry
+    engine.images.remove(image["pk"], force=True)
+    pusher.delete_container(source["pk"])
+    yield image["pk"]
+    try:
+        engine.images.remove(image["pk"], force=True)
+    except Exception:  # noqa: BLE001 - not pulled, or already gone
+        pass
+
+
+def test_the_hub_sees_the_nodes_pull_as_progress(hub_settings, make_node, live_server, registry, pushed):
+    make_node("n1", registry=registry, registry_insecure=True, pull_policy="if-not-present")
+    Image.objects.create(name="pulled", ref=pushed, public=True)
+    alice = spawner(live_server.url, add_hub("lab"))
+    alice.user_options = {"image": "pulled"}
+
+    async def start_with_progress() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+
+        async def follow() -> None:
+            async for event in alice.progress():
+                events.append(event)
+
+        follower = asyncio.ensure_future(follow())
+        await alice.start()
+        await asyncio.wait_for(follower, 10)
+        return events
+
+    events = run(start_with_progress())
+    pulling = [e for e in events if e["message"].startswith(f"pulling {pushed} on n1")]
+    assert pulling, events
+    assert all(10 <= e["progress"] <= 80 for e in pulling)
+    for event in pulling:
+        if "%)" in event["message"]:
+            percent = int(event["message"].rsplit("(", 1)[1].split(" ", 1)[0])
+            assert event["progress"] == min(10 + int(0.7 * percent), 80)
+    assert events[-1]["message"] == "running on n1"
     run(alice.delete_forever())

@@ -47,6 +47,7 @@ ENGINE_ONLY: dict[str, str] = {
     "test_api.py::test_no_secret_in_any_answer": "the secrets it hides are the Docker backend's registry credentials",
     "test_quotas.py::test_volume_space_as_the_engine_measures_it": "the Docker engine measures volumes (system df)",
     "test_quotas.py::test_a_nodes_host_api_reports_its_volumes_usage": "the Docker engine measures volumes (system df)",
+    "test_hub_spawner.py::test_a_node_that_is_down_reaches_the_hub_in_the_masters_words": _DOWN,
     "test_hub_spawner.py::test_a_commit_of_a_hub_server_leaves_no_token_in_the_image":
         "the Docker engine copies a container's environment into the images committed from it",
     "test_proxy.py::test_through_nginx_only_the_owner_reaches_a_real_notebook":
