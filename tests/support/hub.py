@@ -74,7 +74,7 @@ class HubSpec:
 
     spawner_config: str
     hub_ip: str
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12), repr=False)
     cull_timeout: int | None = None  # seconds idle before jupyterhub-idle-culler stops a server
     cull_every: int = 5
     activity_interval: int = 5  # how often a single-user server tells the hub it is active
