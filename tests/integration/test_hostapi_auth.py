@@ -114,7 +114,7 @@ def test_every_operation_but_liveness_refuses_bad_tokens(hostapi_node, docker_ba
     for method, path, op in operations:
         if method == "GET":
             # the event stream answers until its timeout (60 s unless asked): its shortest
-            params = {"timeout": 1} if op["operationId"] == "events" else None
+            params = {"timeout": 1, "heartbeat": 0.5} if op["operationId"] == "events" else None
             response = requests.get(base + path.format(**values), headers=good, params=params, timeout=30)
             assert response.status_code == 200, (op["operationId"], response.text)
 
